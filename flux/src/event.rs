@@ -1,0 +1,445 @@
+//! The event Flux controllers POST (fluxcd/pkg `apis/event/v1beta1` `Event`),
+//! decoded the way Go's `encoding/json` decodes it and encoded the way Go
+//! encodes it, so that Herald is wire-compatible in both directions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// The Kubernetes object an event is about (`involvedObject`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvolvedObject {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub api_version: String,
+    pub resource_version: String,
+    pub field_path: String,
+}
+
+/// A Flux event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FluxEvent {
+    pub involved_object: InvolvedObject,
+    pub severity: String,
+    /// `None` for Go's zero time (`null` or absent on the wire).
+    pub timestamp: Option<Timestamp>,
+    pub message: String,
+    pub reason: String,
+    pub metadata: BTreeMap<String, String>,
+    pub reporting_controller: String,
+    pub reporting_instance: String,
+}
+
+/// Why a request body is not a Flux event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is empty.
+    #[error("request body is empty, expected a JSON Flux event")]
+    Empty,
+    /// The body is not valid JSON for a Flux event; the message says where and why.
+    #[error("invalid Flux event JSON: {0}")]
+    Json(String),
+}
+
+// === impl FluxEvent ===
+
+impl FluxEvent {
+    /// Decodes a request body as Go's `json.Unmarshal` into `eventv1.Event` would.
+    ///
+    /// Object keys match field names case-insensitively, unknown fields are
+    /// ignored, the last of duplicated keys wins, `null` leaves a field empty
+    /// (a `null` body is an all-empty event), strings must be strings,
+    /// `timestamp` must be RFC 3339, and invalid UTF-8 becomes U+FFFD.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] with a message that names the offending field.
+    pub fn from_json(body: &[u8]) -> Result<Self, DecodeError> {
+        let text = String::from_utf8_lossy(body);
+        if text.trim_ascii().is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        serde_json::from_str::<GoEvent>(&text)
+            .map(|GoEvent(event)| event)
+            .map_err(|err| DecodeError::Json(err.to_string()))
+    }
+
+    /// Encodes the event exactly as the notification-controller's Go code does
+    /// (field order, omitted empties, UTC second timestamps, HTML escaping).
+    #[must_use]
+    pub fn to_go_json(&self) -> Vec<u8> {
+        crate::gojson::to_vec(self)
+    }
+
+    /// The API group of the involved object (`kustomize.toolkit.fluxcd.io`), or
+    /// the empty string when `apiVersion` is not of the form `group/version`.
+    #[must_use]
+    pub fn api_group(&self) -> &str {
+        crate::metadata::api_group(&self.involved_object.api_version)
+    }
+}
+
+/// Formats a timestamp as Go's `metav1.Time` does: UTC, whole seconds.
+#[must_use]
+pub fn format_go_time(ts: Timestamp) -> String {
+    // Go formats with RFC3339 (no fraction), which truncates towards the past.
+    let secs = ts.as_second() - i64::from(ts.subsec_nanosecond() < 0);
+    Timestamp::from_second(secs)
+        .unwrap_or(ts)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+impl Serialize for InvolvedObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = [
+            ("kind", &self.kind),
+            ("namespace", &self.namespace),
+            ("name", &self.name),
+            ("uid", &self.uid),
+            ("apiVersion", &self.api_version),
+            ("resourceVersion", &self.resource_version),
+            ("fieldPath", &self.field_path),
+        ];
+        let len = fields.iter().filter(|(_, v)| !v.is_empty()).count();
+        let mut s = serializer.serialize_struct("ObjectReference", len)?;
+        for (key, value) in fields {
+            if value.is_empty() {
+                s.skip_field(key)?;
+            } else {
+                s.serialize_field(key, value)?;
+            }
+        }
+        s.end()
+    }
+}
+
+impl Serialize for FluxEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Event", 8)?;
+        s.serialize_field("involvedObject", &self.involved_object)?;
+        s.serialize_field("severity", &self.severity)?;
+        s.serialize_field("timestamp", &self.timestamp.map(format_go_time))?;
+        s.serialize_field("message", &self.message)?;
+        s.serialize_field("reason", &self.reason)?;
+        if self.metadata.is_empty() {
+            s.skip_field("metadata")?;
+        } else {
+            s.serialize_field("metadata", &self.metadata)?;
+        }
+        s.serialize_field("reportingController", &self.reporting_controller)?;
+        if self.reporting_instance.is_empty() {
+            s.skip_field("reportingInstance")?;
+        } else {
+            s.serialize_field("reportingInstance", &self.reporting_instance)?;
+        }
+        s.end()
+    }
+}
+
+/// Folds a JSON key the way Go's `encoding/json` does before comparing it with
+/// a field name: ASCII upper-cased, and the two non-ASCII runes that fold onto
+/// ASCII letters (`ſ` U+017F → `S`, Kelvin sign U+212A → `K`) mapped to them.
+fn fold_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{017F}' => 'S',
+            '\u{212A}' => 'K',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
+/// A Go `string` field: a JSON string, or `null` which leaves it empty.
+struct GoString(String);
+
+impl<'de> Deserialize<'de> for GoString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<String>::deserialize(d).map(|s| GoString(s.unwrap_or_default()))
+    }
+}
+
+/// A Go `metav1.Time` field: an RFC 3339 string, or `null` for the zero time.
+struct GoTime(Option<Timestamp>);
+
+impl<'de> Deserialize<'de> for GoTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(GoTime(None)),
+            Some(text) => text.parse::<Timestamp>().map(|t| GoTime(Some(t))).map_err(|_| {
+                de::Error::custom(format_args!(
+                    "timestamp {text:?} is not an RFC 3339 time such as \"2024-05-07T05:02:34Z\""
+                ))
+            }),
+        }
+    }
+}
+
+/// A Go `map[string]string`: values must be strings (`null` gives "").
+struct GoStringMap(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for GoStringMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = Option::<BTreeMap<String, GoString>>::deserialize(d)?;
+        Ok(GoStringMap(
+            map.unwrap_or_default()
+                .into_iter()
+                .map(|(k, GoString(v))| (k, v))
+                .collect(),
+        ))
+    }
+}
+
+fn field_error<E: de::Error>(field: &str, err: impl fmt::Display) -> E {
+    E::custom(format_args!("field \"{field}\": {err}"))
+}
+
+struct GoEvent(FluxEvent);
+
+impl<'de> Deserialize<'de> for GoEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EventVisitor).map(GoEvent)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = FluxEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object (a Flux event)")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<FluxEvent, E> {
+        Ok(FluxEvent::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FluxEvent, A::Error> {
+        let mut event = FluxEvent::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let target = match fold_key(&key).as_str() {
+                "INVOLVEDOBJECT" => {
+                    let GoObject(obj) = map
+                        .next_value()
+                        .map_err(|e| field_error("involvedObject", e))?;
+                    if let Some(obj) = obj {
+                        event.involved_object = obj;
+                    }
+                    continue;
+                }
+                "TIMESTAMP" => {
+                    let GoTime(t) = map
+                        .next_value()
+                        .map_err(|e| field_error("timestamp", e))?;
+                    event.timestamp = t;
+                    continue;
+                }
+                "METADATA" => {
+                    let GoStringMap(m) = map
+                        .next_value()
+                        .map_err(|e| field_error("metadata", e))?;
+                    event.metadata = m;
+                    continue;
+                }
+                "SEVERITY" => &mut event.severity,
+                "MESSAGE" => &mut event.message,
+                "REASON" => &mut event.reason,
+                "REPORTINGCONTROLLER" => &mut event.reporting_controller,
+                "REPORTINGINSTANCE" => &mut event.reporting_instance,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let GoString(value) = map.next_value().map_err(|e| field_error(&key, e))?;
+            *target = value;
+        }
+        Ok(event)
+    }
+}
+
+/// `involvedObject`: an object, or `null` (which leaves it as it was).
+struct GoObject(Option<InvolvedObject>);
+
+impl<'de> Deserialize<'de> for GoObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjectVisitor).map(GoObject)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Option<InvolvedObject>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object (a Kubernetes object reference)")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut obj = InvolvedObject::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let target = match fold_key(&key).as_str() {
+                "KIND" => &mut obj.kind,
+                "NAMESPACE" => &mut obj.namespace,
+                "NAME" => &mut obj.name,
+                "UID" => &mut obj.uid,
+                "APIVERSION" => &mut obj.api_version,
+                "RESOURCEVERSION" => &mut obj.resource_version,
+                "FIELDPATH" => &mut obj.field_path,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let GoString(value) = map
+                .next_value()
+                .map_err(|e| field_error(&format!("involvedObject.{key}"), e))?;
+            *target = value;
+        }
+        Ok(Some(obj))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const E1: &str = r#"{
+      "involvedObject": {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                         "name": "webapp", "namespace": "apps", "uid": "7d0cdc51-ddcf-4743-b223-83ca5c699632"},
+      "metadata": {"kustomize.toolkit.fluxcd.io/revision": "main/731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"},
+      "severity": "error",
+      "reason": "ValidationFailed",
+      "message": "service/apps/webapp validation error: spec.type: Unsupported value: Ingress",
+      "reportingController": "kustomize-controller",
+      "timestamp": "2022-10-28T07:26:19Z"
+    }"#;
+
+    #[test]
+    fn decodes_the_documented_example() {
+        let event = FluxEvent::from_json(E1.as_bytes()).unwrap();
+        assert_eq!(event.involved_object.kind, "Kustomization");
+        assert_eq!(event.involved_object.namespace, "apps");
+        assert_eq!(event.severity, "error");
+        assert_eq!(event.reason, "ValidationFailed");
+        assert_eq!(
+            event.metadata["kustomize.toolkit.fluxcd.io/revision"],
+            "main/731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"
+        );
+        assert_eq!(
+            format_go_time(event.timestamp.unwrap()),
+            "2022-10-28T07:26:19Z"
+        );
+        assert_eq!(event.api_group(), "kustomize.toolkit.fluxcd.io");
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_and_unknown_fields_are_ignored() {
+        let body = br#"{"INVOLVEDOBJECT":{"KIND":"Bucket","Name":"b"},"Severity":"info",
+                        "extra":[1,2,{"x":null}],"\u212Aind":"ignored","reason":"a","REASON":"b"}"#;
+        let event = FluxEvent::from_json(body).unwrap();
+        assert_eq!(event.involved_object.kind, "Bucket");
+        assert_eq!(event.involved_object.name, "b");
+        assert_eq!(event.severity, "info");
+        assert_eq!(event.reason, "b", "the last duplicated key wins");
+    }
+
+    #[test]
+    fn kelvin_and_long_s_fold_like_go() {
+        let body = "{\"involvedObject\":{\"\u{212A}ind\":\"K\"},\"\u{017F}everity\":\"error\"}";
+        let event = FluxEvent::from_json(body.as_bytes()).unwrap();
+        assert_eq!(event.involved_object.kind, "K");
+        assert_eq!(event.severity, "error");
+    }
+
+    #[test]
+    fn null_body_and_null_fields_are_empty() {
+        assert_eq!(FluxEvent::from_json(b"null").unwrap(), FluxEvent::default());
+        let event = FluxEvent::from_json(
+            br#"{"severity":null,"timestamp":null,"metadata":null,"involvedObject":null}"#,
+        )
+        .unwrap();
+        assert_eq!(event, FluxEvent::default());
+    }
+
+    #[test]
+    fn rejections_say_what_is_wrong() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"   ", "empty"),
+            (b"{", "EOF"),
+            (b"[]", "expected a JSON object"),
+            (br#"{"severity":3}"#, "field \"severity\""),
+            (br#"{"metadata":{"a":1}}"#, "field \"metadata\""),
+            (br#"{"involvedObject":{"name":true}}"#, "involvedObject.name"),
+            (br#"{"timestamp":"yesterday"}"#, "not an RFC 3339 time"),
+            (br#"{"timestamp":12}"#, "field \"timestamp\""),
+            (br#"{} {}"#, "trailing characters"),
+        ];
+        for (body, needle) in cases {
+            let err = FluxEvent::from_json(body).unwrap_err().to_string();
+            assert!(
+                err.contains(needle),
+                "{:?}: {err:?} lacks {needle:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_strings_becomes_replacement_character() {
+        let mut body = br#"{"message":"a"#.to_vec();
+        body.push(0xff);
+        body.extend_from_slice(br#"b"}"#);
+        let event = FluxEvent::from_json(&body).unwrap();
+        assert_eq!(event.message, "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn fractional_and_offset_timestamps_are_accepted() {
+        let event =
+            FluxEvent::from_json(br#"{"timestamp":"2024-05-07T07:02:34.123456+02:00"}"#).unwrap();
+        assert_eq!(
+            format_go_time(event.timestamp.unwrap()),
+            "2024-05-07T05:02:34Z"
+        );
+    }
+
+    #[test]
+    fn encodes_like_go() {
+        let mut event = FluxEvent::from_json(E1.as_bytes()).unwrap();
+        event.metadata = BTreeMap::from([
+            ("revision".to_owned(), "main/731f".to_owned()),
+            ("a".to_owned(), "<b>&".to_owned()),
+        ]);
+        let json = String::from_utf8(event.to_go_json()).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"webapp","#,
+                r#""uid":"7d0cdc51-ddcf-4743-b223-83ca5c699632","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},"#,
+                r#""severity":"error","timestamp":"2022-10-28T07:26:19Z","#,
+                r#""message":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+                r#""reason":"ValidationFailed","metadata":{"a":"\u003cb\u003e\u0026","revision":"main/731f"},"#,
+                r#""reportingController":"kustomize-controller"}"#
+            )
+        );
+        let empty = String::from_utf8(FluxEvent::default().to_go_json()).unwrap();
+        assert_eq!(
+            empty,
+            r#"{"involvedObject":{},"severity":"","timestamp":null,"message":"","reason":"","reportingController":""}"#
+        );
+    }
+}

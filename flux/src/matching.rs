@@ -1,0 +1,436 @@
+//! Alert matching (flux-semantics §3.4) and per-provider dispatch gating (§3.8),
+//! with an index so that the cost per event depends on the Alerts that can
+//! match it, not on all Alerts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use herald_proto::Event;
+use regex::Regex;
+
+use crate::metadata::EVENT_GROUP;
+use crate::objects::{Alert, CHANGE_REQUEST_TYPES, COMMIT_STATUS_TYPES, GENERIC_TYPES};
+
+/// An Alert with its regexes compiled once.
+#[derive(Debug)]
+pub struct CompiledAlert {
+    pub alert: Alert,
+    /// The Alert's uid (explicit or derived).
+    pub uid: String,
+    inclusion: Vec<Regex>,
+    exclusion: Vec<Regex>,
+    /// Problems found while compiling (invalid regexes), in the
+    /// notification-controller's words.
+    pub warnings: Vec<String>,
+}
+
+// === impl CompiledAlert ===
+
+impl CompiledAlert {
+    /// Compiles the Alert's inclusion and exclusion lists. An invalid regex is
+    /// skipped with a warning, as the notification-controller does; so an
+    /// inclusion list whose entries are all invalid matches nothing.
+    #[must_use]
+    pub fn new(alert: Alert) -> Self {
+        let mut warnings = Vec::new();
+        let mut compile = |list: &[String], which: &str| -> Vec<Regex> {
+            list.iter()
+                .filter_map(|expr| match Regex::new(expr) {
+                    Ok(re) => Some(re),
+                    Err(_) => {
+                        warnings.push(format!("failed to compile {which} regex: {expr}"));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let inclusion = compile(&alert.spec.inclusion_list, "inclusion");
+        let exclusion = compile(&alert.spec.exclusion_list, "exclusion");
+        Self {
+            uid: alert.uid(),
+            alert,
+            inclusion,
+            exclusion,
+            warnings,
+        }
+    }
+
+    /// Whether this Alert selects the event (§3.4, steps 1–4).
+    #[must_use]
+    pub fn matches(&self, event: &Event) -> bool {
+        let spec = &self.alert.spec;
+        if spec.suspend {
+            return false;
+        }
+        let source_matches = spec
+            .event_sources
+            .iter()
+            .any(|source| self.source_matches(source, event));
+        if !source_matches {
+            return false;
+        }
+        if !spec.inclusion_list.is_empty()
+            && !self.inclusion.iter().any(|re| re.is_match(&event.message))
+        {
+            return false;
+        }
+        !self.exclusion.iter().any(|re| re.is_match(&event.message))
+    }
+
+    fn source_matches(&self, source: &crate::objects::EventSource, event: &Event) -> bool {
+        let obj = event.involved_object.as_ref();
+        let (kind, namespace, name) = obj.map_or(("", "", ""), |o| {
+            (o.kind.as_str(), o.namespace.as_str(), o.name.as_str())
+        });
+        let wanted_namespace = if source.namespace.is_empty() {
+            &self.alert.meta.namespace
+        } else {
+            &source.namespace
+        };
+        if namespace != wanted_namespace || kind != source.kind {
+            return false;
+        }
+        let severity = self.alert.event_severity();
+        if event.severity != severity && severity != "info" {
+            return false;
+        }
+        if source.name != "*" && source.name != name {
+            return false;
+        }
+        match &source.match_labels {
+            None => true,
+            // Labels travel with the event; when they are unknown the object
+            // cannot be checked, which Flux treats as a failed lookup.
+            Some(selector) => {
+                event.labels_known
+                    && selector
+                        .iter()
+                        .all(|(k, v)| event.labels.get(k).is_some_and(|l| l == v))
+            }
+        }
+    }
+}
+
+/// Alerts indexed by the (namespace, kind) of the events they can match.
+#[derive(Debug, Default)]
+pub struct AlertIndex {
+    alerts: Vec<Arc<CompiledAlert>>,
+    by_source: HashMap<(String, String), Vec<usize>>,
+}
+
+// === impl AlertIndex ===
+
+impl AlertIndex {
+    /// Indexes `alerts`; matching keeps their order.
+    #[must_use]
+    pub fn new(alerts: Vec<Arc<CompiledAlert>>) -> Self {
+        let mut by_source: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, compiled) in alerts.iter().enumerate() {
+            if compiled.alert.spec.suspend {
+                continue;
+            }
+            for source in &compiled.alert.spec.event_sources {
+                let namespace = if source.namespace.is_empty() {
+                    compiled.alert.meta.namespace.clone()
+                } else {
+                    source.namespace.clone()
+                };
+                let slot = by_source.entry((namespace, source.kind.clone())).or_default();
+                if slot.last() != Some(&i) {
+                    slot.push(i);
+                }
+            }
+        }
+        Self { alerts, by_source }
+    }
+
+    /// All indexed Alerts, in order.
+    #[must_use]
+    pub fn alerts(&self) -> &[Arc<CompiledAlert>] {
+        &self.alerts
+    }
+
+    /// The Alerts that select `event`, in order.
+    #[must_use]
+    pub fn matching(&self, event: &Event) -> Vec<Arc<CompiledAlert>> {
+        let Some(obj) = event.involved_object.as_ref() else {
+            return Vec::new();
+        };
+        let key = (obj.namespace.clone(), obj.kind.clone());
+        let Some(candidates) = self.by_source.get(&key) else {
+            return Vec::new();
+        };
+        candidates
+            .iter()
+            .map(|&i| &self.alerts[i])
+            .filter(|a| a.matches(event))
+            .cloned()
+            .collect()
+    }
+}
+
+/// What dispatch gating decided for one (event, Alert, Provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Send it.
+    Send,
+    /// `--no-cross-namespace-refs` is on and the event is from another namespace.
+    CrossNamespaceDenied,
+    /// The Provider is suspended (silent skip).
+    ProviderSuspended,
+    /// A `commit_status=update` event for a provider that is neither a
+    /// commit-status nor a generic type (silent skip).
+    CommitStatusUpdateOnly,
+    /// A commit-status provider, an info event without `commit` metadata that
+    /// is not a commit-status update.
+    MissingCommit,
+    /// A change-request provider and no `change_request` metadata.
+    MissingChangeRequest,
+}
+
+/// Decides whether a matched event goes to a provider (flux-semantics §3.8,
+/// steps 1 and 3–6). `metadata` is the event's metadata after stages A and B
+/// (keys still prefixed), `group` the involved object's API group.
+#[must_use]
+pub fn gate(
+    event: &Event,
+    alert_namespace: &str,
+    no_cross_namespace_refs: bool,
+    provider_type: &str,
+    provider_suspended: bool,
+    group: &str,
+) -> Gate {
+    let namespace = event
+        .involved_object
+        .as_ref()
+        .map_or("", |o| o.namespace.as_str());
+    if no_cross_namespace_refs && namespace != alert_namespace {
+        return Gate::CrossNamespaceDenied;
+    }
+    if provider_suspended {
+        return Gate::ProviderSuspended;
+    }
+    let metadata: &BTreeMap<String, String> = &event.metadata;
+    let commit_status_update = metadata
+        .get(&format!("{group}/commit_status"))
+        .is_some_and(|v| v == "update");
+    let is_commit_status = COMMIT_STATUS_TYPES.contains(&provider_type);
+    if commit_status_update && !is_commit_status && !GENERIC_TYPES.contains(&provider_type) {
+        return Gate::CommitStatusUpdateOnly;
+    }
+    let non_empty = |key: &str| {
+        metadata
+            .get(&format!("{EVENT_GROUP}/{key}"))
+            .is_some_and(|v| !v.is_empty())
+    };
+    if is_commit_status && !non_empty("commit") && !commit_status_update && event.severity != "error"
+    {
+        return Gate::MissingCommit;
+    }
+    if CHANGE_REQUEST_TYPES.contains(&provider_type) && !non_empty("change_request") {
+        return Gate::MissingChangeRequest;
+    }
+    Gate::Send
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::{AlertSpec, EventSource, LocalRef, ObjectMeta};
+    use herald_proto::ObjectReference;
+
+    fn alert(name: &str, namespace: &str, severity: &str, sources: Vec<EventSource>) -> Alert {
+        Alert {
+            meta: ObjectMeta {
+                name: name.into(),
+                namespace: namespace.into(),
+                ..ObjectMeta::default()
+            },
+            spec: AlertSpec {
+                provider_ref: LocalRef { name: "p".into() },
+                event_severity: severity.into(),
+                event_sources: sources,
+                ..AlertSpec::default()
+            },
+        }
+    }
+
+    fn source(kind: &str, name: &str, namespace: &str) -> EventSource {
+        EventSource {
+            kind: kind.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+            ..EventSource::default()
+        }
+    }
+
+    fn event(kind: &str, namespace: &str, name: &str, severity: &str, message: &str) -> Event {
+        Event {
+            involved_object: Some(ObjectReference {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                ..ObjectReference::default()
+            }),
+            severity: severity.into(),
+            message: message.into(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn source_rules_follow_flux() {
+        let ks = |name: &str, ns: &str| source("Kustomization", name, ns);
+        // (alert namespace, severity, sources, event kind/ns/name/severity, expected)
+        let table: &[(&str, &str, Vec<EventSource>, (&str, &str, &str, &str), bool)] = &[
+            ("apps", "info", vec![ks("*", "")], ("Kustomization", "apps", "x", "info"), true),
+            ("apps", "info", vec![ks("*", "")], ("Kustomization", "other", "x", "info"), false),
+            ("apps", "info", vec![ks("*", "other")], ("Kustomization", "other", "x", "info"), true),
+            ("apps", "info", vec![ks("*", "*")], ("Kustomization", "other", "x", "info"), false),
+            ("apps", "info", vec![ks("x", "")], ("Kustomization", "apps", "x", "error"), true),
+            ("apps", "info", vec![ks("x", "")], ("Kustomization", "apps", "y", "info"), false),
+            ("apps", "info", vec![ks("web*", "")], ("Kustomization", "apps", "webapp", "info"), false),
+            ("apps", "info", vec![ks("*", "")], ("kustomization", "apps", "x", "info"), false),
+            ("apps", "info", vec![ks("*", "")], ("HelmRelease", "apps", "x", "info"), false),
+            ("apps", "error", vec![ks("*", "")], ("Kustomization", "apps", "x", "info"), false),
+            ("apps", "error", vec![ks("*", "")], ("Kustomization", "apps", "x", "error"), true),
+            ("apps", "", vec![ks("*", "")], ("Kustomization", "apps", "x", "trace"), true),
+            ("apps", "info", vec![], ("Kustomization", "apps", "x", "info"), false),
+            (
+                "apps",
+                "info",
+                vec![source("HelmRelease", "*", ""), ks("x", "")],
+                ("Kustomization", "apps", "x", "info"),
+                true,
+            ),
+        ];
+        for (i, (ns, severity, sources, (kind, ens, name, esev), want)) in
+            table.iter().enumerate()
+        {
+            let compiled = CompiledAlert::new(alert("a", ns, severity, sources.clone()));
+            let got = compiled.matches(&event(kind, ens, name, esev, "m"));
+            assert_eq!(got, *want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn suspended_alerts_never_match() {
+        let mut a = alert("a", "apps", "info", vec![source("Kustomization", "*", "")]);
+        a.spec.suspend = true;
+        let index = AlertIndex::new(vec![Arc::new(CompiledAlert::new(a))]);
+        assert!(
+            index
+                .matching(&event("Kustomization", "apps", "x", "info", "m"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn inclusion_then_exclusion() {
+        let mut a = alert("a", "apps", "info", vec![source("Kustomization", "*", "")]);
+        a.spec.inclusion_list = vec!["^deploy".into(), "(".into()];
+        a.spec.exclusion_list = vec!["skip".into()];
+        let compiled = CompiledAlert::new(a);
+        assert_eq!(compiled.warnings, ["failed to compile inclusion regex: ("]);
+        let ev = |m: &str| event("Kustomization", "apps", "x", "info", m);
+        assert!(compiled.matches(&ev("deployed v2")));
+        assert!(!compiled.matches(&ev("x deployed")));
+        assert!(!compiled.matches(&ev("deployed, skip this")));
+
+        let mut all_invalid = alert("b", "apps", "info", vec![source("Kustomization", "*", "")]);
+        all_invalid.spec.inclusion_list = vec!["(".into()];
+        assert!(!CompiledAlert::new(all_invalid).matches(&ev("anything")));
+    }
+
+    #[test]
+    fn match_labels_need_known_labels() {
+        let mut s = source("Kustomization", "*", "");
+        s.match_labels = Some(BTreeMap::from([("team".into(), "a".into())]));
+        let compiled = CompiledAlert::new(alert("a", "apps", "info", vec![s.clone()]));
+        let mut ev = event("Kustomization", "apps", "x", "info", "m");
+        assert!(!compiled.matches(&ev), "labels unknown");
+        ev.labels_known = true;
+        assert!(!compiled.matches(&ev), "label missing");
+        ev.labels.insert("team".into(), "a".into());
+        assert!(compiled.matches(&ev));
+        s.match_labels = Some(BTreeMap::new());
+        let empty = CompiledAlert::new(alert("a", "apps", "info", vec![s]));
+        ev.labels_known = false;
+        assert!(!empty.matches(&ev), "an empty selector still needs the object");
+    }
+
+    #[test]
+    fn index_returns_matches_in_order_and_skips_others() {
+        let mut alerts = Vec::new();
+        for i in 0..100 {
+            alerts.push(Arc::new(CompiledAlert::new(alert(
+                &format!("a{i}"),
+                &format!("ns{i}"),
+                "info",
+                vec![source("Kustomization", "*", "")],
+            ))));
+        }
+        alerts.push(Arc::new(CompiledAlert::new(alert(
+            "cross",
+            "other",
+            "info",
+            vec![source("Kustomization", "*", "ns7"), source("Kustomization", "x", "ns7")],
+        ))));
+        let index = AlertIndex::new(alerts);
+        let names: Vec<String> = index
+            .matching(&event("Kustomization", "ns7", "x", "info", "m"))
+            .iter()
+            .map(|a| a.alert.meta.name.clone())
+            .collect();
+        assert_eq!(names, ["a7", "cross"]);
+    }
+
+    #[test]
+    fn gating_follows_provider_categories() {
+        let g = "kustomize.toolkit.fluxcd.io";
+        let mut update = event("Kustomization", "apps", "x", "info", "m");
+        update
+            .metadata
+            .insert(format!("{g}/commit_status"), "update".into());
+        let plain = event("Kustomization", "apps", "x", "info", "m");
+        let failed = event("Kustomization", "apps", "x", "error", "m");
+        let mut with_commit = plain.clone();
+        with_commit
+            .metadata
+            .insert("event.toolkit.fluxcd.io/commit".into(), "abc".into());
+        let mut with_cr = plain.clone();
+        with_cr
+            .metadata
+            .insert("event.toolkit.fluxcd.io/change_request".into(), "7".into());
+
+        let table = [
+            (&update, "slack", Gate::CommitStatusUpdateOnly),
+            (&update, "generic", Gate::Send),
+            (&update, "github", Gate::Send),
+            (&update, "githubdispatch", Gate::CommitStatusUpdateOnly),
+            (&update, "githubpullrequestcomment", Gate::CommitStatusUpdateOnly),
+            (&plain, "github", Gate::MissingCommit),
+            (&failed, "gitlab", Gate::Send),
+            (&with_commit, "gitea", Gate::Send),
+            (&plain, "slack", Gate::Send),
+            (&plain, "gitlabmergerequestcomment", Gate::MissingChangeRequest),
+            (&with_cr, "gitlabmergerequestcomment", Gate::Send),
+        ];
+        for (ev, provider_type, want) in table {
+            assert_eq!(
+                gate(ev, "apps", false, provider_type, false, g),
+                want,
+                "{provider_type}"
+            );
+        }
+        assert_eq!(
+            gate(&plain, "apps", false, "slack", true, g),
+            Gate::ProviderSuspended
+        );
+        assert_eq!(
+            gate(&plain, "other", true, "slack", false, g),
+            Gate::CrossNamespaceDenied
+        );
+        assert_eq!(gate(&plain, "other", false, "slack", false, g), Gate::Send);
+    }
+}

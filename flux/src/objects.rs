@@ -1,0 +1,688 @@
+//! The objects users write: Flux `Alert` and `Provider`
+//! (`notification.toolkit.fluxcd.io/v1beta3`) and Kubernetes `Secret`s, parsed
+//! from multi-document YAML and checked against the CRDs' validation rules.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// The API group of Alerts and Providers.
+pub const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io";
+
+/// Event source kinds an Alert may name (the CRD's enum).
+pub const SOURCE_KINDS: &[&str] = &[
+    "Bucket",
+    "GitRepository",
+    "Kustomization",
+    "HelmRelease",
+    "HelmChart",
+    "HelmRepository",
+    "ImageRepository",
+    "ImagePolicy",
+    "ImageUpdateAutomation",
+    "OCIRepository",
+    "ArtifactGenerator",
+    "ExternalArtifact",
+];
+
+/// Every Provider `spec.type` the CRD accepts.
+pub const PROVIDER_TYPES: &[&str] = &[
+    "slack",
+    "discord",
+    "msteams",
+    "rocket",
+    "generic",
+    "generic-hmac",
+    "github",
+    "gitlab",
+    "gitea",
+    "giteapullrequestcomment",
+    "bitbucketserver",
+    "bitbucket",
+    "azuredevops",
+    "googlechat",
+    "googlepubsub",
+    "webex",
+    "sentry",
+    "azureeventhub",
+    "telegram",
+    "lark",
+    "matrix",
+    "opsgenie",
+    "alertmanager",
+    "grafana",
+    "githubdispatch",
+    "githubpullrequestcomment",
+    "gitlabmergerequestcomment",
+    "pagerduty",
+    "datadog",
+    "nats",
+    "zulip",
+    "otel",
+    "zoom",
+    "incident.io",
+];
+
+/// Provider types that set commit statuses.
+pub const COMMIT_STATUS_TYPES: &[&str] = &[
+    "github",
+    "gitlab",
+    "gitea",
+    "bitbucketserver",
+    "bitbucket",
+    "azuredevops",
+];
+
+/// Provider types that forward the whole event.
+pub const GENERIC_TYPES: &[&str] = &["generic", "generic-hmac"];
+
+/// Provider types that comment on pull or merge requests.
+pub const CHANGE_REQUEST_TYPES: &[&str] = &[
+    "githubpullrequestcomment",
+    "gitlabmergerequestcomment",
+    "giteapullrequestcomment",
+];
+
+/// The default Provider timeout.
+pub const DEFAULT_PROVIDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The metadata Herald keeps of an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A reference to an object in the referrer's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct LocalRef {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// One entry of an Alert's `eventSources`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSource {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub api_version: String,
+    /// `None` when absent; `Some(empty)` is not the same (flux-semantics §9.10).
+    #[serde(default)]
+    pub match_labels: Option<BTreeMap<String, String>>,
+}
+
+/// An Alert's spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSpec {
+    #[serde(default)]
+    pub provider_ref: LocalRef,
+    #[serde(default)]
+    pub event_severity: String,
+    #[serde(default)]
+    pub event_sources: Vec<EventSource>,
+    #[serde(default)]
+    pub inclusion_list: Vec<String>,
+    #[serde(default)]
+    pub exclusion_list: Vec<String>,
+    #[serde(default)]
+    pub event_metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// A Flux Alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alert {
+    pub meta: ObjectMeta,
+    pub spec: AlertSpec,
+}
+
+/// A Provider's spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSpec {
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub interval: String,
+    #[serde(default)]
+    pub channel: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub timeout: String,
+    #[serde(default)]
+    pub proxy: String,
+    #[serde(default)]
+    pub secret_ref: Option<LocalRef>,
+    #[serde(default)]
+    pub cert_secret_ref: Option<LocalRef>,
+    #[serde(default)]
+    pub proxy_secret_ref: Option<LocalRef>,
+    #[serde(default)]
+    pub service_account_name: String,
+    #[serde(default)]
+    pub suspend: bool,
+    #[serde(default)]
+    pub commit_status_expr: String,
+}
+
+/// A Flux Provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provider {
+    pub meta: ObjectMeta,
+    pub spec: ProviderSpec,
+}
+
+/// A Kubernetes Secret, with `data` decoded and `stringData` merged over it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret {
+    pub meta: ObjectMeta,
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print secret values.
+        f.debug_struct("Secret")
+            .field("meta", &self.meta)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One object of a folder of manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Alert(Alert),
+    Provider(Provider),
+    Secret(Secret),
+}
+
+/// Why a document is not a usable object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{object}: {reason}")]
+pub struct ParseError {
+    /// `Kind/namespace/name`, or `document N` when the object has no name yet.
+    pub object: String,
+    /// What is wrong, in words the author can act on.
+    pub reason: String,
+}
+
+// === impl ObjectMeta ===
+
+impl ObjectMeta {
+    /// A uid for the object: `metadata.uid` when the manifest has one, else one
+    /// derived from the kind, namespace and name, stable across restarts and
+    /// replicas (UUID-shaped, so the first dash-separated segment is 8 hex digits).
+    #[must_use]
+    pub fn uid_or_derived(&self, kind: &str) -> String {
+        if !self.uid.is_empty() {
+            return self.uid.clone();
+        }
+        let digest = Sha256::digest(format!("herald/{kind}/{}/{}", self.namespace, self.name));
+        let h = hex::encode(&digest[..16]);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+}
+
+// === impl Alert ===
+
+impl Alert {
+    /// `namespace/name`.
+    #[must_use]
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.meta.namespace, self.meta.name)
+    }
+
+    /// The Alert's uid (see [`ObjectMeta::uid_or_derived`]).
+    #[must_use]
+    pub fn uid(&self) -> String {
+        self.meta.uid_or_derived("Alert")
+    }
+
+    /// The effective `eventSeverity`: what the API server stores (`info` when unset).
+    #[must_use]
+    pub fn event_severity(&self) -> &str {
+        if self.spec.event_severity.is_empty() {
+            "info"
+        } else {
+            &self.spec.event_severity
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let spec = &self.spec;
+        if spec.provider_ref.name.is_empty() {
+            return Err("spec.providerRef.name is required".to_owned());
+        }
+        if !matches!(spec.event_severity.as_str(), "" | "info" | "error") {
+            return Err(format!(
+                "spec.eventSeverity {:?} must be \"info\" or \"error\"",
+                spec.event_severity
+            ));
+        }
+        for (i, source) in spec.event_sources.iter().enumerate() {
+            if !SOURCE_KINDS.contains(&source.kind.as_str()) {
+                return Err(format!(
+                    "spec.eventSources[{i}].kind {:?} must be one of {}",
+                    source.kind,
+                    SOURCE_KINDS.join(", ")
+                ));
+            }
+            if source.name.is_empty() || source.name.len() > 253 {
+                return Err(format!(
+                    "spec.eventSources[{i}].name must have 1 to 253 characters"
+                ));
+            }
+            if source.namespace.len() > 253 {
+                return Err(format!(
+                    "spec.eventSources[{i}].namespace must have at most 253 characters"
+                ));
+            }
+        }
+        if spec.summary.len() > 255 {
+            return Err("spec.summary must have at most 255 characters".to_owned());
+        }
+        Ok(())
+    }
+}
+
+// === impl Provider ===
+
+impl Provider {
+    /// `namespace/name`.
+    #[must_use]
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.meta.namespace, self.meta.name)
+    }
+
+    /// The Provider's uid (see [`ObjectMeta::uid_or_derived`]).
+    #[must_use]
+    pub fn uid(&self) -> String {
+        self.meta.uid_or_derived("Provider")
+    }
+
+    /// The send deadline: `spec.timeout`, 15 s when unset.
+    #[must_use]
+    pub fn timeout(&self) -> std::time::Duration {
+        if self.spec.timeout.is_empty() {
+            return DEFAULT_PROVIDER_TIMEOUT;
+        }
+        crate::duration::parse(&self.spec.timeout).unwrap_or(DEFAULT_PROVIDER_TIMEOUT)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let spec = &self.spec;
+        if spec.type_.is_empty() {
+            return Err("spec.type is required".to_owned());
+        }
+        if !PROVIDER_TYPES.contains(&spec.type_.as_str()) {
+            return Err(format!(
+                "spec.type {:?} is not a Flux provider type (one of {})",
+                spec.type_,
+                PROVIDER_TYPES.join(", ")
+            ));
+        }
+        for (field, value) in [
+            ("address", &spec.address),
+            ("channel", &spec.channel),
+            ("username", &spec.username),
+            ("proxy", &spec.proxy),
+        ] {
+            if value.len() > 2048 {
+                return Err(format!("spec.{field} must have at most 2048 characters"));
+            }
+        }
+        if !spec.timeout.is_empty() {
+            let valid = !spec.timeout.contains('h')
+                && crate::duration::parse(&spec.timeout).is_ok_and(|d| !d.is_zero());
+            if !valid {
+                return Err(format!(
+                    "spec.timeout {:?} must be a duration in ms, s or m such as \"30s\"",
+                    spec.timeout
+                ));
+            }
+        }
+        if !spec.proxy.is_empty()
+            && !(spec.proxy.starts_with("http://") || spec.proxy.starts_with("https://"))
+        {
+            return Err(format!(
+                "spec.proxy {:?} must start with http:// or https://",
+                spec.proxy
+            ));
+        }
+        if !spec.commit_status_expr.is_empty() && !COMMIT_STATUS_TYPES.contains(&spec.type_.as_str())
+        {
+            return Err(format!(
+                "spec.commitStatusExpr is only allowed for the types {}",
+                COMMIT_STATUS_TYPES.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+// === parsing ===
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawObject {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: serde_json::Value,
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+    #[serde(default)]
+    string_data: BTreeMap<String, String>,
+}
+
+/// Parses a multi-document YAML text into objects.
+///
+/// Documents that are not Alerts, Providers or Secrets (or are empty) are
+/// skipped; each one that is but cannot be used gives a [`ParseError`].
+/// Objects without a namespace get `default_namespace`.
+///
+/// # Errors
+///
+/// A YAML syntax error fails the whole text, with the parser's message.
+pub fn parse_documents(
+    text: &str,
+    default_namespace: &str,
+) -> Result<Vec<Result<Object, ParseError>>, String> {
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+    Ok(documents
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, doc)| parse_document(i, doc, default_namespace))
+        .collect())
+}
+
+fn parse_document(
+    index: usize,
+    doc: serde_json::Value,
+    default_namespace: &str,
+) -> Option<Result<Object, ParseError>> {
+    if doc.is_null() {
+        return None;
+    }
+    let text_of = |key: &str| {
+        doc.get(key)
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let kind = text_of("kind");
+    let api_version = text_of("apiVersion");
+    let (kind, api_version) = (kind.as_str(), api_version.as_str());
+    let group = crate::metadata::api_group(api_version);
+    let wanted = match (group, kind) {
+        (NOTIFICATION_GROUP, "Alert" | "Provider") => true,
+        ("", "Secret") if api_version == "v1" => true,
+        _ => false,
+    };
+    if !wanted {
+        return None;
+    }
+    let name_hint = doc
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .map(str::to_owned);
+    let error = |object: String, reason: String| ParseError { object, reason };
+    let mut raw: RawObject = match serde_json::from_value(doc) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let object = name_hint.map_or_else(
+                || format!("document {}", index + 1),
+                |n| format!("{kind}/{n}"),
+            );
+            return Some(Err(error(object, e.to_string())));
+        }
+    };
+    if raw.metadata.namespace.is_empty() {
+        raw.metadata.namespace = default_namespace.to_owned();
+    }
+    let object = format!("{kind}/{}/{}", raw.metadata.namespace, raw.metadata.name);
+    if raw.metadata.name.is_empty() {
+        return Some(Err(error(
+            format!("{kind} (document {})", index + 1),
+            "metadata.name is required".to_owned(),
+        )));
+    }
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    if kind != "Secret" && !matches!(version, "v1beta3" | "v1beta2" | "v1") {
+        return Some(Err(error(
+            object,
+            format!("apiVersion {api_version:?} is not served; use {NOTIFICATION_GROUP}/v1beta3"),
+        )));
+    }
+    let spec = if raw.spec.is_null() {
+        serde_json::Value::Object(serde_json::Map::new())
+    } else {
+        raw.spec
+    };
+    let parsed = match kind {
+        "Alert" => serde_json::from_value::<AlertSpec>(spec)
+            .map_err(|e| format!("spec: {e}"))
+            .and_then(|spec| {
+                let alert = Alert {
+                    meta: raw.metadata,
+                    spec,
+                };
+                alert.validate().map(|()| Object::Alert(alert))
+            }),
+        "Provider" => serde_json::from_value::<ProviderSpec>(spec)
+            .map_err(|e| format!("spec: {e}"))
+            .and_then(|spec| {
+                let provider = Provider {
+                    meta: raw.metadata,
+                    spec,
+                };
+                provider.validate().map(|()| Object::Provider(provider))
+            }),
+        _ => decode_secret(raw.data, raw.string_data).map(|data| {
+            Object::Secret(Secret {
+                meta: raw.metadata,
+                data,
+            })
+        }),
+    };
+    Some(parsed.map_err(|reason| error(object, reason)))
+}
+
+fn decode_secret(
+    data: BTreeMap<String, String>,
+    string_data: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut out = BTreeMap::new();
+    for (key, value) in data {
+        let compact: String = value.split_ascii_whitespace().collect();
+        let bytes = engine
+            .decode(compact.as_bytes())
+            .map_err(|e| format!("data.{key} is not base64: {e}"))?;
+        out.insert(key, bytes);
+    }
+    for (key, value) in string_data {
+        out.insert(key, value.into_bytes());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FOLDER: &str = r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata:
+  name: slack
+  namespace: flux-system
+spec:
+  type: slack
+  channel: general
+  secretRef:
+    name: slack-url
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: slack-url
+  namespace: flux-system
+data:
+  address: aHR0cDovL2V4YW1wbGU=
+stringData:
+  token: xoxb-1
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata:
+  name: on-call
+  namespace: flux-system
+spec:
+  providerRef:
+    name: slack
+  eventSeverity: error
+  eventSources:
+    - kind: Kustomization
+      name: '*'
+    - kind: HelmRelease
+      name: podinfo
+      namespace: apps
+      matchLabels:
+        team: a
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ignored
+---
+"#;
+
+    #[test]
+    fn parses_a_folder_of_flux_objects() {
+        let objects: Vec<Object> = parse_documents(FOLDER, "default")
+            .unwrap()
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(objects.len(), 3);
+        let Object::Provider(provider) = &objects[0] else {
+            panic!("{:?}", objects[0])
+        };
+        assert_eq!(provider.spec.type_, "slack");
+        assert_eq!(provider.spec.secret_ref.as_ref().unwrap().name, "slack-url");
+        assert_eq!(provider.timeout(), DEFAULT_PROVIDER_TIMEOUT);
+        let Object::Secret(secret) = &objects[1] else {
+            panic!()
+        };
+        assert_eq!(secret.data["address"], b"http://example");
+        assert_eq!(secret.data["token"], b"xoxb-1");
+        assert!(!format!("{secret:?}").contains("xoxb"));
+        let Object::Alert(alert) = &objects[2] else {
+            panic!()
+        };
+        assert_eq!(alert.event_severity(), "error");
+        assert_eq!(alert.spec.event_sources[1].namespace, "apps");
+        assert_eq!(
+            alert.spec.event_sources[1].match_labels.as_ref().unwrap()["team"],
+            "a"
+        );
+        assert_eq!(alert.spec.event_sources[0].match_labels, None);
+    }
+
+    #[test]
+    fn invalid_objects_say_why() {
+        let cases = [
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: carrier-pigeon}",
+                "Provider/default/p: spec.type \"carrier-pigeon\" is not a Flux provider type",
+            ),
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a, namespace: x}\nspec: {eventSources: []}",
+                "Alert/x/a: spec.providerRef.name is required",
+            ),
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\nspec: {providerRef: {name: p}, eventSources: [{kind: Deployment, name: x}]}",
+                "spec.eventSources[0].kind \"Deployment\" must be one of",
+            ),
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack, timeout: 1h}",
+                "spec.timeout \"1h\"",
+            ),
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack, commitStatusExpr: x}",
+                "commitStatusExpr is only allowed",
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {token: '***'}",
+                "Secret/default/s: data.token is not base64",
+            ),
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {namespace: x}\nspec: {}",
+                "metadata.name is required",
+            ),
+            (
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\nspec: {suspend: maybe}",
+                "Alert/default/a: spec:",
+            ),
+        ];
+        for (yaml, needle) in cases {
+            let results = parse_documents(yaml, "default").unwrap();
+            let err = results[0].clone().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+        assert!(parse_documents("a: [", "default").is_err());
+    }
+
+    #[test]
+    fn derived_uids_are_stable_and_uuid_shaped() {
+        let meta = ObjectMeta {
+            name: "p".into(),
+            namespace: "n".into(),
+            ..ObjectMeta::default()
+        };
+        let uid = meta.uid_or_derived("Provider");
+        assert_eq!(uid, meta.uid_or_derived("Provider"));
+        assert_ne!(uid, meta.uid_or_derived("Alert"));
+        assert_eq!(uid.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        let explicit = ObjectMeta {
+            uid: "0c9c2e41-aaaa".into(),
+            ..meta
+        };
+        assert_eq!(explicit.uid_or_derived("Provider"), "0c9c2e41-aaaa");
+    }
+}

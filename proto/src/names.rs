@@ -1,0 +1,165 @@
+//! Every NATS name Herald uses: streams, subjects, consumers and headers.
+//!
+//! Subject tokens built from user-controlled names (clusters, Kubernetes
+//! namespaces and names, which may contain `.`) go through [`escape_token`], so
+//! a subject always has the number of tokens its pattern says.
+
+use std::fmt::Write as _;
+
+/// The replayable log of every accepted Flux event.
+pub const EVENTS_STREAM: &str = "HERALD_EVENTS";
+/// Subjects of [`EVENTS_STREAM`]: `herald.events.<cluster>`.
+pub const EVENTS_SUBJECTS: &str = "herald.events.>";
+/// The work queue of deliveries, one subject per provider.
+pub const DELIVERIES_STREAM: &str = "HERALD_DELIVERIES";
+/// Subjects of [`DELIVERIES_STREAM`]: `herald.deliveries.<type>.<namespace>.<name>`.
+pub const DELIVERIES_SUBJECTS: &str = "herald.deliveries.>";
+/// Deliveries that failed for good, kept for inspection and replay.
+pub const DEAD_STREAM: &str = "HERALD_DEAD";
+/// Subjects of [`DEAD_STREAM`]: `herald.dead.<type>.<namespace>.<name>`.
+pub const DEAD_SUBJECTS: &str = "herald.dead.>";
+
+/// The router's durable pull consumer on [`EVENTS_STREAM`].
+pub const ROUTER_CONSUMER: &str = "herald-router";
+/// The senders' durable pull consumer on [`DELIVERIES_STREAM`].
+pub const SENDER_CONSUMER: &str = "herald-sender";
+
+/// JetStream's de-duplication header.
+pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// The Herald event id, on every message that carries an event.
+pub const EVENT_ID_HEADER: &str = "Herald-Event-Id";
+/// Why a delivery is dead, on [`DEAD_STREAM`] messages.
+pub const DEAD_REASON_HEADER: &str = "Herald-Dead-Reason";
+/// W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// W3C trace state.
+pub const TRACESTATE_HEADER: &str = "tracestate";
+
+/// The subject an event from `cluster` is stored on.
+#[must_use]
+pub fn event_subject(cluster: &str) -> String {
+    format!("herald.events.{}", escape_token(cluster))
+}
+
+/// The subject a delivery for provider `namespace/name` of type `provider_type` travels on.
+#[must_use]
+pub fn delivery_subject(provider_type: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "herald.deliveries.{}.{}.{}",
+        escape_token(provider_type),
+        escape_token(namespace),
+        escape_token(name)
+    )
+}
+
+/// The subject a dead letter for provider `namespace/name` is kept on.
+#[must_use]
+pub fn dead_subject(provider_type: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "herald.dead.{}.{}.{}",
+        escape_token(provider_type),
+        escape_token(namespace),
+        escape_token(name)
+    )
+}
+
+/// The dead-letter subject for a delivery subject (`herald.deliveries.X` → `herald.dead.X`).
+#[must_use]
+pub fn dead_subject_for(delivery_subject: &str) -> String {
+    match delivery_subject.strip_prefix("herald.deliveries.") {
+        Some(rest) => format!("herald.dead.{rest}"),
+        None => format!("herald.dead.unknown.{}", escape_token(delivery_subject)),
+    }
+}
+
+/// Makes `raw` a single valid NATS subject token, reversibly.
+///
+/// ASCII letters, digits and `-` stay as they are; every other byte becomes
+/// `_` and two upper-case hex digits (so `.` → `_2E`, `_` → `_5F`). The empty
+/// string becomes `_`, which no other input produces.
+#[must_use]
+pub fn escape_token(raw: &str) -> String {
+    if raw.is_empty() {
+        return "_".to_owned();
+    }
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "_{byte:02X}");
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_token`]; `None` when `token` is not an escaped token.
+#[must_use]
+pub fn unescape_token(token: &str) -> Option<String> {
+    if token == "_" {
+        return Some(String::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'_' {
+            let hex = token.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_token(token: &str) -> bool {
+        !token.is_empty()
+            && token
+                .chars()
+                .all(|c| !c.is_whitespace() && c != '.' && c != '*' && c != '>')
+    }
+
+    #[test]
+    fn escaping_round_trips_and_yields_one_token() {
+        for raw in [
+            "",
+            "_",
+            "flux-system",
+            "my.app",
+            "a_b",
+            "*",
+            ">",
+            "with space",
+            "ünïcode",
+            "x_2E",
+        ] {
+            let token = escape_token(raw);
+            assert!(valid_token(&token), "{raw:?} gave {token:?}");
+            assert_eq!(unescape_token(&token).as_deref(), Some(raw), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn escaping_is_injective_on_tricky_pairs() {
+        assert_ne!(escape_token("a.b"), escape_token("a_2Eb"));
+        assert_ne!(escape_token(""), escape_token("_"));
+    }
+
+    #[test]
+    fn subjects_have_fixed_token_counts() {
+        let subject = delivery_subject("slack", "team.a", "on-call.v2");
+        assert_eq!(subject.split('.').count(), 5, "{subject}");
+        assert_eq!(
+            dead_subject_for(&subject),
+            "herald.dead.slack.team_2Ea.on-call_2Ev2"
+        );
+        assert_eq!(event_subject("prod.eu"), "herald.events.prod_2Eeu");
+    }
+}
