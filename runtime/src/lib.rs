@@ -1,1 +1,22 @@
-//! placeholder
+//! What every Herald service shares: the NATS connection and the JetStream
+//! streams and consumers, the catalog of Alerts and Providers, the admin
+//! listener with health, readiness and metrics, logs, and shutdown.
+//!
+//! Services (ingest, router, senders) depend on this crate; it depends on none
+//! of them.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod catalog;
+pub mod health;
+pub mod local_nats;
+pub mod metrics;
+pub mod nats;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use catalog::{Catalog, CatalogArgs, Snapshot};
+pub use health::Readiness;
+pub use metrics::Metrics;
+pub use nats::{Nats, NatsArgs};

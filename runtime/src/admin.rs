@@ -1,0 +1,95 @@
+//! The admin listener every service has: `/healthz`, `/readyz`, `/metrics`.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Readiness;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+struct AdminState {
+    readiness: Readiness,
+    metrics: Metrics,
+}
+
+/// The admin routes, for tests that call them without a socket.
+pub fn router(readiness: Readiness, metrics: Metrics) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(AdminState { readiness, metrics })
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let report = state.readiness.report();
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, report.to_text())
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// A bound admin listener.
+pub struct AdminServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+// === impl AdminServer ===
+
+impl AdminServer {
+    /// Binds `addr` (port 0 picks a free one).
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    pub async fn bind(
+        addr: SocketAddr,
+        readiness: Readiness,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            router: router(readiness, metrics),
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    ///
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires.
+    ///
+    /// # Errors
+    ///
+    /// When the server fails.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    }
+}

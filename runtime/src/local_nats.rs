@@ -1,0 +1,210 @@
+//! A `nats-server` of our own: JetStream on, a fresh store, a free loopback
+//! port. `herald standalone` starts one when no NATS URL is given, and the
+//! test harness starts one per test.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::process::{Child, Command};
+
+/// The oldest server whose JetStream features Herald relies on.
+const MIN_VERSION: (u32, u32) = (2, 10);
+
+/// A running `nats-server` child process, killed on drop.
+#[derive(Debug)]
+pub struct LocalNatsServer {
+    binary: PathBuf,
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// Finds `nats-server`: `$HERALD_NATS_SERVER`, else the first on `PATH`.
+///
+/// # Errors
+///
+/// When there is none, with a hint on how to install it.
+pub fn find_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("HERALD_NATS_SERVER") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!(
+            "HERALD_NATS_SERVER={} is not a file",
+            path.to_string_lossy()
+        );
+    }
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.is_file())
+        .context(
+            "no nats-server found: set HERALD_NATS_SERVER or put nats-server on PATH \
+             (scripts/nats-server.sh installs one), or pass --nats-url",
+        )
+}
+
+/// Parses `nats-server: v2.15.1` into (2, 15).
+fn parse_version(output: &str) -> Option<(u32, u32)> {
+    let version = output.split('v').nth(1)?;
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+async fn check_version(binary: &Path) -> anyhow::Result<()> {
+    let output = Command::new(binary)
+        .arg("--version")
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&text)
+        .with_context(|| format!("cannot read the version of {}: {text:?}", binary.display()))?;
+    if version < MIN_VERSION {
+        bail!(
+            "{} is version {}.{}; Herald needs nats-server {}.{} or newer \
+             (older servers silently ignore settings it relies on)",
+            binary.display(),
+            version.0,
+            version.1,
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        );
+    }
+    Ok(())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+// === impl LocalNatsServer ===
+
+impl LocalNatsServer {
+    /// Starts a server from [`find_binary`] on a free loopback port with a
+    /// fresh temporary store, and waits until it accepts connections.
+    ///
+    /// # Errors
+    ///
+    /// When no suitable binary exists or the server does not come up.
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary = find_binary()?;
+        check_version(&binary).await?;
+        let store = tempfile::Builder::new().prefix("herald-nats-").tempdir()?;
+        let mut server = Self {
+            binary,
+            port: 0,
+            store,
+            child: None,
+        };
+        // Another process may grab the port between probe and spawn: retry.
+        let mut last_error = None;
+        for _ in 0..5 {
+            server.port = free_port()?;
+            match server.spawn().await {
+                Ok(()) => return Ok(server),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The JetStream store directory.
+    #[must_use]
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kills the server (as a crash would) and waits for it to exit.
+    ///
+    /// # Errors
+    ///
+    /// When the process cannot be killed.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port with the same store.
+    ///
+    /// # Errors
+    ///
+    /// When it does not come up.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await?;
+        let mut last_error = None;
+        for _ in 0..50 {
+            match self.spawn().await {
+                Ok(()) => return Ok(()),
+                // The port may linger briefly after the kill.
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not restart")))
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let data = self.store.path().join("jetstream");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.store.path().join("nats-server.log"))?;
+        let mut child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.binary.display()))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "nats-server exited at start ({status}); see {}",
+                    self.store.path().join("nats-server.log").display()
+                );
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill().await;
+                bail!("nats-server did not accept connections within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_server_versions() {
+        assert_eq!(super::parse_version("nats-server: v2.15.1\n"), Some((2, 15)));
+        assert_eq!(super::parse_version("nats-server: v2.9.10"), Some((2, 9)));
+        assert_eq!(super::parse_version("garbage"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! Prometheus metrics of every Herald service, served on `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label set `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Label set `provider_type`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider_type: String,
+}
+
+/// Label set `provider_type`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub provider_type: String,
+    pub outcome: String,
+}
+
+type HistogramFamily = Family<ProviderLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric Herald exports. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Requests with a Flux event that ingest decoded.
+    pub events_received: Counter,
+    /// Requests ingest refused, by reason.
+    pub events_rejected: Family<ReasonLabels, Counter>,
+    /// Events JetStream already had (a retried request).
+    pub events_duplicate: Counter,
+    /// Events stored on HERALD_EVENTS.
+    pub events_stored: Counter,
+    /// Events the router finished (acked).
+    pub events_routed: Counter,
+    /// (event, Alert) pairs that matched.
+    pub alerts_matched: Counter,
+    /// Matched pairs not sent, by reason (gating).
+    pub deliveries_skipped: Family<ReasonLabels, Counter>,
+    /// Deliveries published by the router.
+    pub deliveries_published: Family<ProviderLabels, Counter>,
+    /// Send attempts by outcome: `delivered`, `retry`, `dead`.
+    pub deliveries: Family<OutcomeLabels, Counter>,
+    /// Seconds from ingest's receipt to the provider's 2xx.
+    pub delivery_latency: HistogramFamily,
+    /// Seconds one provider call took.
+    pub provider_request_duration: HistogramFamily,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `herald_` prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let mut m = Self {
+            registry: Arc::default(),
+            events_received: Counter::default(),
+            events_rejected: Family::default(),
+            events_duplicate: Counter::default(),
+            events_stored: Counter::default(),
+            events_routed: Counter::default(),
+            alerts_matched: Counter::default(),
+            deliveries_skipped: Family::default(),
+            deliveries_published: Family::default(),
+            deliveries: Family::default(),
+            delivery_latency: Family::new_with_constructor(latency_histogram),
+            provider_request_duration: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "events_received",
+            "Requests carrying a Flux event that ingest decoded",
+            m.events_received.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Requests ingest refused, by reason",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events JetStream already stored (retried requests)",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_stored",
+            "Events stored on HERALD_EVENTS",
+            m.events_stored.clone(),
+        );
+        registry.register(
+            "events_routed",
+            "Events the router finished",
+            m.events_routed.clone(),
+        );
+        registry.register(
+            "alerts_matched",
+            "Event and Alert pairs that matched",
+            m.alerts_matched.clone(),
+        );
+        registry.register(
+            "deliveries_skipped",
+            "Matched pairs not sent, by reason",
+            m.deliveries_skipped.clone(),
+        );
+        registry.register(
+            "deliveries_published",
+            "Deliveries published by the router",
+            m.deliveries_published.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Send attempts by provider type and outcome",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Seconds from receipt at ingest to the provider accepting the delivery",
+            m.delivery_latency.clone(),
+        );
+        registry.register(
+            "provider_request_duration_seconds",
+            "Seconds one provider request took",
+            m.provider_request_duration.clone(),
+        );
+        m.registry = Arc::new(registry);
+        m
+    }
+
+    /// Counts a refused request.
+    pub fn reject(&self, reason: &str) {
+        self.events_rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a send attempt's outcome.
+    pub fn delivery(&self, provider_type: &str, outcome: &str) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                provider_type: provider_type.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_labels() {
+        let m = Metrics::new();
+        m.events_received.inc();
+        m.reject("invalid_json");
+        m.delivery("slack", "delivered");
+        let text = m.encode();
+        assert!(text.contains("herald_events_received_total 1"), "{text}");
+        assert!(
+            text.contains(r#"herald_events_rejected_total{reason="invalid_json"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"herald_deliveries_total{provider_type="slack",outcome="delivered"} 1"#),
+            "{text}"
+        );
+    }
+}

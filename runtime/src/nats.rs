@@ -1,0 +1,234 @@
+//! NATS connection and the JetStream streams and consumers Herald needs,
+//! created or updated idempotently by each service at start.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use herald_proto::names;
+
+use crate::health::Readiness;
+
+/// How to reach NATS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// A NATS credentials file (for NGS or operator-mode servers).
+    #[arg(long, env = "HERALD_NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// Replicas of each Herald stream (1 for a single server, 3 in a cluster).
+    #[arg(long, env = "HERALD_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// How long HERALD_EVENTS keeps events (a replayable log).
+    #[arg(long, env = "HERALD_EVENTS_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub events_max_age: Duration,
+    /// JetStream's duplicate window on HERALD_EVENTS: a request retried within
+    /// it is stored once.
+    #[arg(long, env = "HERALD_DUPLICATE_WINDOW", default_value = "5m", value_parser = parse_duration)]
+    pub duplicate_window: Duration,
+    /// How long HERALD_DEAD keeps dead letters.
+    #[arg(long, env = "HERALD_DEAD_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
+    pub dead_max_age: Duration,
+}
+
+/// Parses `90s`, `5m`, `7d` and other Go-style durations (plus `d` for days).
+///
+/// # Errors
+///
+/// A message saying what is wrong.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Some(days) = text.strip_suffix('d') {
+        let days: u64 = days
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        return Ok(Duration::from_secs(days * 86_400));
+    }
+    herald_flux::duration::parse(text)
+}
+
+/// A connected client with its JetStream context.
+#[derive(Clone, Debug)]
+pub struct Nats {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    pub args: NatsArgs,
+}
+
+/// Connects to NATS, retrying until it answers, and keeps reconnecting for
+/// ever after a loss. Readiness follows the connection.
+///
+/// # Errors
+///
+/// When the URL or the credentials file cannot be used.
+pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyhow::Result<Nats> {
+    let ready = readiness.clone();
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(move |event| {
+            let ready = ready.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("Connected to NATS.");
+                        ready.set("nats", true);
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("Disconnected from NATS; reconnecting.");
+                        ready.set("nats", false);
+                    }
+                    other => tracing::debug!(event = %other, "NATS client event."),
+                }
+            }
+        });
+    if let Some(creds) = &args.nats_creds {
+        options = options.credentials_file(creds).await?;
+    }
+    let client = options.connect(args.nats_url.as_str()).await?;
+    if client.connection_state() == async_nats::connection::State::Connected {
+        readiness.set("nats", true);
+    }
+    let jetstream = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build(client.clone());
+    Ok(Nats {
+        client,
+        jetstream,
+        args: args.clone(),
+    })
+}
+
+// === impl Nats ===
+
+impl Nats {
+    /// Whether the connection is up right now.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Creates or updates HERALD_EVENTS.
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_events_stream(&self) -> anyhow::Result<()> {
+        self.ensure_stream(stream::Config {
+            name: names::EVENTS_STREAM.to_owned(),
+            description: Some("Flux events accepted by herald ingest.".to_owned()),
+            subjects: vec![names::EVENTS_SUBJECTS.to_owned()],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: self.args.events_max_age,
+            duplicate_window: self.args.duplicate_window,
+            storage: stream::StorageType::File,
+            num_replicas: self.args.stream_replicas,
+            ..stream::Config::default()
+        })
+        .await
+    }
+
+    /// Creates or updates HERALD_DELIVERIES.
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_deliveries_stream(&self) -> anyhow::Result<()> {
+        self.ensure_stream(stream::Config {
+            name: names::DELIVERIES_STREAM.to_owned(),
+            description: Some("Notifications to send, one per (event, alert).".to_owned()),
+            subjects: vec![names::DELIVERIES_SUBJECTS.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            num_replicas: self.args.stream_replicas,
+            ..stream::Config::default()
+        })
+        .await
+    }
+
+    /// Creates or updates HERALD_DEAD.
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_dead_stream(&self) -> anyhow::Result<()> {
+        self.ensure_stream(stream::Config {
+            name: names::DEAD_STREAM.to_owned(),
+            description: Some("Deliveries that failed for good, with the reason.".to_owned()),
+            subjects: vec![names::DEAD_SUBJECTS.to_owned()],
+            retention: stream::RetentionPolicy::Limits,
+            max_age: self.args.dead_max_age,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            num_replicas: self.args.stream_replicas,
+            ..stream::Config::default()
+        })
+        .await
+    }
+
+    async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
+        let name = config.name.clone();
+        self.jetstream
+            .create_or_update_stream(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create or update stream {name}: {e}"))?;
+        tracing::debug!(stream = %name, "Stream ready.");
+        Ok(())
+    }
+
+    /// Creates or updates a durable pull consumer and returns it.
+    ///
+    /// # Errors
+    ///
+    /// When the stream is missing or JetStream refuses the configuration.
+    pub async fn ensure_consumer(
+        &self,
+        stream_name: &str,
+        config: consumer::pull::Config,
+    ) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
+        let durable = config.durable_name.clone().unwrap_or_default();
+        let consumer = self
+            .jetstream
+            .create_consumer_on_stream(config, stream_name)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create or update consumer {durable} on {stream_name}: {e}")
+            })?;
+        tracing::debug!(stream = %stream_name, consumer = %durable, "Consumer ready.");
+        Ok(consumer)
+    }
+}
+
+/// Retries `op` with a capped backoff until it succeeds or `cancel` fires;
+/// used at start-up, when NATS may not be up yet.
+///
+/// # Errors
+///
+/// The last error, when cancelled before a success.
+pub async fn retry_until_ready<T, F, Fut>(
+    what: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+    mut op: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) => {
+                tracing::warn!(error = %error, "Cannot set up {what} yet; retrying.");
+                tokio::select! {
+                    () = cancel.cancelled() => return Err(error),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
