@@ -100,8 +100,9 @@ mod tests {
         let mut e = event(&[("/revision", "r"), ("helm.toolkit.fluxcd.io/revision", "x")]);
         e.involved_object.api_version.clear();
         assert!(
-            sha("event/name=podinfo/namespace=podinfo/kind=HelmRelease/message=Helm install succeeded/revision=r")
-                == dedupe_key(&e)
+            sha(
+                "event/name=podinfo/namespace=podinfo/kind=HelmRelease/message=Helm install succeeded/revision=r"
+            ) == dedupe_key(&e)
         );
     }
 

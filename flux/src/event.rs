@@ -235,16 +235,13 @@ impl<'de> Visitor<'de> for EventVisitor {
                     continue;
                 }
                 "TIMESTAMP" => {
-                    let GoTime(t) = map
-                        .next_value()
-                        .map_err(|e| field_error("timestamp", e))?;
+                    let GoTime(t) = map.next_value().map_err(|e| field_error("timestamp", e))?;
                     event.timestamp = t;
                     continue;
                 }
                 "METADATA" => {
-                    let GoStringMap(m) = map
-                        .next_value()
-                        .map_err(|e| field_error("metadata", e))?;
+                    let GoStringMap(m) =
+                        map.next_value().map_err(|e| field_error("metadata", e))?;
                     event.metadata = m;
                     continue;
                 }
@@ -383,7 +380,10 @@ mod tests {
             (b"[]", "expected a JSON object"),
             (br#"{"severity":3}"#, "field \"severity\""),
             (br#"{"metadata":{"a":1}}"#, "field \"metadata\""),
-            (br#"{"involvedObject":{"name":true}}"#, "involvedObject.name"),
+            (
+                br#"{"involvedObject":{"name":true}}"#,
+                "involvedObject.name",
+            ),
             (br#"{"timestamp":"yesterday"}"#, "not an RFC 3339 time"),
             (br#"{"timestamp":12}"#, "field \"timestamp\""),
             (br#"{} {}"#, "trailing characters"),

@@ -135,7 +135,9 @@ impl AlertIndex {
                 } else {
                     source.namespace.clone()
                 };
-                let slot = by_source.entry((namespace, source.kind.clone())).or_default();
+                let slot = by_source
+                    .entry((namespace, source.kind.clone()))
+                    .or_default();
                 if slot.last() != Some(&i) {
                     slot.push(i);
                 }
@@ -223,7 +225,10 @@ pub fn gate(
             .get(&format!("{EVENT_GROUP}/{key}"))
             .is_some_and(|v| !v.is_empty())
     };
-    if is_commit_status && !non_empty("commit") && !commit_status_update && event.severity != "error"
+    if is_commit_status
+        && !non_empty("commit")
+        && !commit_status_update
+        && event.severity != "error"
     {
         return Gate::MissingCommit;
     }
@@ -283,19 +288,97 @@ mod tests {
         let ks = |name: &str, ns: &str| source("Kustomization", name, ns);
         // (alert namespace, severity, sources, event kind/ns/name/severity, expected)
         let table: &[(&str, &str, Vec<EventSource>, (&str, &str, &str, &str), bool)] = &[
-            ("apps", "info", vec![ks("*", "")], ("Kustomization", "apps", "x", "info"), true),
-            ("apps", "info", vec![ks("*", "")], ("Kustomization", "other", "x", "info"), false),
-            ("apps", "info", vec![ks("*", "other")], ("Kustomization", "other", "x", "info"), true),
-            ("apps", "info", vec![ks("*", "*")], ("Kustomization", "other", "x", "info"), false),
-            ("apps", "info", vec![ks("x", "")], ("Kustomization", "apps", "x", "error"), true),
-            ("apps", "info", vec![ks("x", "")], ("Kustomization", "apps", "y", "info"), false),
-            ("apps", "info", vec![ks("web*", "")], ("Kustomization", "apps", "webapp", "info"), false),
-            ("apps", "info", vec![ks("*", "")], ("kustomization", "apps", "x", "info"), false),
-            ("apps", "info", vec![ks("*", "")], ("HelmRelease", "apps", "x", "info"), false),
-            ("apps", "error", vec![ks("*", "")], ("Kustomization", "apps", "x", "info"), false),
-            ("apps", "error", vec![ks("*", "")], ("Kustomization", "apps", "x", "error"), true),
-            ("apps", "", vec![ks("*", "")], ("Kustomization", "apps", "x", "trace"), true),
-            ("apps", "info", vec![], ("Kustomization", "apps", "x", "info"), false),
+            (
+                "apps",
+                "info",
+                vec![ks("*", "")],
+                ("Kustomization", "apps", "x", "info"),
+                true,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("*", "")],
+                ("Kustomization", "other", "x", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("*", "other")],
+                ("Kustomization", "other", "x", "info"),
+                true,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("*", "*")],
+                ("Kustomization", "other", "x", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("x", "")],
+                ("Kustomization", "apps", "x", "error"),
+                true,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("x", "")],
+                ("Kustomization", "apps", "y", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("web*", "")],
+                ("Kustomization", "apps", "webapp", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("*", "")],
+                ("kustomization", "apps", "x", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "info",
+                vec![ks("*", "")],
+                ("HelmRelease", "apps", "x", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "error",
+                vec![ks("*", "")],
+                ("Kustomization", "apps", "x", "info"),
+                false,
+            ),
+            (
+                "apps",
+                "error",
+                vec![ks("*", "")],
+                ("Kustomization", "apps", "x", "error"),
+                true,
+            ),
+            (
+                "apps",
+                "",
+                vec![ks("*", "")],
+                ("Kustomization", "apps", "x", "trace"),
+                true,
+            ),
+            (
+                "apps",
+                "info",
+                vec![],
+                ("Kustomization", "apps", "x", "info"),
+                false,
+            ),
             (
                 "apps",
                 "info",
@@ -304,8 +387,7 @@ mod tests {
                 true,
             ),
         ];
-        for (i, (ns, severity, sources, (kind, ens, name, esev), want)) in
-            table.iter().enumerate()
+        for (i, (ns, severity, sources, (kind, ens, name, esev), want)) in table.iter().enumerate()
         {
             let compiled = CompiledAlert::new(alert("a", ns, severity, sources.clone()));
             let got = compiled.matches(&event(kind, ens, name, esev, "m"));
@@ -356,7 +438,10 @@ mod tests {
         s.match_labels = Some(BTreeMap::new());
         let empty = CompiledAlert::new(alert("a", "apps", "info", vec![s]));
         ev.labels_known = false;
-        assert!(!empty.matches(&ev), "an empty selector still needs the object");
+        assert!(
+            !empty.matches(&ev),
+            "an empty selector still needs the object"
+        );
     }
 
     #[test]
@@ -374,7 +459,10 @@ mod tests {
             "cross",
             "other",
             "info",
-            vec![source("Kustomization", "*", "ns7"), source("Kustomization", "x", "ns7")],
+            vec![
+                source("Kustomization", "*", "ns7"),
+                source("Kustomization", "x", "ns7"),
+            ],
         ))));
         let index = AlertIndex::new(alerts);
         let names: Vec<String> = index
@@ -408,12 +496,20 @@ mod tests {
             (&update, "generic", Gate::Send),
             (&update, "github", Gate::Send),
             (&update, "githubdispatch", Gate::CommitStatusUpdateOnly),
-            (&update, "githubpullrequestcomment", Gate::CommitStatusUpdateOnly),
+            (
+                &update,
+                "githubpullrequestcomment",
+                Gate::CommitStatusUpdateOnly,
+            ),
             (&plain, "github", Gate::MissingCommit),
             (&failed, "gitlab", Gate::Send),
             (&with_commit, "gitea", Gate::Send),
             (&plain, "slack", Gate::Send),
-            (&plain, "gitlabmergerequestcomment", Gate::MissingChangeRequest),
+            (
+                &plain,
+                "gitlabmergerequestcomment",
+                Gate::MissingChangeRequest,
+            ),
             (&with_cr, "gitlabmergerequestcomment", Gate::Send),
         ];
         for (ev, provider_type, want) in table {

@@ -382,7 +382,8 @@ impl Provider {
                 spec.proxy
             ));
         }
-        if !spec.commit_status_expr.is_empty() && !COMMIT_STATUS_TYPES.contains(&spec.type_.as_str())
+        if !spec.commit_status_expr.is_empty()
+            && !COMMIT_STATUS_TYPES.contains(&spec.type_.as_str())
         {
             return Err(format!(
                 "spec.commitStatusExpr is only allowed for the types {}",
@@ -397,22 +398,52 @@ impl Provider {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawObject {
+struct Header {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: HeaderMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct HeaderMeta {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc<S> {
     #[serde(default)]
     metadata: ObjectMeta,
-    #[serde(default)]
-    spec: serde_json::Value,
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
     #[serde(default)]
     data: BTreeMap<String, String>,
     #[serde(default)]
     string_data: BTreeMap<String, String>,
 }
 
+#[derive(Deserialize, Default)]
+struct NoSpec {}
+
+/// Reads every non-empty document of `text` as a `T`, one result per document.
+fn read_all<T: serde::de::DeserializeOwned>(text: &str) -> Vec<Result<T, String>> {
+    let mut reader = std::io::Cursor::new(text.as_bytes());
+    serde_saphyr::read::<_, T>(&mut reader)
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// Parses a multi-document YAML text into objects.
 ///
 /// Documents that are not Alerts, Providers or Secrets (or are empty) are
 /// skipped; each one that is but cannot be used gives a [`ParseError`].
-/// Objects without a namespace get `default_namespace`.
+/// Objects without a namespace get `default_namespace`. Scalars are read as
+/// the field they land in asks (`namespace: no` is the string "no"), as
+/// Kubernetes reads manifests.
 ///
 /// # Errors
 ///
@@ -421,110 +452,153 @@ pub fn parse_documents(
     text: &str,
     default_namespace: &str,
 ) -> Result<Vec<Result<Object, ParseError>>, String> {
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
-    Ok(documents
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, doc)| parse_document(i, doc, default_namespace))
-        .collect())
+    let headers = read_all::<Header>(text);
+    let wanted = |h: &Result<Header, String>, kind: &str| match h {
+        Ok(h) => h.kind == kind && kind_matches(&h.api_version, &h.kind),
+        Err(_) => false,
+    };
+    let needs = |kind: &str| headers.iter().any(|h| wanted(h, kind));
+    let alerts = if needs("Alert") {
+        read_all::<Doc<AlertSpec>>(text)
+    } else {
+        Vec::new()
+    };
+    let providers = if needs("Provider") {
+        read_all::<Doc<ProviderSpec>>(text)
+    } else {
+        Vec::new()
+    };
+    let secrets = if needs("Secret") {
+        read_all::<Doc<NoSpec>>(text)
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::new();
+    for (i, header) in headers.iter().enumerate() {
+        let header = match header {
+            Ok(header) => header,
+            Err(reason) => {
+                // A syntax error ends the stream: the whole text is unusable.
+                if i + 1 == headers.len() && !reason.contains("invalid type") {
+                    return Err(reason.clone());
+                }
+                continue;
+            }
+        };
+        if !kind_matches(&header.api_version, &header.kind) {
+            continue;
+        }
+        let taken = match header.kind.as_str() {
+            "Alert" => take(&alerts, i, |doc: &Doc<AlertSpec>| {
+                let alert = Alert {
+                    meta: doc.metadata.clone(),
+                    spec: doc.spec.clone().unwrap_or_default(),
+                };
+                (
+                    alert.meta.clone(),
+                    alert.validate().map(|()| Object::Alert(alert)),
+                )
+            }),
+            "Provider" => take(&providers, i, |doc: &Doc<ProviderSpec>| {
+                let provider = Provider {
+                    meta: doc.metadata.clone(),
+                    spec: doc.spec.clone().unwrap_or_default(),
+                };
+                (
+                    provider.meta.clone(),
+                    provider.validate().map(|()| Object::Provider(provider)),
+                )
+            }),
+            _ => take(&secrets, i, |doc: &Doc<NoSpec>| {
+                let data = decode_secret(&doc.data, &doc.string_data);
+                (
+                    doc.metadata.clone(),
+                    data.map(|data| {
+                        Object::Secret(Secret {
+                            meta: doc.metadata.clone(),
+                            data,
+                        })
+                    }),
+                )
+            }),
+        };
+        out.push(finish(header, i, taken, default_namespace));
+    }
+    Ok(out)
 }
 
-fn parse_document(
-    index: usize,
-    doc: serde_json::Value,
-    default_namespace: &str,
-) -> Option<Result<Object, ParseError>> {
-    if doc.is_null() {
-        return None;
-    }
-    let text_of = |key: &str| {
-        doc.get(key)
-            .and_then(|k| k.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let kind = text_of("kind");
-    let api_version = text_of("apiVersion");
-    let (kind, api_version) = (kind.as_str(), api_version.as_str());
-    let group = crate::metadata::api_group(api_version);
-    let wanted = match (group, kind) {
+fn kind_matches(api_version: &str, kind: &str) -> bool {
+    match (crate::metadata::api_group(api_version), kind) {
         (NOTIFICATION_GROUP, "Alert" | "Provider") => true,
-        ("", "Secret") if api_version == "v1" => true,
+        ("", "Secret") => api_version == "v1",
         _ => false,
-    };
-    if !wanted {
-        return None;
     }
-    let name_hint = doc
-        .pointer("/metadata/name")
-        .and_then(|n| n.as_str())
-        .map(str::to_owned);
-    let error = |object: String, reason: String| ParseError { object, reason };
-    let mut raw: RawObject = match serde_json::from_value(doc) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let object = name_hint.map_or_else(
-                || format!("document {}", index + 1),
-                |n| format!("{kind}/{n}"),
-            );
-            return Some(Err(error(object, e.to_string())));
+}
+
+fn take<D>(
+    docs: &[Result<D, String>],
+    index: usize,
+    build: impl Fn(&D) -> (ObjectMeta, Result<Object, String>),
+) -> Result<(ObjectMeta, Result<Object, String>), String> {
+    match docs.get(index) {
+        Some(Ok(doc)) => Ok(build(doc)),
+        Some(Err(reason)) => Err(reason.clone()),
+        None => Err("document could not be read".to_owned()),
+    }
+}
+
+fn finish(
+    header: &Header,
+    index: usize,
+    taken: Result<(ObjectMeta, Result<Object, String>), String>,
+    default_namespace: &str,
+) -> Result<Object, ParseError> {
+    let kind = &header.kind;
+    let (meta, object) = match taken {
+        Ok(pair) => pair,
+        Err(reason) => {
+            let object = if header.metadata.name.is_empty() {
+                format!("{kind} (document {})", index + 1)
+            } else {
+                format!("{kind}/{}", header.metadata.name)
+            };
+            return Err(ParseError { object, reason });
         }
     };
-    if raw.metadata.namespace.is_empty() {
-        raw.metadata.namespace = default_namespace.to_owned();
-    }
-    let object = format!("{kind}/{}/{}", raw.metadata.namespace, raw.metadata.name);
-    if raw.metadata.name.is_empty() {
-        return Some(Err(error(
-            format!("{kind} (document {})", index + 1),
-            "metadata.name is required".to_owned(),
-        )));
-    }
-    let version = api_version.rsplit('/').next().unwrap_or_default();
-    if kind != "Secret" && !matches!(version, "v1beta3" | "v1beta2" | "v1") {
-        return Some(Err(error(
-            object,
-            format!("apiVersion {api_version:?} is not served; use {NOTIFICATION_GROUP}/v1beta3"),
-        )));
-    }
-    let spec = if raw.spec.is_null() {
-        serde_json::Value::Object(serde_json::Map::new())
+    let namespace = if meta.namespace.is_empty() {
+        default_namespace.to_owned()
     } else {
-        raw.spec
+        meta.namespace.clone()
     };
-    let parsed = match kind {
-        "Alert" => serde_json::from_value::<AlertSpec>(spec)
-            .map_err(|e| format!("spec: {e}"))
-            .and_then(|spec| {
-                let alert = Alert {
-                    meta: raw.metadata,
-                    spec,
-                };
-                alert.validate().map(|()| Object::Alert(alert))
-            }),
-        "Provider" => serde_json::from_value::<ProviderSpec>(spec)
-            .map_err(|e| format!("spec: {e}"))
-            .and_then(|spec| {
-                let provider = Provider {
-                    meta: raw.metadata,
-                    spec,
-                };
-                provider.validate().map(|()| Object::Provider(provider))
-            }),
-        _ => decode_secret(raw.data, raw.string_data).map(|data| {
-            Object::Secret(Secret {
-                meta: raw.metadata,
-                data,
-            })
-        }),
-    };
-    Some(parsed.map_err(|reason| error(object, reason)))
+    let id = format!("{kind}/{namespace}/{}", meta.name);
+    if meta.name.is_empty() {
+        return Err(ParseError {
+            object: format!("{kind} (document {})", index + 1),
+            reason: "metadata.name is required".to_owned(),
+        });
+    }
+    let version = header.api_version.rsplit('/').next().unwrap_or_default();
+    if kind != "Secret" && !matches!(version, "v1beta3" | "v1beta2" | "v1") {
+        return Err(ParseError {
+            object: id,
+            reason: format!(
+                "apiVersion {:?} is not served; use {NOTIFICATION_GROUP}/v1beta3",
+                header.api_version
+            ),
+        });
+    }
+    let mut object = object.map_err(|reason| ParseError { object: id, reason })?;
+    match &mut object {
+        Object::Alert(a) => a.meta.namespace = namespace,
+        Object::Provider(p) => p.meta.namespace = namespace,
+        Object::Secret(s) => s.meta.namespace = namespace,
+    }
+    Ok(object)
 }
 
 fn decode_secret(
-    data: BTreeMap<String, String>,
-    string_data: BTreeMap<String, String>,
+    data: &BTreeMap<String, String>,
+    string_data: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = BTreeMap::new();
@@ -533,10 +607,10 @@ fn decode_secret(
         let bytes = engine
             .decode(compact.as_bytes())
             .map_err(|e| format!("data.{key} is not base64: {e}"))?;
-        out.insert(key, bytes);
+        out.insert(key.clone(), bytes);
     }
     for (key, value) in string_data {
-        out.insert(key, value.into_bytes());
+        out.insert(key.clone(), value.clone().into_bytes());
     }
     Ok(out)
 }
@@ -657,7 +731,7 @@ metadata:
             ),
             (
                 "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\nspec: {suspend: maybe}",
-                "Alert/default/a: spec:",
+                "Alert/a: ",
             ),
         ];
         for (yaml, needle) in cases {
@@ -666,6 +740,24 @@ metadata:
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
         assert!(parse_documents("a: [", "default").is_err());
+    }
+
+    #[test]
+    fn scalars_keep_the_type_of_their_field() {
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nspec: {type: [1]}\n---\n\
+            apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+            metadata: {name: 0123, namespace: n}\nspec: {type: generic, channel: yes, suspend: true}\n";
+        let results = parse_documents(yaml, "default").unwrap();
+        assert_eq!(results.len(), 1, "the ConfigMap is skipped");
+        let Ok(Object::Provider(p)) = &results[0] else {
+            panic!("{results:?}")
+        };
+        assert_eq!(
+            (p.meta.name.as_str(), p.meta.namespace.as_str()),
+            ("0123", "n")
+        );
+        assert_eq!(p.spec.channel, "yes");
+        assert!(p.spec.suspend);
     }
 
     #[test]
@@ -678,7 +770,10 @@ metadata:
         let uid = meta.uid_or_derived("Provider");
         assert_eq!(uid, meta.uid_or_derived("Provider"));
         assert_ne!(uid, meta.uid_or_derived("Alert"));
-        assert_eq!(uid.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
+        assert_eq!(
+            uid.split('-').map(str::len).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
         let explicit = ObjectMeta {
             uid: "0c9c2e41-aaaa".into(),
             ..meta

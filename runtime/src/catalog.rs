@@ -34,7 +34,13 @@ impl fmt::Display for Problem {
         if self.object.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.object, self.reason)
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.object,
+                self.reason
+            )
         }
     }
 }
@@ -74,7 +80,10 @@ impl Snapshot {
                 problems.push(Problem {
                     file,
                     object: id,
-                    reason: format!("already defined in {}; this copy is ignored", first.display()),
+                    reason: format!(
+                        "already defined in {}; this copy is ignored",
+                        first.display()
+                    ),
                 });
                 continue;
             }
@@ -89,6 +98,7 @@ impl Snapshot {
                 }
             }
         }
+        problems.sort_by(|a, b| a.file.cmp(&b.file));
         // The API server lists objects by namespace, then name.
         alerts.sort_by(|a, b| {
             (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
@@ -256,11 +266,13 @@ pub fn load_folder(dir: &Path, default_namespace: &str) -> std::io::Result<Snaps
         }
     }
     let mut snapshot = snapshot;
-    snapshot.problems.extend(warnings.into_iter().map(|w| Problem {
-        file: PathBuf::new(),
-        object: String::new(),
-        reason: w,
-    }));
+    snapshot
+        .problems
+        .extend(warnings.into_iter().map(|w| Problem {
+            file: PathBuf::new(),
+            object: String::new(),
+            reason: w,
+        }));
     Ok(snapshot)
 }
 
@@ -307,13 +319,15 @@ pub async fn watch_folder(
     readiness: Readiness,
     cancel: CancellationToken,
 ) {
-    let mut last = manifest_files(&args.config_dir).ok();
+    // Unknown at first: the folder may have changed since it was loaded, so
+    // the first check always reloads.
+    let mut last = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(args.reload_interval) => {}
         }
-        let current = manifest_files(&args.config_dir).ok();
+        let current = Some(manifest_files(&args.config_dir).ok());
         if current == last {
             continue;
         }
@@ -353,9 +367,9 @@ mod tests {
         assert_eq!(snapshot.counts(), (0, 1, 0));
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
-        assert!(problems[0].starts_with("sub/b.yml: Provider/n/p: already defined in a.yaml"));
+        assert!(problems[0].starts_with("c.yaml: invalid YAML"));
         assert!(problems[1].starts_with("sub/b.yml: Alert/n/a: spec.eventSources[0].kind"));
-        assert!(problems[2].starts_with("c.yaml: invalid YAML"));
+        assert!(problems[2].starts_with("sub/b.yml: Provider/n/p: already defined in a.yaml"));
     }
 
     #[tokio::test]
@@ -383,7 +397,12 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(catalog.snapshot().counts(), (0, 1, 0));
+        assert_eq!(
+            catalog.snapshot().counts(),
+            (0, 1, 0),
+            "{:?}",
+            catalog.snapshot().problems
+        );
         cancel.cancel();
         task.await.unwrap();
     }

@@ -98,7 +98,11 @@ mod tests {
         r.set("streams", true);
         assert!(r.report().ready);
         r.set_details("catalog", vec!["a.yaml: Alert/x/y: bad".into()]);
-        assert!(r.report().to_text().contains("catalog: a.yaml: Alert/x/y: bad"));
+        assert!(
+            r.report()
+                .to_text()
+                .contains("catalog: a.yaml: Alert/x/y: bad")
+        );
         r.set("nats", false);
         assert!(r.report().to_text().starts_with("not ready\n"));
     }

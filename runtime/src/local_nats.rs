@@ -49,8 +49,10 @@ pub fn find_binary() -> anyhow::Result<PathBuf> {
 
 /// Parses `nats-server: v2.15.1` into (2, 15).
 fn parse_version(output: &str) -> Option<(u32, u32)> {
-    let version = output.split('v').nth(1)?;
-    let mut parts = version.trim().split('.');
+    let version = output
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix('v'))?;
+    let mut parts = version.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
@@ -203,7 +205,10 @@ impl LocalNatsServer {
 mod tests {
     #[test]
     fn parses_server_versions() {
-        assert_eq!(super::parse_version("nats-server: v2.15.1\n"), Some((2, 15)));
+        assert_eq!(
+            super::parse_version("nats-server: v2.15.1\n"),
+            Some((2, 15))
+        );
         assert_eq!(super::parse_version("nats-server: v2.9.10"), Some((2, 9)));
         assert_eq!(super::parse_version("garbage"), None);
     }

@@ -199,7 +199,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"herald_deliveries_total{provider_type="slack",outcome="delivered"} 1"#),
+            text.contains(
+                r#"herald_deliveries_total{provider_type="slack",outcome="delivered"} 1"#
+            ),
             "{text}"
         );
     }
