@@ -1,1 +1,172 @@
-//! placeholder
+//! `herald ingest`: receives Flux events over HTTP (wire-compatible with the
+//! notification-controller) and gRPC, and stores each on HERALD_EVENTS,
+//! answering only after JetStream acknowledged it.
+
+#![forbid(unsafe_code)]
+
+pub mod clusters;
+pub mod grpc;
+pub mod http;
+pub mod intake;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_runtime::nats::retry_until_ready;
+use herald_runtime::{Metrics, Nats, Readiness};
+use tokio_util::sync::CancellationToken;
+
+pub use clusters::Clusters;
+pub use intake::{IngestError, Intake};
+
+/// Settings of `herald ingest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Where Flux controllers POST events (their `--events-addr`).
+    #[arg(long, env = "HERALD_LISTEN", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+    /// Where bulk clients call the gRPC intake; `off` disables it.
+    #[arg(long, env = "HERALD_GRPC_LISTEN", default_value = "0.0.0.0:9091")]
+    pub grpc_listen: OptionalAddr,
+    /// The cluster name stamped on events when no clusters file is configured.
+    #[arg(long, env = "HERALD_CLUSTER", default_value = "default")]
+    pub cluster: String,
+    /// A YAML map of cluster name to token; when set, every request must
+    /// authenticate as one of them with HTTP basic auth.
+    #[arg(long, env = "HERALD_CLUSTERS_FILE")]
+    pub clusters_file: Option<PathBuf>,
+    /// The largest request body accepted, in bytes (Flux's is 3 MiB).
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = http::MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// How long to wait for JetStream to acknowledge an event before answering 503.
+    #[arg(long, env = "HERALD_PUBLISH_TIMEOUT", default_value = "4s", value_parser = herald_runtime::nats::parse_duration)]
+    pub publish_timeout: Duration,
+}
+
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(Self(None));
+        }
+        text.parse()
+            .map(|addr| Self(Some(addr)))
+            .map_err(|e| format!("invalid address {text:?}: {e}"))
+    }
+}
+
+/// A bound, ready-to-run ingest service.
+pub struct App {
+    http: tokio::net::TcpListener,
+    grpc: Option<tokio::net::TcpListener>,
+    router: axum::Router,
+    intake: Intake,
+    clusters: Clusters,
+}
+
+// === impl App ===
+
+impl App {
+    /// Binds the listeners and makes sure HERALD_EVENTS exists (retrying
+    /// until NATS answers or `cancel` fires).
+    ///
+    /// # Errors
+    ///
+    /// When a listener cannot be bound, the clusters file is unusable, or
+    /// cancelled before the stream could be created.
+    pub async fn build(
+        args: &IngestArgs,
+        nats: Nats,
+        metrics: Metrics,
+        readiness: &Readiness,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let clusters = match &args.clusters_file {
+            Some(path) => Clusters::from_file(&args.cluster, path)?,
+            None => Clusters::open(&args.cluster),
+        };
+        readiness.register("events-stream");
+        let http = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        let grpc = match args.grpc_listen.0 {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+            ),
+            None => None,
+        };
+        retry_until_ready("HERALD_EVENTS", cancel, || nats.ensure_events_stream()).await?;
+        readiness.set("events-stream", true);
+        let intake = Intake::new(nats, metrics, args.publish_timeout);
+        Ok(Self {
+            router: http::router(intake.clone(), clusters.clone(), args.max_body_bytes),
+            http,
+            grpc,
+            intake,
+            clusters,
+        })
+    }
+
+    /// The HTTP listener's address.
+    ///
+    /// # Errors
+    ///
+    /// When the socket has no local address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The gRPC listener's address, when enabled.
+    #[must_use]
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The intake, for callers inside the process.
+    #[must_use]
+    pub fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    /// Serves until `cancel` fires, then stops accepting and finishes the
+    /// requests in flight (each waits for its own JetStream ack).
+    ///
+    /// # Errors
+    ///
+    /// When a server fails.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over HTTP.");
+        let http = axum::serve(self.http, self.router)
+            .with_graceful_shutdown({
+                let cancel = cancel.clone();
+                async move { cancel.cancelled().await }
+            });
+        let grpc = async {
+            let Some(listener) = self.grpc else {
+                return Ok(());
+            };
+            tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over gRPC.");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            tonic::transport::Server::builder()
+                .add_service(grpc::GrpcIngest::server(
+                    self.intake.clone(),
+                    self.clusters.clone(),
+                ))
+                .serve_with_incoming_shutdown(incoming, cancel.cancelled())
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let (http, grpc) = tokio::join!(http, grpc);
+        http?;
+        grpc?;
+        Ok(())
+    }
+}

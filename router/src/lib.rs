@@ -1,1 +1,151 @@
-//! placeholder
+//! `herald router`: consumes HERALD_EVENTS, applies the users' Alerts (matching,
+//! dispatch gating, metadata rules) and publishes one `Delivery` per matched
+//! (event, Alert) on its Provider's subject of HERALD_DELIVERIES. An event is
+//! acked only after every delivery it fanned out to was stored.
+
+#![forbid(unsafe_code)]
+
+pub mod route;
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt as _;
+use herald_proto::names;
+use herald_runtime::nats::{parse_duration, retry_until_ready};
+use herald_runtime::{Catalog, Metrics, Nats, Readiness};
+use tokio_util::sync::CancellationToken;
+
+pub use route::{Routed, Router};
+
+/// Settings of `herald router`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RouterArgs {
+    /// Events routed at once in this process.
+    #[arg(long, env = "HERALD_ROUTER_CONCURRENCY", default_value_t = 512)]
+    pub router_concurrency: usize,
+    /// Deny Alerts events from other namespaces than their own (Flux's
+    /// `--no-cross-namespace-refs`).
+    #[arg(long, env = "HERALD_NO_CROSS_NAMESPACE_REFS")]
+    pub no_cross_namespace_refs: bool,
+    /// How long JetStream waits for the router's ack before redelivering.
+    #[arg(long, env = "HERALD_ROUTER_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub router_ack_wait: Duration,
+}
+
+/// A ready-to-run router.
+pub struct App {
+    router: Router,
+    consumer: consumer::Consumer<consumer::pull::Config>,
+    concurrency: usize,
+}
+
+// === impl App ===
+
+impl App {
+    /// Makes sure the streams and the router's consumer exist.
+    ///
+    /// # Errors
+    ///
+    /// When cancelled before JetStream answered.
+    pub async fn build(
+        args: &RouterArgs,
+        nats: Nats,
+        catalog: Catalog,
+        metrics: Metrics,
+        readiness: &Readiness,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        readiness.register("router-consumer");
+        let concurrency = args.router_concurrency.max(1);
+        let consumer = retry_until_ready("the router consumer", cancel, || async {
+            nats.ensure_events_stream().await?;
+            nats.ensure_deliveries_stream().await?;
+            nats.ensure_dead_stream().await?;
+            nats.ensure_consumer(
+                names::EVENTS_STREAM,
+                consumer::pull::Config {
+                    durable_name: Some(names::ROUTER_CONSUMER.to_owned()),
+                    description: Some("herald routers".to_owned()),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: args.router_ack_wait,
+                    max_deliver: -1,
+                    max_ack_pending: i64::try_from(concurrency * 8).unwrap_or(i64::MAX).max(1000),
+                    ..consumer::pull::Config::default()
+                },
+            )
+            .await
+        })
+        .await?;
+        readiness.set("router-consumer", true);
+        Ok(Self {
+            router: Router {
+                nats,
+                catalog,
+                metrics,
+                no_cross_namespace_refs: args.no_cross_namespace_refs,
+            },
+            consumer,
+            concurrency,
+        })
+    }
+
+    /// Routes until `cancel` fires, then finishes the events in hand.
+    pub async fn run(self, cancel: CancellationToken) {
+        tracing::info!(concurrency = self.concurrency, "Routing events.");
+        while !cancel.is_cancelled() {
+            let messages = match self
+                .consumer
+                .stream()
+                .max_messages_per_batch(self.concurrency)
+                .messages()
+                .await
+            {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(error = %error, "Cannot pull events; retrying.");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            messages
+                .take_until(cancel.cancelled())
+                .for_each_concurrent(self.concurrency, |message| async {
+                    match message {
+                        Ok(message) => self.handle(message).await,
+                        Err(error) => tracing::debug!(error = %error, "Pull interrupted."),
+                    }
+                })
+                .await;
+        }
+        tracing::info!("Router stopped pulling events.");
+    }
+
+    async fn handle(&self, message: jetstream::Message) {
+        match self.router.route(&message.payload).await {
+            Ok(routed) => {
+                self.router.metrics.events_routed.inc();
+                tracing::debug!(event.id = %routed.event_id, deliveries = routed.deliveries, "Routed event.");
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(error = %error, "Cannot ack a routed event; it is routed again (deliveries are de-duplicated).");
+                }
+            }
+            Err(route::RouteError::Undecodable(error)) => {
+                // Not an event of ours: nothing can ever route it.
+                self.router.metrics.reject("undecodable");
+                tracing::error!(error = %error, subject = %message.subject, "Cannot decode a message on HERALD_EVENTS; it stays in the stream, unrouted.");
+                let _ = message.ack_with(AckKind::Term).await;
+            }
+            Err(route::RouteError::Publish(error)) => {
+                tracing::warn!(error = %error, "Cannot store deliveries; the event is routed again shortly.");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+        }
+    }
+}

@@ -11,9 +11,10 @@ use crate::health::Readiness;
 /// How to reach NATS.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222;
+    /// `herald standalone` starts its own server instead].
+    #[arg(long, env = "HERALD_NATS_URL")]
+    pub nats_url: Option<String>,
     /// A NATS credentials file (for NGS or operator-mode servers).
     #[arg(long, env = "HERALD_NATS_CREDS")]
     pub nats_creds: Option<std::path::PathBuf>,
@@ -30,6 +31,17 @@ pub struct NatsArgs {
     /// How long HERALD_DEAD keeps dead letters.
     #[arg(long, env = "HERALD_DEAD_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
     pub dead_max_age: Duration,
+}
+
+/// The NATS URL used when none is given.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+impl NatsArgs {
+    /// The URL to connect to.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        self.nats_url.as_deref().unwrap_or(DEFAULT_NATS_URL)
+    }
 }
 
 /// Parses `90s`, `5m`, `7d` and other Go-style durations (plus `d` for days).
@@ -87,7 +99,7 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
     if let Some(creds) = &args.nats_creds {
         options = options.credentials_file(creds).await?;
     }
-    let client = options.connect(args.nats_url.as_str()).await?;
+    let client = options.connect(args.url()).await?;
     if client.connection_state() == async_nats::connection::State::Connected {
         readiness.set("nats", true);
     }

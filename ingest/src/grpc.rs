@@ -1,0 +1,107 @@
+//! The gRPC intake for clients that send events in bulk: every event of a
+//! batch is published at once and each one is answered on its own.
+
+use futures::future::join_all;
+use herald_proto::v1::ingest_server::{Ingest, IngestServer};
+use herald_proto::v1::{PublishRequest, PublishResponse, PublishResult, publish_result::Status};
+use tonic::{Request, Response};
+
+use crate::clusters::Clusters;
+use crate::http::MAX_BODY_BYTES;
+use crate::intake::{IngestError, Intake};
+
+/// The most events one request may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// The gRPC service.
+#[derive(Clone, Debug)]
+pub struct GrpcIngest {
+    intake: Intake,
+    clusters: Clusters,
+}
+
+impl GrpcIngest {
+    /// A tonic server for the service.
+    #[must_use]
+    pub fn server(intake: Intake, clusters: Clusters) -> IngestServer<Self> {
+        IngestServer::new(Self { intake, clusters })
+            .max_decoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+fn to_http_headers(metadata: &tonic::metadata::MetadataMap) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(value) = metadata.get("authorization")
+        && let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes())
+    {
+        headers.insert(axum::http::header::AUTHORIZATION, value);
+    }
+    headers
+}
+
+#[tonic::async_trait]
+impl Ingest for GrpcIngest {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, tonic::Status> {
+        let identified = self.clusters.identify(&to_http_headers(request.metadata()));
+        let request = request.into_inner();
+        if request.events_json.len() > MAX_BATCH {
+            return Err(tonic::Status::invalid_argument(format!(
+                "a batch holds at most {MAX_BATCH} events, this one has {}",
+                request.events_json.len()
+            )));
+        }
+        let cluster = match identified {
+            // With open clusters the request may name its own cluster.
+            Ok(default) => {
+                if request.cluster.is_empty() || self.clusters.is_checked() {
+                    default
+                } else {
+                    request.cluster.clone()
+                }
+            }
+            Err(error) => return Err(tonic::Status::unauthenticated(error.to_string())),
+        };
+        let pending = request.events_json.iter().map(|body| {
+            let cluster = cluster.clone();
+            async move {
+                let outcome = if body.len() > MAX_BODY_BYTES {
+                    Err(IngestError::TooLarge {
+                        limit: MAX_BODY_BYTES,
+                    })
+                } else {
+                    match self.intake.prepare(&cluster, body) {
+                        Ok(prepared) => self.intake.publish(prepared).await,
+                        Err(error) => Err(error),
+                    }
+                };
+                match outcome {
+                    Ok(stored) => PublishResult {
+                        status: if stored.duplicate {
+                            Status::Duplicate
+                        } else {
+                            Status::Accepted
+                        } as i32,
+                        event_id: stored.id,
+                        error: String::new(),
+                    },
+                    Err(error) => {
+                        self.intake.metrics().reject(error.reason());
+                        PublishResult {
+                            status: match error {
+                                IngestError::Unavailable(_) => Status::Unavailable,
+                                _ => Status::Invalid,
+                            } as i32,
+                            event_id: String::new(),
+                            error: error.to_string(),
+                        }
+                    }
+                }
+            }
+        });
+        let results = join_all(pending).await;
+        Ok(Response::new(PublishResponse { results }))
+    }
+}

@@ -1,0 +1,275 @@
+//! Routing one event: match Alerts, gate per Provider, merge metadata, and
+//! publish the deliveries (all at once, then await every ack).
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::future::try_join_all;
+use herald_flux::convert::to_time;
+use herald_flux::matching::{Gate, gate};
+use herald_flux::metadata;
+use herald_proto::{DeadLetter, Delivery, Event, ObjectKey, names};
+use herald_runtime::metrics::{ProviderLabels, ReasonLabels};
+use herald_runtime::{Catalog, Metrics, Nats};
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+
+/// Why an event could not be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The message is not a Herald event.
+    #[error("cannot decode event: {0}")]
+    Undecodable(#[from] prost::DecodeError),
+    /// A delivery could not be stored; route the event again later.
+    #[error("cannot publish a delivery: {0}")]
+    Publish(String),
+}
+
+/// What routing an event produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub event_id: String,
+    /// Deliveries published (and dead letters for missing Providers).
+    pub deliveries: usize,
+}
+
+/// Routes events against the catalog.
+#[derive(Clone, Debug)]
+pub struct Router {
+    pub(crate) nats: Nats,
+    pub(crate) catalog: Catalog,
+    pub(crate) metrics: Metrics,
+    pub(crate) no_cross_namespace_refs: bool,
+}
+
+/// The delivery id for (event, alert): stable, so a redelivered event
+/// publishes the same ids and JetStream stores each delivery once.
+#[must_use]
+pub fn delivery_id(event_id: &str, alert_uid: &str) -> String {
+    let digest = Sha256::digest(format!("{event_id}/{alert_uid}"));
+    hex::encode(&digest[..16])
+}
+
+struct Outgoing {
+    subject: String,
+    msg_id: String,
+    event_id: String,
+    payload: Bytes,
+    provider_type: String,
+    /// Set on dead letters.
+    dead_reason: Option<String>,
+}
+
+// === impl Router ===
+
+impl Router {
+    /// Routes one stored event.
+    ///
+    /// # Errors
+    ///
+    /// [`RouteError`] when the payload is not an event or a publish failed.
+    pub async fn route(&self, payload: &[u8]) -> Result<Routed, RouteError> {
+        let mut event = Event::decode(payload)?;
+        let group = metadata::api_group(
+            event
+                .involved_object
+                .as_ref()
+                .map_or("", |o| o.api_version.as_str()),
+        )
+        .to_owned();
+        // Stage B: the token served dedupe only; it never leaves the router.
+        metadata::exclude_internal(&mut event.metadata, &group);
+        let outgoing = self.plan(&event, &group);
+        let count = outgoing.len();
+        self.publish_all(outgoing).await?;
+        Ok(Routed {
+            event_id: event.id,
+            deliveries: count,
+        })
+    }
+
+    fn skip(&self, reason: &str) {
+        self.metrics
+            .deliveries_skipped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Decides every message this event turns into.
+    fn plan(&self, event: &Event, group: &str) -> Vec<Outgoing> {
+        let snapshot = self.catalog.snapshot();
+        let matched = snapshot.alerts.matching(event);
+        let object = event.involved_object.clone().unwrap_or_default();
+        let mut outgoing = Vec::with_capacity(matched.len());
+        for compiled in matched {
+            self.metrics.alerts_matched.inc();
+            let alert = &compiled.alert;
+            let id = delivery_id(&event.id, &compiled.uid);
+            let alert_key = ObjectKey {
+                namespace: alert.meta.namespace.clone(),
+                name: alert.meta.name.clone(),
+                uid: compiled.uid.clone(),
+            };
+            let provider_name = &alert.spec.provider_ref.name;
+            let Some(provider) = snapshot.provider(&alert.meta.namespace, provider_name) else {
+                tracing::warn!(alert = %alert.key(), provider = %provider_name, event.id = %event.id, "Alert names a Provider that does not exist; dead-lettered.");
+                outgoing.push(missing_provider(event, id, alert_key, provider_name));
+                continue;
+            };
+            let provider_type = provider.spec.type_.clone();
+            match gate(
+                event,
+                &alert.meta.namespace,
+                self.no_cross_namespace_refs,
+                &provider_type,
+                provider.spec.suspend,
+                group,
+            ) {
+                Gate::Send => {}
+                Gate::CrossNamespaceDenied => {
+                    tracing::warn!(
+                        alert = %alert.key(),
+                        "discarding event, access denied to cross-namespace sources: alert '{}' can't process event from '{}/{}/{}', cross-namespace references have been blocked",
+                        alert.key(), object.kind, object.namespace, object.name
+                    );
+                    self.skip("cross_namespace_denied");
+                    continue;
+                }
+                other => {
+                    tracing::debug!(alert = %alert.key(), gate = ?other, "Delivery not sent, as Flux would not.");
+                    self.skip(match other {
+                        Gate::ProviderSuspended => "provider_suspended",
+                        Gate::CommitStatusUpdateOnly => "commit_status_update",
+                        Gate::MissingCommit => "missing_commit",
+                        _ => "missing_change_request",
+                    });
+                    continue;
+                }
+            }
+            let merged = metadata::merge_for_alert(
+                &event.metadata,
+                group,
+                &alert.spec.event_metadata,
+                &alert.spec.summary,
+            );
+            if !merged.conflicts.is_empty() {
+                tracing::info!(
+                    alert = %alert.key(),
+                    conflicting_keys = ?merged.conflicts.keys().collect::<Vec<_>>(),
+                    "warning: metadata key conflicts detected (please refer to the Alert API docs and Flux RFC 0008 for more information)"
+                );
+            }
+            let mut outbound = event.clone();
+            outbound.metadata = merged.metadata;
+            let delivery = Delivery {
+                id: id.clone(),
+                event: Some(outbound),
+                alert: Some(alert_key),
+                provider: Some(ObjectKey {
+                    namespace: provider.meta.namespace.clone(),
+                    name: provider.meta.name.clone(),
+                    uid: provider.uid(),
+                }),
+                provider_type: provider_type.clone(),
+                routed_at: Some(to_time(jiff::Timestamp::now())),
+            };
+            outgoing.push(Outgoing {
+                subject: names::delivery_subject(
+                    &provider_type,
+                    &provider.meta.namespace,
+                    &provider.meta.name,
+                ),
+                msg_id: id,
+                event_id: event.id.clone(),
+                payload: Bytes::from(delivery.encode_to_vec()),
+                provider_type,
+                dead_reason: None,
+            });
+        }
+        outgoing
+    }
+
+    /// Publishes every message, then awaits every ack.
+    async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<(), RouteError> {
+        let mut acks = Vec::with_capacity(outgoing.len());
+        let mut types = Vec::with_capacity(outgoing.len());
+        for out in outgoing {
+            let mut headers = HeaderMap::new();
+            headers.insert(names::MSG_ID_HEADER, out.msg_id.as_str());
+            headers.insert(names::EVENT_ID_HEADER, out.event_id.as_str());
+            if let Some(reason) = &out.dead_reason {
+                headers.insert(names::DEAD_REASON_HEADER, reason.as_str());
+            }
+            let ack = self
+                .nats
+                .jetstream
+                .publish_with_headers(out.subject, headers, out.payload)
+                .await
+                .map_err(|e| RouteError::Publish(e.to_string()))?;
+            acks.push(async move { ack.await });
+            types.push(out.provider_type);
+        }
+        try_join_all(acks)
+            .await
+            .map_err(|e| RouteError::Publish(e.to_string()))?;
+        for provider_type in types {
+            self.metrics
+                .deliveries_published
+                .get_or_create(&ProviderLabels { provider_type })
+                .inc();
+        }
+        Ok(())
+    }
+}
+
+/// A dead letter for a matched Alert whose Provider does not exist.
+fn missing_provider(event: &Event, id: String, alert: ObjectKey, provider_name: &str) -> Outgoing {
+    let namespace = alert.namespace.clone();
+    let reason = format!(
+        "Alert {}/{} names Provider {namespace}/{provider_name}, which does not exist",
+        alert.namespace, alert.name
+    );
+    let dead_reason = Some(reason.clone());
+    let letter = DeadLetter {
+        delivery: Some(Delivery {
+            id: id.clone(),
+            event: Some(event.clone()),
+            alert: Some(alert),
+            provider: Some(ObjectKey {
+                namespace: namespace.clone(),
+                name: provider_name.to_owned(),
+                uid: String::new(),
+            }),
+            provider_type: String::new(),
+            routed_at: Some(to_time(jiff::Timestamp::now())),
+        }),
+        reason,
+        attempts: 0,
+        last_status: 0,
+        last_response: String::new(),
+        dead_at: Some(to_time(jiff::Timestamp::now())),
+        subject: String::new(),
+        raw_payload: Vec::new(),
+    };
+    Outgoing {
+        subject: names::dead_subject("unknown", &namespace, provider_name),
+        msg_id: format!("dead:{id}"),
+        event_id: event.id.clone(),
+        payload: Bytes::from(letter.encode_to_vec()),
+        provider_type: "unknown".to_owned(),
+        dead_reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn delivery_ids_are_stable_per_event_and_alert() {
+        let a = super::delivery_id("e1", "alert-uid");
+        assert_eq!(a, super::delivery_id("e1", "alert-uid"));
+        assert_ne!(a, super::delivery_id("e2", "alert-uid"));
+        assert_ne!(a, super::delivery_id("e1", "other-uid"));
+        assert_eq!(a.len(), 32);
+    }
+}

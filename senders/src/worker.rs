@@ -1,0 +1,350 @@
+//! The delivery loop: pull deliveries, send each through its provider, and ack,
+//! nak with a delay, or dead-letter it. Many deliveries are in flight at once.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use herald_flux::convert::{from_proto, from_time, to_time};
+use herald_proto::{DeadLetter, Delivery, names};
+use herald_runtime::{Catalog, Metrics, Nats};
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::resolve;
+use crate::http::HttpSender;
+use crate::outcome::Outcome;
+use crate::providers;
+
+/// Retry and concurrency settings, resolved.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Deliveries in flight in this process.
+    pub concurrency: usize,
+    /// Attempts before a delivery is dead.
+    pub max_attempts: u64,
+    /// The consumer's ack wait (progress acks keep long sends alive).
+    pub ack_wait: Duration,
+    /// The first retry delay.
+    pub retry_base: Duration,
+    /// The longest retry delay.
+    pub retry_max: Duration,
+}
+
+/// Why a delivery ends on HERALD_DEAD.
+struct Death {
+    reason: String,
+    status: u16,
+    body: String,
+}
+
+/// Sends deliveries.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    pub(crate) nats: Nats,
+    pub(crate) catalog: Catalog,
+    pub(crate) metrics: Metrics,
+    pub(crate) http: HttpSender,
+    pub(crate) settings: WorkerSettings,
+}
+
+// === impl Worker ===
+
+impl Worker {
+    /// Consumes until `cancel` fires, then finishes the deliveries in hand.
+    pub async fn run(
+        self,
+        consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+        cancel: CancellationToken,
+    ) {
+        while !cancel.is_cancelled() {
+            let messages = match consumer
+                .stream()
+                .max_messages_per_batch(self.settings.concurrency)
+                .messages()
+                .await
+            {
+                Ok(messages) => messages,
+                Err(error) => {
+                    tracing::warn!(error = %error, "Cannot pull deliveries; retrying.");
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            messages
+                .take_until(cancel.cancelled())
+                .for_each_concurrent(self.settings.concurrency, |message| async {
+                    match message {
+                        Ok(message) => self.handle(message).await,
+                        Err(error) => tracing::debug!(error = %error, "Pull interrupted."),
+                    }
+                })
+                .await;
+        }
+        tracing::info!("Sender stopped pulling deliveries.");
+    }
+
+    /// Handles one delivery message to the end: acked, nak'ed or dead-lettered.
+    pub async fn handle(&self, message: jetstream::Message) {
+        let attempts = message.info().map_or(1, |info| info.delivered.max(1) as u64);
+        let delivery = match Delivery::decode(message.payload.clone()) {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                let death = Death {
+                    reason: format!("cannot decode the delivery: {error}"),
+                    status: 0,
+                    body: String::new(),
+                };
+                self.bury(&message, None, "unknown", attempts, death).await;
+                return;
+            }
+        };
+        let provider_type = delivery.provider_type.clone();
+        match self.attempt(&message, &delivery).await {
+            Ok(status) => {
+                self.metrics.delivery(&provider_type, "delivered");
+                if let Some(received) = delivery
+                    .event
+                    .as_ref()
+                    .and_then(|e| e.received_at.as_ref())
+                    .and_then(from_time)
+                {
+                    let elapsed = jiff::Timestamp::now().duration_since(received);
+                    self.metrics
+                        .delivery_latency
+                        .get_or_create(&herald_runtime::metrics::ProviderLabels {
+                            provider_type: provider_type.clone(),
+                        })
+                        .observe(elapsed.as_secs_f64().max(0.0));
+                }
+                tracing::debug!(delivery.id = %delivery.id, status, "Delivered.");
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(error = %error, delivery.id = %delivery.id, "Cannot ack a delivered message; it may be sent again.");
+                }
+            }
+            Err(Outcome::Retry {
+                reason,
+                status,
+                body,
+                ..
+            }) if attempts >= self.settings.max_attempts => {
+                let death = Death {
+                    reason: format!("gave up after {attempts} attempts: {reason}"),
+                    status,
+                    body,
+                };
+                self.bury(&message, Some(delivery), &provider_type, attempts, death)
+                    .await;
+            }
+            Err(Outcome::Retry { reason, after, .. }) => {
+                self.metrics.delivery(&provider_type, "retry");
+                let backoff = crate::outcome::backoff(
+                    attempts,
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                );
+                // The destination's Retry-After wins over our own backoff.
+                let delay = after.unwrap_or(backoff);
+                tracing::info!(
+                    delivery.id = %delivery.id,
+                    provider = %provider_key(&delivery),
+                    attempt = attempts,
+                    retry_in = ?delay,
+                    reason = %reason,
+                    "Delivery failed; will retry."
+                );
+                if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                    tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
+                }
+            }
+            Err(Outcome::Dead {
+                reason,
+                status,
+                body,
+            }) => {
+                let death = Death {
+                    reason,
+                    status,
+                    body,
+                };
+                self.bury(&message, Some(delivery), &provider_type, attempts, death)
+                    .await;
+            }
+            Err(Outcome::Delivered { .. }) => unreachable!("attempt returns delivered as Ok"),
+        }
+    }
+
+    /// One send. `Ok(status)` when delivered (or deliberately skipped).
+    async fn attempt(&self, message: &jetstream::Message, delivery: &Delivery) -> Result<u16, Outcome> {
+        let dead = |reason: String| Outcome::Dead {
+            reason,
+            status: 0,
+            body: String::new(),
+        };
+        let key = delivery.provider.clone().unwrap_or_default();
+        let snapshot = self.catalog.snapshot();
+        let Some(provider) = snapshot.provider(&key.namespace, &key.name) else {
+            return Err(dead(format!(
+                "Provider {}/{} does not exist",
+                key.namespace, key.name
+            )));
+        };
+        if provider.spec.suspend {
+            tracing::info!(provider = %provider.key(), delivery.id = %delivery.id, "Provider is suspended; delivery skipped.");
+            self.metrics
+                .deliveries_skipped
+                .get_or_create(&herald_runtime::metrics::ReasonLabels {
+                    reason: "provider_suspended".to_owned(),
+                })
+                .inc();
+            return Ok(0);
+        }
+        let resolved = resolve(&provider, &snapshot).map_err(|reason| {
+            dead(format!("Provider {} cannot be used: {reason}", provider.key()))
+        })?;
+        drop(snapshot);
+        let event = from_proto(&delivery.event.clone().unwrap_or_default());
+        let request = providers::build(&resolved, &event).map_err(dead)?;
+        let started = tokio::time::Instant::now();
+        let send = self.http.send(request, &resolved);
+        let outcome = with_progress(message, self.settings.ack_wait, send).await;
+        self.metrics
+            .provider_request_duration
+            .get_or_create(&herald_runtime::metrics::ProviderLabels {
+                provider_type: resolved.provider_type.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
+            Outcome::Delivered { status } => Ok(status),
+            other => Err(other),
+        }
+    }
+
+    /// Stores a dead letter, then removes the delivery from the work queue.
+    /// When HERALD_DEAD cannot take it, the delivery stays and is retried.
+    async fn bury(
+        &self,
+        message: &jetstream::Message,
+        delivery: Option<Delivery>,
+        provider_type: &str,
+        attempts: u64,
+        death: Death,
+    ) {
+        let sequence = message.info().map_or(0, |info| info.stream_sequence);
+        let delivery_id = delivery.as_ref().map_or(String::new(), |d| d.id.clone());
+        let event_id = delivery
+            .as_ref()
+            .and_then(|d| d.event.as_ref())
+            .map_or(String::new(), |e| e.id.clone());
+        let letter = DeadLetter {
+            raw_payload: if delivery.is_none() {
+                message.payload.to_vec()
+            } else {
+                Vec::new()
+            },
+            delivery,
+            reason: death.reason.clone(),
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            last_status: u32::from(death.status),
+            last_response: death.body,
+            dead_at: Some(to_time(jiff::Timestamp::now())),
+            subject: message.subject.to_string(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            names::MSG_ID_HEADER,
+            format!("dead:{delivery_id}:{sequence}").as_str(),
+        );
+        headers.insert(names::EVENT_ID_HEADER, event_id.as_str());
+        headers.insert(names::DEAD_REASON_HEADER, one_line(&death.reason).as_str());
+        let subject = names::dead_subject_for(&message.subject);
+        let stored = async {
+            self.nats
+                .jetstream
+                .publish_with_headers(subject, headers, Bytes::from(letter.encode_to_vec()))
+                .await?
+                .await
+                .map_err(async_nats::Error::from)
+        }
+        .await;
+        match stored {
+            Ok(_) => {
+                self.metrics.delivery(provider_type, "dead");
+                tracing::warn!(
+                    delivery.id = %delivery_id,
+                    event.id = %event_id,
+                    attempts,
+                    reason = %death.reason,
+                    "Delivery is dead; kept on HERALD_DEAD."
+                );
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(error = %error, "Cannot ack a dead-lettered message; it may be dead-lettered twice.");
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, delivery.id = %delivery_id, "Cannot store a dead letter; the delivery stays queued.");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(self.settings.retry_base)))
+                    .await;
+            }
+        }
+    }
+}
+
+/// `namespace/name` of the delivery's Provider.
+fn provider_key(delivery: &Delivery) -> String {
+    let key = delivery.provider.clone().unwrap_or_default();
+    format!("{}/{}", key.namespace, key.name)
+}
+
+/// A header value on one line, at most 256 bytes.
+fn one_line(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > 256 {
+        let mut end = 256;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
+/// Awaits `work`, telling JetStream the message is still in progress every
+/// third of the ack wait, so a long provider timeout never causes a redelivery.
+async fn with_progress<F: std::future::Future>(
+    message: &jetstream::Message,
+    ack_wait: Duration,
+    work: F,
+) -> F::Output {
+    let period = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = ticker.tick() => {
+                if let Err(error) = message.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %error, "Cannot send a progress ack.");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_lines_are_single_and_short() {
+        let line = super::one_line(&format!("a\nb{}", "é".repeat(300)));
+        assert!(line.starts_with("a b"));
+        assert!(line.len() <= 256);
+    }
+}
