@@ -208,9 +208,8 @@ async fn serve(command: Command) -> anyhow::Result<()> {
 
     match &command {
         Command::Ingest { ingest, .. } => {
-            let app =
-                herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
-                    .await?;
+            let app = herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
+                .await?;
             tasks.spawn(app.run(cancel.clone()));
         }
         Command::Router {
@@ -269,14 +268,9 @@ async fn serve(command: Command) -> anyhow::Result<()> {
                 &cancel,
             )
             .await?;
-            let ingest_app = herald_ingest::App::build(
-                ingest,
-                nats.clone(),
-                metrics,
-                &readiness,
-                &cancel,
-            )
-            .await?;
+            let ingest_app =
+                herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
+                    .await?;
             tracing::info!(
                 http = %ingest_app.http_addr()?,
                 "Herald standalone is ready: point Flux's --events-addr at http://<this host>:{}/",

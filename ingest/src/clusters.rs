@@ -120,7 +120,10 @@ mod tests {
     fn basic(user: &str, pass: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let value = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        headers.insert(header::AUTHORIZATION, format!("Basic {value}").parse().unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {value}").parse().unwrap(),
+        );
         headers
     }
 

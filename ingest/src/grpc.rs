@@ -24,8 +24,7 @@ impl GrpcIngest {
     /// A tonic server for the service.
     #[must_use]
     pub fn server(intake: Intake, clusters: Clusters) -> IngestServer<Self> {
-        IngestServer::new(Self { intake, clusters })
-            .max_decoding_message_size(64 * 1024 * 1024)
+        IngestServer::new(Self { intake, clusters }).max_decoding_message_size(64 * 1024 * 1024)
     }
 }
 

@@ -144,11 +144,10 @@ impl App {
     /// When a server fails.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over HTTP.");
-        let http = axum::serve(self.http, self.router)
-            .with_graceful_shutdown({
-                let cancel = cancel.clone();
-                async move { cancel.cancelled().await }
-            });
+        let http = axum::serve(self.http, self.router).with_graceful_shutdown({
+            let cancel = cancel.clone();
+            async move { cancel.cancelled().await }
+        });
         let grpc = async {
             let Some(listener) = self.grpc else {
                 return Ok(());

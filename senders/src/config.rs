@@ -80,7 +80,8 @@ impl Resolved {
 }
 
 fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
-    data.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+    data.get(key)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Resolves `provider` against the catalog's Secrets.
@@ -93,9 +94,9 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
     let spec = &provider.spec;
     let namespace = &provider.meta.namespace;
     let secret_of = |name: &str, field: &str| {
-        snapshot.secret(namespace, name).ok_or_else(|| {
-            format!("{field} names Secret {namespace}/{name}, which does not exist")
-        })
+        snapshot
+            .secret(namespace, name)
+            .ok_or_else(|| format!("{field} names Secret {namespace}/{name}, which does not exist"))
     };
     let mut resolved = Resolved {
         provider_type: spec.type_.clone(),
@@ -158,8 +159,12 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
             .ok_or_else(|| format!("Secret {namespace}/{}: address is required", proxy_ref.name))?;
-        let mut url = reqwest::Url::parse(&address)
-            .map_err(|_| format!("Secret {namespace}/{}: address is not a URL", proxy_ref.name))?;
+        let mut url = reqwest::Url::parse(&address).map_err(|_| {
+            format!(
+                "Secret {namespace}/{}: address is not a URL",
+                proxy_ref.name
+            )
+        })?;
         if let Some(user) = text(&secret.data, "username") {
             let _ = url.set_username(&user);
             let _ = url.set_password(text(&secret.data, "password").as_deref());
@@ -212,7 +217,8 @@ mod tests {
         (*snapshot.provider("ns", "p").unwrap()).clone()
     }
 
-    const P: &str = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\n";
+    const P: &str =
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\n";
 
     #[test]
     fn secret_values_override_the_spec() {
@@ -230,7 +236,10 @@ mod tests {
         assert_eq!(r.timeout, Duration::from_secs(5));
         assert_eq!(r.address_for_logs(), "https://hooks.example/…");
         let debug = format!("{r:?}");
-        assert!(!debug.contains("xoxb") && !debug.contains("/T/B/X"), "{debug}");
+        assert!(
+            !debug.contains("xoxb") && !debug.contains("/T/B/X"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -241,15 +250,21 @@ mod tests {
                 "spec.secretRef names Secret ns/missing, which does not exist",
             ),
             (
-                format!("{P}spec: {{type: slack, secretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{username: u}}"),
+                format!(
+                    "{P}spec: {{type: slack, secretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{username: u}}"
+                ),
                 "username and password must be set together",
             ),
             (
-                format!("{P}spec: {{type: generic, secretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{headers: '[1, 2]'}}"),
+                format!(
+                    "{P}spec: {{type: generic, secretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{headers: '[1, 2]'}}"
+                ),
                 "headers must be a YAML map",
             ),
             (
-                format!("{P}spec: {{type: generic, certSecretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{other: x}}"),
+                format!(
+                    "{P}spec: {{type: generic, certSecretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{other: x}}"
+                ),
                 "needs ca.crt or a tls.crt and tls.key pair",
             ),
         ];

@@ -42,7 +42,12 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 impl HttpSender {
     fn client_for(&self, resolved: &Resolved) -> Result<reqwest::Client, String> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (&resolved.proxy, &resolved.ca_pem, &resolved.client_identity_pem).hash(&mut hasher);
+        (
+            &resolved.proxy,
+            &resolved.ca_pem,
+            &resolved.client_identity_pem,
+        )
+            .hash(&mut hasher);
         let key = hasher.finish();
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = clients.get(&key) {
@@ -149,7 +154,10 @@ impl HttpSender {
             }
         };
         let body_excerpt = excerpt(&body, &secrets);
-        match (request.validator, classify_status(status, retry_after, body_excerpt.clone())) {
+        match (
+            request.validator,
+            classify_status(status, retry_after, body_excerpt.clone()),
+        ) {
             (Validator::SlackWebApi, Outcome::Delivered { status }) => {
                 match slack_web_api_result(&body) {
                     Ok(()) => Outcome::Delivered { status },

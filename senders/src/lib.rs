@@ -79,7 +79,9 @@ impl App {
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: args.sender_ack_wait,
                     max_deliver: -1,
-                    max_ack_pending: i64::try_from(concurrency * 16).unwrap_or(i64::MAX).max(1000),
+                    max_ack_pending: i64::try_from(concurrency * 16)
+                        .unwrap_or(i64::MAX)
+                        .max(1000),
                     filter_subject: names::DELIVERIES_SUBJECTS.to_owned(),
                     ..consumer::pull::Config::default()
                 },
@@ -108,7 +110,10 @@ impl App {
 
     /// Sends until `cancel` fires, then finishes the deliveries in hand.
     pub async fn run(self, cancel: CancellationToken) {
-        tracing::info!(concurrency = self.worker.settings.concurrency, "Sending deliveries.");
+        tracing::info!(
+            concurrency = self.worker.settings.concurrency,
+            "Sending deliveries."
+        );
         self.worker.run(self.consumer, cancel).await;
     }
 }

@@ -142,10 +142,7 @@ mod tests {
     #[test]
     fn retry_after_takes_seconds_and_dates() {
         let now: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(
-            parse_retry_after("3", now),
-            Some(Duration::from_secs(3))
-        );
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
         assert_eq!(
             parse_retry_after("Mon, 01 Jan 2024 00:00:10 GMT", now),
             Some(Duration::from_secs(10))

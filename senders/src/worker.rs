@@ -90,7 +90,9 @@ impl Worker {
 
     /// Handles one delivery message to the end: acked, nak'ed or dead-lettered.
     pub async fn handle(&self, message: jetstream::Message) {
-        let attempts = message.info().map_or(1, |info| info.delivered.max(1) as u64);
+        let attempts = message
+            .info()
+            .map_or(1, |info| info.delivered.max(1) as u64);
         let delivery = match Delivery::decode(message.payload.clone()) {
             Ok(delivery) => delivery,
             Err(error) => {
@@ -179,7 +181,11 @@ impl Worker {
     }
 
     /// One send. `Ok(status)` when delivered (or deliberately skipped).
-    async fn attempt(&self, message: &jetstream::Message, delivery: &Delivery) -> Result<u16, Outcome> {
+    async fn attempt(
+        &self,
+        message: &jetstream::Message,
+        delivery: &Delivery,
+    ) -> Result<u16, Outcome> {
         let dead = |reason: String| Outcome::Dead {
             reason,
             status: 0,
@@ -204,7 +210,10 @@ impl Worker {
             return Ok(0);
         }
         let resolved = resolve(&provider, &snapshot).map_err(|reason| {
-            dead(format!("Provider {} cannot be used: {reason}", provider.key()))
+            dead(format!(
+                "Provider {} cannot be used: {reason}",
+                provider.key()
+            ))
         })?;
         drop(snapshot);
         let event = from_proto(&delivery.event.clone().unwrap_or_default());

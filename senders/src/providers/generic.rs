@@ -28,7 +28,9 @@ pub(super) fn build(
     }
     if hmac {
         if resolved.token.is_empty() {
-            return Err("generic-hmac: HMAC key is empty: set token in the Provider's Secret".into());
+            return Err(
+                "generic-hmac: HMAC key is empty: set token in the Provider's Secret".into(),
+            );
         }
         let mut mac = Hmac::<Sha256>::new_from_slice(resolved.token.as_bytes())
             .map_err(|e| format!("generic-hmac: {e}"))?;
@@ -65,12 +67,21 @@ mod tests {
 
     #[test]
     fn generic_sends_the_event_with_secret_headers_last() {
-        let event = FluxEvent::from_json(br#"{"reportingController":"kustomize-controller"}"#).unwrap();
+        let event =
+            FluxEvent::from_json(br#"{"reportingController":"kustomize-controller"}"#).unwrap();
         let request = build(&resolved("generic"), &event, false).unwrap();
         assert_eq!(request.body, event.to_go_json());
-        assert!(request.headers.contains(&("Gotk-Component".into(), "overridden".into())));
+        assert!(
+            request
+                .headers
+                .contains(&("Gotk-Component".into(), "overridden".into()))
+        );
         assert!(!request.headers.iter().any(|(k, _)| k == "gotk-component"));
-        assert!(request.headers.contains(&("X-Signature".into(), "forged".into())));
+        assert!(
+            request
+                .headers
+                .contains(&("X-Signature".into(), "forged".into()))
+        );
     }
 
     #[test]
@@ -88,6 +99,11 @@ mod tests {
         assert_eq!(signatures, [&("X-Signature".to_owned(), expected)]);
         let mut no_key = resolved("generic-hmac");
         no_key.token.clear();
-        assert!(build(&no_key, &event, true).err().unwrap().contains("HMAC key is empty"));
+        assert!(
+            build(&no_key, &event, true)
+                .err()
+                .unwrap()
+                .contains("HMAC key is empty")
+        );
     }
 }

@@ -107,7 +107,11 @@ pub(crate) fn web_api_result(body: &[u8]) -> Result<(), (String, bool)> {
     }
     let transient = matches!(
         answer.error.as_str(),
-        "ratelimited" | "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout"
+        "ratelimited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout"
     );
     Err((
         format!("Slack responded with error: {}", answer.error),
@@ -183,9 +187,16 @@ mod tests {
         assert_eq!(web_api_result(br#"{"ok":true}"#), Ok(()));
         assert_eq!(
             web_api_result(br#"{"ok":false,"error":"channel_not_found"}"#),
-            Err(("Slack responded with error: channel_not_found".into(), false))
+            Err((
+                "Slack responded with error: channel_not_found".into(),
+                false
+            ))
         );
-        assert!(web_api_result(br#"{"ok":false,"error":"ratelimited"}"#).unwrap_err().1);
+        assert!(
+            web_api_result(br#"{"ok":false,"error":"ratelimited"}"#)
+                .unwrap_err()
+                .1
+        );
         assert!(web_api_result(b"<html>").unwrap_err().1);
     }
 
@@ -195,7 +206,12 @@ mod tests {
             provider_type: "slack".into(),
             ..Resolved::default()
         };
-        assert!(build(&resolved, &event()).err().unwrap().contains("no address"));
+        assert!(
+            build(&resolved, &event())
+                .err()
+                .unwrap()
+                .contains("no address")
+        );
         resolved.address = "ftp://x".into();
         assert!(
             build(&resolved, &event())

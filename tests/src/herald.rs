@@ -1,0 +1,276 @@
+//! Herald's services started in-process against a test NATS server, with a
+//! folder catalog written from YAML text.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_ingest::{IngestArgs, OptionalAddr};
+use herald_router::RouterArgs;
+use herald_runtime::admin::AdminServer;
+use herald_runtime::catalog::{self, CatalogArgs};
+use herald_runtime::nats::NatsArgs;
+use herald_runtime::{Metrics, Readiness};
+use herald_senders::SenderArgs;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Which services to run, and their settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ingest: bool,
+    pub router: bool,
+    pub sender: bool,
+    pub ingest_args: IngestArgs,
+    pub router_args: RouterArgs,
+    pub sender_args: SenderArgs,
+    pub reload_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        Self {
+            ingest: true,
+            router: true,
+            sender: true,
+            ingest_args: IngestArgs {
+                listen: loopback,
+                grpc_listen: OptionalAddr(Some(loopback)),
+                cluster: "test".to_owned(),
+                clusters_file: None,
+                max_body_bytes: herald_ingest::http::MAX_BODY_BYTES,
+                publish_timeout: Duration::from_secs(1),
+            },
+            router_args: RouterArgs {
+                router_concurrency: 64,
+                no_cross_namespace_refs: false,
+                router_ack_wait: Duration::from_secs(30),
+            },
+            sender_args: SenderArgs {
+                sender_concurrency: 32,
+                max_attempts: 5,
+                retry_base: Duration::from_millis(200),
+                retry_max: Duration::from_secs(2),
+                sender_ack_wait: Duration::from_secs(30),
+            },
+            reload_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Running Herald services.
+pub struct TestHerald {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+    ingest: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+    admin: SocketAddr,
+    config_dir: PathBuf,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+    http: reqwest::Client,
+}
+
+/// Writes `manifests` as `config.yaml` in a new temporary folder.
+///
+/// # Panics
+///
+/// When the folder cannot be written.
+#[must_use]
+pub fn config_dir(manifests: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("config.yaml"), manifests).expect("write manifests");
+    dir
+}
+
+// === impl TestHerald ===
+
+impl TestHerald {
+    /// Starts ingest, router and sender on `nats_url` with the catalog in `dir`.
+    pub async fn start(nats_url: &str, dir: &Path) -> Self {
+        Self::start_with(nats_url, dir, Options::default()).await
+    }
+
+    /// Starts the services `options` asks for.
+    ///
+    /// # Panics
+    ///
+    /// When a service cannot start.
+    pub async fn start_with(nats_url: &str, dir: &Path, options: Options) -> Self {
+        crate::init();
+        let cancel = CancellationToken::new();
+        let readiness = Readiness::default();
+        let metrics = Metrics::new();
+        readiness.register("nats");
+        let nats_args = NatsArgs {
+            nats_url: Some(nats_url.to_owned()),
+            nats_creds: None,
+            stream_replicas: 1,
+            events_max_age: Duration::from_secs(3600),
+            duplicate_window: Duration::from_secs(120),
+            dead_max_age: Duration::from_secs(3600),
+        };
+        let nats = herald_runtime::nats::connect(&nats_args, "herald-test", &readiness)
+            .await
+            .expect("connect to nats");
+        let mut tasks = JoinSet::new();
+        let admin = AdminServer::bind(
+            "127.0.0.1:0".parse().expect("address"),
+            readiness.clone(),
+            metrics.clone(),
+        )
+        .await
+        .expect("admin listener");
+        let admin_addr = admin.local_addr().expect("admin addr");
+        let c = cancel.clone();
+        tasks.spawn(async move {
+            let _ = admin.run(c).await;
+        });
+        let catalog_args = CatalogArgs {
+            config_dir: dir.to_path_buf(),
+            default_namespace: "default".to_owned(),
+            reload_interval: options.reload_interval,
+        };
+        let catalog = catalog::open_folder(&catalog_args, &readiness).expect("catalog");
+        tasks.spawn(catalog::watch_folder(
+            catalog.clone(),
+            catalog_args,
+            readiness.clone(),
+            cancel.clone(),
+        ));
+        if options.sender {
+            let app = herald_senders::App::build(
+                &options.sender_args,
+                nats.clone(),
+                catalog.clone(),
+                metrics.clone(),
+                &readiness,
+                &cancel,
+            )
+            .await
+            .expect("sender");
+            tasks.spawn(app.run(cancel.clone()));
+        }
+        if options.router {
+            let app = herald_router::App::build(
+                &options.router_args,
+                nats.clone(),
+                catalog.clone(),
+                metrics.clone(),
+                &readiness,
+                &cancel,
+            )
+            .await
+            .expect("router");
+            tasks.spawn(app.run(cancel.clone()));
+        }
+        let (mut ingest, mut grpc) = (None, None);
+        if options.ingest {
+            let app = herald_ingest::App::build(
+                &options.ingest_args,
+                nats.clone(),
+                metrics.clone(),
+                &readiness,
+                &cancel,
+            )
+            .await
+            .expect("ingest");
+            ingest = Some(app.http_addr().expect("http addr"));
+            grpc = app.grpc_addr();
+            let c = cancel.clone();
+            tasks.spawn(async move {
+                app.run(c).await.expect("ingest runs");
+            });
+        }
+        Self {
+            cancel,
+            tasks,
+            ingest,
+            grpc,
+            admin: admin_addr,
+            config_dir: dir.to_path_buf(),
+            metrics,
+            readiness,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The URL Flux controllers would POST to.
+    ///
+    /// # Panics
+    ///
+    /// When ingest is not running.
+    #[must_use]
+    pub fn ingest_url(&self) -> String {
+        format!("http://{}/", self.ingest.expect("ingest runs"))
+    }
+
+    /// The gRPC intake's address.
+    ///
+    /// # Panics
+    ///
+    /// When ingest does not run gRPC.
+    #[must_use]
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc.expect("grpc runs"))
+    }
+
+    /// `http://<admin>/<path>`.
+    #[must_use]
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// The catalog folder.
+    #[must_use]
+    pub fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
+    /// POSTs `body` to ingest; returns the status and body text.
+    ///
+    /// # Panics
+    ///
+    /// When ingest cannot be reached at all.
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let response = self
+            .http
+            .post(self.ingest_url())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("ingest answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// GETs an admin path; returns the status and body text.
+    ///
+    /// # Panics
+    ///
+    /// When the admin listener cannot be reached.
+    pub async fn admin(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(self.admin_url(path))
+            .send()
+            .await
+            .expect("admin answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// Stops every service and waits for them to drain.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for TestHerald {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
