@@ -101,7 +101,9 @@ struct Common {
 
 fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (NATS, HTTP clients).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("no other TLS crypto provider is installed yet");
     let cli = Cli::parse();
     if let Command::Validate {
         dir,

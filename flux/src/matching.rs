@@ -287,7 +287,14 @@ mod tests {
     fn source_rules_follow_flux() {
         let ks = |name: &str, ns: &str| source("Kustomization", name, ns);
         // (alert namespace, severity, sources, event kind/ns/name/severity, expected)
-        let table: &[(&str, &str, Vec<EventSource>, (&str, &str, &str, &str), bool)] = &[
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            Vec<EventSource>,
+            (&'a str, &'a str, &'a str, &'a str),
+            bool,
+        );
+        let table: &[Row<'_>] = &[
             (
                 "apps",
                 "info",

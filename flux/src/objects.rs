@@ -374,9 +374,9 @@ impl Provider {
                 ));
             }
         }
-        if !spec.proxy.is_empty()
-            && !(spec.proxy.starts_with("http://") || spec.proxy.starts_with("https://"))
-        {
+        let proxy_scheme_ok =
+            spec.proxy.starts_with("http://") || spec.proxy.starts_with("https://");
+        if !spec.proxy.is_empty() && !proxy_scheme_ok {
             return Err(format!(
                 "spec.proxy {:?} must start with http:// or https://",
                 spec.proxy

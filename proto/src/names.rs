@@ -4,8 +4,6 @@
 //! namespaces and names, which may contain `.`) go through [`escape_token`], so
 //! a subject always has the number of tokens its pattern says.
 
-use std::fmt::Write as _;
-
 /// The replayable log of every accepted Flux event.
 pub const EVENTS_STREAM: &str = "HERALD_EVENTS";
 /// Subjects of [`EVENTS_STREAM`]: `herald.events.<cluster>`.
@@ -87,7 +85,7 @@ pub fn escape_token(raw: &str) -> String {
         if byte.is_ascii_alphanumeric() || byte == b'-' {
             out.push(byte as char);
         } else {
-            let _ = write!(out, "_{byte:02X}");
+            out.push_str(&format!("_{byte:02X}"));
         }
     }
     out

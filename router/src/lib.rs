@@ -138,13 +138,18 @@ impl App {
                 // Not an event of ours: nothing can ever route it.
                 self.router.metrics.reject("undecodable");
                 tracing::error!(error = %error, subject = %message.subject, "Cannot decode a message on HERALD_EVENTS; it stays in the stream, unrouted.");
-                let _ = message.ack_with(AckKind::Term).await;
+                if let Err(error) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %error, "Cannot terminate an undecodable message.");
+                }
             }
             Err(route::RouteError::Publish(error)) => {
                 tracing::warn!(error = %error, "Cannot store deliveries; the event is routed again shortly.");
-                let _ = message
+                if let Err(error) = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
+                    .await
+                {
+                    tracing::warn!(error = %error, "Cannot nak an event; it is redelivered after the ack wait.");
+                }
             }
         }
     }

@@ -193,7 +193,8 @@ impl LocalNatsServer {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                let _ = child.kill().await;
+                // Best effort: kill_on_drop ends it anyway.
+                child.kill().await.ok();
                 bail!("nats-server did not accept connections within 10 s");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -176,8 +176,8 @@ impl Metrics {
     #[must_use]
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing into a String cannot fail");
         out
     }
 }

@@ -21,7 +21,7 @@ pub async fn signal() {
                 Ok(term) => term,
                 Err(error) => {
                     tracing::error!(error = %error, "Cannot listen for SIGTERM.");
-                    let _ = ctrl_c.await;
+                    ctrl_c.await.ok();
                     return;
                 }
             };
@@ -32,6 +32,6 @@ pub async fn signal() {
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        ctrl_c.await.ok();
     }
 }

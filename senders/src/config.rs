@@ -166,8 +166,15 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             )
         })?;
         if let Some(user) = text(&secret.data, "username") {
-            let _ = url.set_username(&user);
-            let _ = url.set_password(text(&secret.data, "password").as_deref());
+            let password = text(&secret.data, "password");
+            url.set_username(&user)
+                .and_then(|()| url.set_password(password.as_deref()))
+                .map_err(|()| {
+                    format!(
+                        "Secret {namespace}/{}: address cannot carry a username",
+                        proxy_ref.name
+                    )
+                })?;
         }
         resolved.proxy = url.to_string();
     }

@@ -64,7 +64,10 @@ impl App {
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
         // reqwest's TLS needs a process-wide crypto provider (ring).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Already installed (by main or an earlier build) is fine.
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
         readiness.register("sender-consumer");
         let concurrency = args.sender_concurrency.max(1);
         let consumer = retry_until_ready("the sender consumer", cancel, || async {

@@ -296,9 +296,12 @@ impl Worker {
             }
             Err(error) => {
                 tracing::error!(error = %error, delivery.id = %delivery_id, "Cannot store a dead letter; the delivery stays queued.");
-                let _ = message
+                if let Err(error) = message
                     .ack_with(AckKind::Nak(Some(self.settings.retry_base)))
-                    .await;
+                    .await
+                {
+                    tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
+                }
             }
         }
     }

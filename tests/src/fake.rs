@@ -138,7 +138,7 @@ impl FakeServer {
         };
         let app = Router::new().fallback(answer).with_state(server.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            axum::serve(listener, app).await.expect("fake server runs");
         });
         server
     }

@@ -125,7 +125,7 @@ impl TestHerald {
         let admin_addr = admin.local_addr().expect("admin addr");
         let c = cancel.clone();
         tasks.spawn(async move {
-            let _ = admin.run(c).await;
+            admin.run(c).await.expect("admin listener runs");
         });
         let catalog_args = CatalogArgs {
             config_dir: dir.to_path_buf(),

@@ -45,12 +45,16 @@ where
 
 /// Installs the process-wide TLS provider and a test log subscriber once.
 pub fn init() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let _ = tracing_subscriber::fmt()
+    // Both may already be installed by an earlier test in this process.
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
+    tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_test_writer()
-        .try_init();
+        .try_init()
+        .ok();
 }
