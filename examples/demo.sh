@@ -23,6 +23,9 @@ cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 python3 -u examples/receiver.py "$receiver_port" >"$log/received.txt" 2>&1 &
+receiver=$!
+sleep 0.5
+kill -0 "$receiver" 2>/dev/null || { cat "$log/received.txt"; echo "The demo receiver cannot listen on 127.0.0.1:$receiver_port (the address in examples/config); free that port."; exit 1; }
 "$bin" standalone --config-dir examples/config \
   --listen "127.0.0.1:$port" --grpc-listen off --admin-listen "127.0.0.1:$admin" \
   >"$log/herald.log" 2>&1 &
