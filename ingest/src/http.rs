@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 
 use crate::clusters::Clusters;
-use crate::intake::{IngestError, Intake};
+use crate::intake::{IngestError, Intake, Stored};
 
 /// The largest body the notification-controller accepts: 3 MiB.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -59,7 +59,7 @@ impl IntoResponse for IngestError {
 
 async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
     match handle(&state, &headers, body).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Ok(stored) => accepted(&stored),
         Err(error) => {
             state.intake.metrics().reject(error.reason());
             tracing::debug!(error = %error, "Refused a request.");
@@ -68,7 +68,30 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Body)
     }
 }
 
-async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<(), IngestError> {
+/// `202 Accepted`, for stored events and for duplicates alike: every Flux
+/// emitter, old or new, neither retries nor logs an error on a 202 (older ones
+/// retried a 429). The rate-limit headers are those Flux sends.
+fn accepted(stored: &Stored) -> Response {
+    let mut response = StatusCode::ACCEPTED.into_response();
+    let headers = response.headers_mut();
+    if let Some(reset) = stored
+        .window_reset_millis
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+    {
+        headers.insert("x-ratelimit-limit", HeaderValue::from_static("1"));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let date = reset.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(value) = HeaderValue::from_str(&date) {
+            headers.insert("x-ratelimit-reset", value);
+        }
+    }
+    if stored.duplicate {
+        headers.insert("herald-duplicate", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<Stored, IngestError> {
     let cluster = state.clusters.identify(headers)?;
     let too_large = IngestError::TooLarge {
         limit: state.max_body,
@@ -91,6 +114,5 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<()
         }
     };
     let prepared = state.intake.prepare(&cluster, &bytes)?;
-    state.intake.publish(prepared).await?;
-    Ok(())
+    state.intake.publish(prepared).await
 }

@@ -11,6 +11,8 @@ use herald_proto::names;
 use herald_runtime::{Metrics, Nats};
 use prost::Message as _;
 
+use crate::dedupe::Dedupe;
+
 /// Why an event was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -49,18 +51,23 @@ impl IngestError {
 pub struct Prepared {
     /// The Herald event id.
     pub id: String,
+    dedupe_key: String,
+    received_millis: i64,
     subject: String,
     headers: HeaderMap,
     payload: Bytes,
 }
 
-/// What happened to a stored event.
+/// What happened to an accepted event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// The Herald event id.
     pub id: String,
-    /// JetStream had it already (a retried request).
+    /// Not stored again: a duplicate within Flux's window, or a retried
+    /// request JetStream already had.
     pub duplicate: bool,
+    /// The end of the event's dedupe window (Unix milliseconds), when dedupe is on.
+    pub window_reset_millis: Option<i64>,
 }
 
 /// Decodes, stamps and stores events.
@@ -69,18 +76,26 @@ pub struct Intake {
     nats: Nats,
     metrics: Metrics,
     publish_timeout: Duration,
+    dedupe: Option<Dedupe>,
 }
 
 // === impl Intake ===
 
 impl Intake {
-    /// An intake that publishes through `nats`.
+    /// An intake that publishes through `nats`, applying Flux's dedupe when
+    /// `dedupe` is given.
     #[must_use]
-    pub fn new(nats: Nats, metrics: Metrics, publish_timeout: Duration) -> Self {
+    pub fn new(
+        nats: Nats,
+        metrics: Metrics,
+        publish_timeout: Duration,
+        dedupe: Option<Dedupe>,
+    ) -> Self {
         Self {
             nats,
             metrics,
             publish_timeout,
+            dedupe,
         }
     }
 
@@ -103,19 +118,22 @@ impl Intake {
         metadata::cleanup(&mut event.metadata, &group);
         let id = dedupe::event_id(cluster, &event);
         let dedupe_key = dedupe::dedupe_key(&event);
+        let now = jiff::Timestamp::now();
         let stored = to_proto(
             event,
             Stamp {
                 id: id.clone(),
                 cluster: cluster.to_owned(),
-                received_at: Some(jiff::Timestamp::now()),
-                dedupe_key,
+                received_at: Some(now),
+                dedupe_key: dedupe_key.clone(),
             },
         );
         let mut headers = HeaderMap::new();
         headers.insert(names::MSG_ID_HEADER, id.as_str());
         headers.insert(names::EVENT_ID_HEADER, id.as_str());
         Ok(Prepared {
+            dedupe_key,
+            received_millis: now.as_millisecond(),
             subject: names::event_subject(cluster),
             payload: Bytes::from(stored.encode_to_vec()),
             headers,
@@ -136,10 +154,33 @@ impl Intake {
         }
         let Prepared {
             id,
+            dedupe_key,
+            received_millis,
             subject,
             headers,
             payload,
         } = prepared;
+        let mut window_reset_millis = None;
+        if let Some(dedupe) = &self.dedupe {
+            let check = tokio::time::timeout(
+                self.publish_timeout,
+                dedupe.check(&dedupe_key, &id, received_millis),
+            )
+            .await
+            .map_err(|_| {
+                IngestError::Unavailable("the dedupe state did not answer in time".to_owned())
+            })??;
+            window_reset_millis = Some(check.reset_unix_millis);
+            if check.duplicate {
+                self.metrics.duplicate("flux_rate_limit");
+                tracing::debug!(event.id = %id, "Discarding event, rate limiting duplicate events.");
+                return Ok(Stored {
+                    id,
+                    duplicate: true,
+                    window_reset_millis,
+                });
+            }
+        }
         let attempt = async {
             let ack_future = self
                 .nats
@@ -157,7 +198,7 @@ impl Intake {
                 IngestError::Unavailable("JetStream did not acknowledge in time".to_owned())
             })??;
         if ack.duplicate {
-            self.metrics.events_duplicate.inc();
+            self.metrics.duplicate("retried_request");
         } else {
             self.metrics.events_stored.inc();
         }
@@ -165,6 +206,7 @@ impl Intake {
         Ok(Stored {
             id,
             duplicate: ack.duplicate,
+            window_reset_millis,
         })
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clusters;
+pub mod dedupe;
 pub mod grpc;
 pub mod http;
 pub mod intake;
@@ -39,6 +40,11 @@ pub struct IngestArgs {
     /// The largest request body accepted, in bytes (Flux's is 3 MiB).
     #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = http::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Flux's dedupe window: an event with the same object, message and
+    /// revision as one that passed in the current window is answered but not
+    /// stored. `0s` turns it off.
+    #[arg(long, env = "HERALD_RATE_LIMIT_INTERVAL", default_value = "5m", value_parser = herald_runtime::nats::parse_duration)]
+    pub rate_limit_interval: Duration,
     /// How long to wait for JetStream to acknowledge an event before answering 503.
     #[arg(long, env = "HERALD_PUBLISH_TIMEOUT", default_value = "4s", value_parser = herald_runtime::nats::parse_duration)]
     pub publish_timeout: Duration,
@@ -104,8 +110,17 @@ impl App {
             None => None,
         };
         retry_until_ready("HERALD_EVENTS", cancel, || nats.ensure_events_stream()).await?;
+        let dedupe = if args.rate_limit_interval.is_zero() {
+            None
+        } else {
+            let store = retry_until_ready("HERALD_DEDUPE", cancel, || {
+                nats.ensure_dedupe_bucket(args.rate_limit_interval)
+            })
+            .await?;
+            Some(dedupe::Dedupe::new(store, args.rate_limit_interval))
+        };
         readiness.set("events-stream", true);
-        let intake = Intake::new(nats, metrics, args.publish_timeout);
+        let intake = Intake::new(nats, metrics, args.publish_timeout, dedupe);
         Ok(Self {
             router: http::router(intake.clone(), clusters.clone(), args.max_body_bytes),
             http,

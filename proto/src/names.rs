@@ -17,6 +17,9 @@ pub const DEAD_STREAM: &str = "HERALD_DEAD";
 /// Subjects of [`DEAD_STREAM`]: `herald.dead.<type>.<namespace>.<name>`.
 pub const DEAD_SUBJECTS: &str = "herald.dead.>";
 
+/// The key-value bucket of Flux dedupe windows, keyed by dedupe key.
+pub const DEDUPE_BUCKET: &str = "HERALD_DEDUPE";
+
 /// The router's durable pull consumer on [`EVENTS_STREAM`].
 pub const ROUTER_CONSUMER: &str = "herald-router";
 /// The senders' durable pull consumer on [`DELIVERIES_STREAM`].

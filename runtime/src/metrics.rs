@@ -37,8 +37,9 @@ pub struct Metrics {
     pub events_received: Counter,
     /// Requests ingest refused, by reason.
     pub events_rejected: Family<ReasonLabels, Counter>,
-    /// Events JetStream already had (a retried request).
-    pub events_duplicate: Counter,
+    /// Duplicates answered without storing, by reason: `flux_rate_limit`
+    /// (Flux's dedupe window) or `retried_request` (JetStream had it).
+    pub events_duplicate: Family<ReasonLabels, Counter>,
     /// Events stored on HERALD_EVENTS.
     pub events_stored: Counter,
     /// Events the router finished (acked).
@@ -84,7 +85,7 @@ impl Metrics {
             registry: Arc::default(),
             events_received: Counter::default(),
             events_rejected: Family::default(),
-            events_duplicate: Counter::default(),
+            events_duplicate: Family::default(),
             events_stored: Counter::default(),
             events_routed: Counter::default(),
             alerts_matched: Counter::default(),
@@ -106,7 +107,7 @@ impl Metrics {
         );
         registry.register(
             "events_duplicate",
-            "Events JetStream already stored (retried requests)",
+            "Duplicate events not stored again, by reason",
             m.events_duplicate.clone(),
         );
         registry.register(
@@ -156,6 +157,15 @@ impl Metrics {
     /// Counts a refused request.
     pub fn reject(&self, reason: &str) {
         self.events_rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a duplicate event.
+    pub fn duplicate(&self, reason: &str) {
+        self.events_duplicate
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
             })

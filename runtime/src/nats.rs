@@ -181,6 +181,35 @@ impl Nats {
         .await
     }
 
+    /// Creates or updates the HERALD_DEDUPE key-value bucket, whose entries
+    /// expire `3 × interval` after their last update.
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_dedupe_bucket(
+        &self,
+        interval: Duration,
+    ) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+        self.jetstream
+            .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                bucket: names::DEDUPE_BUCKET.to_owned(),
+                description: "Flux dedupe windows, one per dedupe key.".to_owned(),
+                history: 1,
+                max_age: interval * 3,
+                storage: stream::StorageType::File,
+                num_replicas: self.args.stream_replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create or update bucket {}: {e}",
+                    names::DEDUPE_BUCKET
+                )
+            })
+    }
+
     async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
         let name = config.name.clone();
         self.jetstream

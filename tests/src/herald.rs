@@ -40,6 +40,7 @@ impl Default for Options {
                 cluster: "test".to_owned(),
                 clusters_file: None,
                 max_body_bytes: herald_ingest::http::MAX_BODY_BYTES,
+                rate_limit_interval: Duration::from_secs(300),
                 publish_timeout: Duration::from_secs(1),
             },
             router_args: RouterArgs {
@@ -244,6 +245,21 @@ impl TestHerald {
             .expect("ingest answers");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
+    }
+
+    /// POSTs `body` to ingest and returns the whole response.
+    ///
+    /// # Panics
+    ///
+    /// When ingest cannot be reached at all.
+    pub async fn post_response(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.ingest_url())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("ingest answers")
     }
 
     /// GETs an admin path; returns the status and body text.
