@@ -536,4 +536,65 @@ mod tests {
         );
         assert_eq!(gate(&plain, "other", false, "slack", false, g), Gate::Send);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pick(options: &'static [&'static str]) -> impl Strategy<Value = String> {
+            proptest::sample::select(options).prop_map(str::to_owned)
+        }
+
+        fn arb_source() -> impl Strategy<Value = EventSource> {
+            (
+                pick(&["Kustomization", "HelmRelease", "GitRepository"]),
+                pick(&["*", "a", "b"]),
+                pick(&["", "ns1", "ns2"]),
+            )
+                .prop_map(|(kind, name, namespace)| source(&kind, &name, &namespace))
+        }
+
+        fn arb_alert() -> impl Strategy<Value = Alert> {
+            (
+                pick(&["ns1", "ns2", "ns3"]),
+                pick(&["info", "error", ""]),
+                proptest::collection::vec(arb_source(), 0..4),
+                any::<bool>(),
+                proptest::option::of(pick(&["^d", "x", "("])),
+            )
+                .prop_map(|(namespace, severity, sources, suspend, inclusion)| {
+                    let mut a = alert("a", &namespace, &severity, sources);
+                    a.spec.suspend = suspend;
+                    a.spec.inclusion_list = inclusion.into_iter().collect();
+                    a
+                })
+        }
+
+        proptest! {
+            /// The index returns exactly the Alerts a scan of every Alert
+            /// selects, in the same order.
+            #[test]
+            fn index_agrees_with_a_full_scan(
+                alerts in proptest::collection::vec(arb_alert(), 0..30),
+                kind in pick(&["Kustomization", "HelmRelease", "Bucket"]),
+                namespace in pick(&["ns1", "ns2", "ns3"]),
+                name in pick(&["a", "b", "c"]),
+                severity in pick(&["info", "error"]),
+                message in pick(&["deploy", "x", ""]),
+            ) {
+                let compiled: Vec<Arc<CompiledAlert>> =
+                    alerts.into_iter().map(|a| Arc::new(CompiledAlert::new(a))).collect();
+                let ev = event(&kind, &namespace, &name, &severity, &message);
+                let scanned: Vec<*const CompiledAlert> = compiled
+                    .iter()
+                    .filter(|a| a.matches(&ev))
+                    .map(Arc::as_ptr)
+                    .collect();
+                let index = AlertIndex::new(compiled);
+                let indexed: Vec<*const CompiledAlert> =
+                    index.matching(&ev).iter().map(Arc::as_ptr).collect();
+                prop_assert_eq!(indexed, scanned);
+            }
+        }
+    }
 }

@@ -98,6 +98,12 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             .secret(namespace, name)
             .ok_or_else(|| format!("{field} names Secret {namespace}/{name}, which does not exist"))
     };
+    if !spec.service_account_name.is_empty() {
+        return Err(
+            "spec.serviceAccountName (workload identity) is not supported; put a token in the Secret of spec.secretRef"
+                .to_owned(),
+        );
+    }
     let mut resolved = Resolved {
         provider_type: spec.type_.clone(),
         address: spec.address.clone(),
@@ -273,6 +279,10 @@ mod tests {
                     "{P}spec: {{type: generic, certSecretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{other: x}}"
                 ),
                 "needs ca.crt or a tls.crt and tls.key pair",
+            ),
+            (
+                format!("{P}spec: {{type: azuredevops, serviceAccountName: sa}}"),
+                "spec.serviceAccountName (workload identity) is not supported",
             ),
         ];
         for (yaml, needle) in cases {

@@ -1,0 +1,132 @@
+//! The `herald` binary itself: `validate`, and `standalone` with its own
+//! nats-server, from start to SIGTERM.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use herald_tests::fake::FakeServer;
+
+const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+
+#[test]
+fn validate_accepts_the_examples() {
+    let output = Command::new(HERALD)
+        .args(["validate", "examples/config"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run herald");
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("2 alerts, 2 providers, 1 secrets, 0 problems"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn validate_prints_one_line_per_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\nspec: {type: pigeon}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a, namespace: n}\nspec: {eventSources: []}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.yaml"), "key: [unclosed").unwrap();
+    let output = Command::new(HERALD)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run herald");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0]
+            .starts_with("a.yaml: Provider/n/p: spec.type \"pigeon\" is not a Flux provider type")
+    );
+    assert_eq!(
+        lines[1],
+        "a.yaml: Alert/n/a: spec.providerRef.name is required"
+    );
+    assert!(lines[2].starts_with("b.yaml: invalid YAML"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
+    herald_tests::init();
+    let hook = FakeServer::webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
+             spec: {{type: generic, address: '{}'}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
+             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(HERALD)
+        .arg("standalone")
+        .arg("--config-dir")
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--grpc-listen", "off", "--shutdown-grace", "10s"])
+        .env_remove("HERALD_NATS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald standalone");
+    let http = reqwest::Client::new();
+    herald_tests::eventually("standalone is ready", || async {
+        let response = http
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
+                   "severity":"info","message":"applied","reason":"Progressing","reportingController":"kustomize-controller","timestamp":"2024-01-01T00:00:00Z"}"#;
+    let response = http
+        .post(format!("http://127.0.0.1:{port}/any/path"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let requests = hook.wait_for(1).await;
+    assert_eq!(requests[0].json()["message"], "applied");
+
+    let pid = child.id().expect("pid").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Its nats-server went with it: nothing listens on the admin port any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", admin)).is_err());
+}
