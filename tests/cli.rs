@@ -130,3 +130,68 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     // Its nats-server went with it: nothing listens on the admin port any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", admin)).is_err());
 }
+
+#[tokio::test]
+async fn separate_ingest_router_and_sender_processes_deliver() {
+    herald_tests::init();
+    let nats = herald_tests::nats::TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
+             spec: {{type: generic, address: '{}'}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
+             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: HelmRelease, name: '*'}}]}}\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let spawn = |service: &str, extra: Vec<String>| {
+        tokio::process::Command::new(HERALD)
+            .arg(service)
+            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(extra)
+            .env("HERALD_NATS_URL", nats.url())
+            .env("HERALD_CONFIG_DIR", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a herald service")
+    };
+    let _ingest = spawn(
+        "ingest",
+        vec![
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--grpc-listen".into(),
+            "off".into(),
+        ],
+    );
+    let _router = spawn("router", Vec::new());
+    let _sender = spawn("sender", Vec::new());
+    let http = reqwest::Client::new();
+    let body = r#"{"involvedObject":{"kind":"HelmRelease","namespace":"apps","name":"podinfo","apiVersion":"helm.toolkit.fluxcd.io/v2"},
+                   "severity":"info","message":"Helm upgrade succeeded","reason":"UpgradeSucceeded","reportingController":"helm-controller",
+                   "metadata":{"helm.toolkit.fluxcd.io/revision":"6.5.3","helm.toolkit.fluxcd.io/token":"sha256:x"},"timestamp":"2024-01-01T00:00:00Z"}"#;
+    herald_tests::eventually("ingest accepts", || async {
+        let response = http
+            .post(format!("http://127.0.0.1:{port}/"))
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 202).then_some(())
+    })
+    .await;
+    let requests = hook.wait_for(1).await;
+    let forwarded = requests[0].json();
+    assert_eq!(forwarded["message"], "Helm upgrade succeeded");
+    assert_eq!(
+        forwarded["metadata"],
+        serde_json::json!({"revision": "6.5.3"})
+    );
+}
