@@ -13,7 +13,7 @@ use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
 use herald_runtime::local_nats::LocalNatsServer;
 use herald_runtime::nats::{self as hnats, NatsArgs, parse_duration};
-use herald_runtime::telemetry::{LogFormat, init_logs};
+use herald_runtime::telemetry::{self, LogFormat};
 use herald_runtime::{Metrics, Readiness};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -86,7 +86,7 @@ enum Command {
 }
 
 /// Flags every service has.
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 struct Common {
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "HERALD_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
@@ -160,15 +160,37 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         Command::Ingest { common, nats, .. }
         | Command::Router { common, nats, .. }
         | Command::Sender { common, nats, .. }
-        | Command::Standalone { common, nats, .. } => (common, nats.clone()),
+        | Command::Standalone { common, nats, .. } => (common.clone(), nats.clone()),
         Command::Validate { .. } => unreachable!("validate runs without a runtime"),
     };
-    init_logs(common.log_format);
+    let service = match &command {
+        Command::Ingest { .. } => "herald-ingest",
+        Command::Router { .. } => "herald-router",
+        Command::Sender { .. } => "herald-sender",
+        _ => "herald",
+    };
+    let telemetry = telemetry::init(common.log_format, service)?;
+    if telemetry.exporting() {
+        tracing::info!("Exporting traces over OTLP.");
+    }
+    let result = run(command, &common, nats_args, service).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run(
+    command: Command,
+    common: &Common,
+    nats_args: NatsArgs,
+    service: &str,
+) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     herald_runtime::shutdown::cancel_on_signal(cancel.clone());
     let readiness = Readiness::default();
     let metrics = Metrics::new();
     readiness.register("nats");
+    // Not ready before every service of this process is built.
+    readiness.register("started");
 
     let mut nats_args = nats_args;
     let mut embedded = None;
@@ -178,12 +200,6 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         nats_args.nats_url = Some(server.url());
         embedded = Some(server);
     }
-    let service = match &command {
-        Command::Ingest { .. } => "herald-ingest",
-        Command::Router { .. } => "herald-router",
-        Command::Sender { .. } => "herald-sender",
-        _ => "herald",
-    };
     let nats = hnats::connect(&nats_args, service, &readiness).await?;
 
     let admin = AdminServer::bind(common.admin_listen, readiness.clone(), metrics.clone()).await?;
@@ -285,6 +301,7 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         Command::Validate { .. } => unreachable!(),
     }
 
+    readiness.set("started", true);
     // Run until a signal or the first failure, then drain within the grace period.
     let mut failure = None;
     tokio::select! {

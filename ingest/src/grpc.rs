@@ -5,6 +5,7 @@ use futures::future::join_all;
 use herald_proto::v1::ingest_server::{Ingest, IngestServer};
 use herald_proto::v1::{PublishRequest, PublishResponse, PublishResult, publish_result::Status};
 use tonic::{Request, Response};
+use tracing::Instrument as _;
 
 use crate::clusters::Clusters;
 use crate::http::MAX_BODY_BYTES;
@@ -30,10 +31,12 @@ impl GrpcIngest {
 
 fn to_http_headers(metadata: &tonic::metadata::MetadataMap) -> axum::http::HeaderMap {
     let mut headers = axum::http::HeaderMap::new();
-    if let Some(value) = metadata.get("authorization")
-        && let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes())
-    {
-        headers.insert(axum::http::header::AUTHORIZATION, value);
+    for name in ["authorization", "traceparent", "tracestate"] {
+        if let Some(value) = metadata.get(name)
+            && let Ok(value) = axum::http::HeaderValue::from_bytes(value.as_bytes())
+        {
+            headers.insert(name, value);
+        }
     }
     headers
 }
@@ -44,7 +47,23 @@ impl Ingest for GrpcIngest {
         &self,
         request: Request<PublishRequest>,
     ) -> Result<Response<PublishResponse>, tonic::Status> {
-        let identified = self.clusters.identify(&to_http_headers(request.metadata()));
+        let headers = to_http_headers(request.metadata());
+        let span = tracing::info_span!(
+            "ingest.grpc",
+            otel.name = "herald.v1.Ingest/Publish",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "herald.v1.Ingest",
+            rpc.method = "Publish",
+            trace_id = tracing::field::Empty,
+            herald.batch.size = request.get_ref().events_json.len(),
+        );
+        herald_runtime::propagation::set_parent(
+            &span,
+            herald_runtime::propagation::extract_http(&headers),
+        );
+        herald_runtime::propagation::record_trace_id(&span);
+        let identified = self.clusters.identify(&headers);
         let request = request.into_inner();
         if request.events_json.len() > MAX_BATCH {
             return Err(tonic::Status::invalid_argument(format!(
@@ -100,7 +119,7 @@ impl Ingest for GrpcIngest {
                 }
             }
         });
-        let results = join_all(pending).await;
+        let results = join_all(pending).instrument(span).await;
         Ok(Response::new(PublishResponse { results }))
     }
 }

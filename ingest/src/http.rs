@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
+use tracing::Instrument as _;
 
 use crate::clusters::Clusters;
 use crate::intake::{IngestError, Intake, Stored};
@@ -57,15 +58,55 @@ impl IntoResponse for IngestError {
     }
 }
 
-async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&state, &headers, body).await {
-        Ok(stored) => accepted(&stored),
+async fn receive(
+    State(state): State<HttpState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = tracing::info_span!(
+        "ingest.receive",
+        otel.name = %format!("{method}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        event.id = tracing::field::Empty,
+        herald.cluster = tracing::field::Empty,
+        flux.object.kind = tracing::field::Empty,
+        flux.object.namespace = tracing::field::Empty,
+        flux.object.name = tracing::field::Empty,
+        flux.revision = tracing::field::Empty,
+        herald.duplicate = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    herald_runtime::propagation::set_parent(
+        &span,
+        herald_runtime::propagation::extract_http(&headers),
+    );
+    herald_runtime::propagation::record_trace_id(&span);
+    let response = match handle(&state, &headers, body)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(stored) => {
+            span.record("herald.duplicate", stored.duplicate);
+            accepted(&stored)
+        }
         Err(error) => {
             state.intake.metrics().reject(error.reason());
-            tracing::debug!(error = %error, "Refused a request.");
+            span.record("error.type", error.reason());
+            span.in_scope(|| tracing::debug!(error = %error, "Refused a request."));
             error.into_response()
         }
+    };
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
     }
+    response
 }
 
 /// `202 Accepted`, for stored events and for duplicates alike: every Flux
@@ -114,5 +155,8 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<St
         }
     };
     let prepared = state.intake.prepare(&cluster, &bytes)?;
+    prepared
+        .labels
+        .record(&tracing::Span::current(), &prepared.id);
     state.intake.publish(prepared).await
 }

@@ -10,6 +10,7 @@ use herald_flux::{FluxEvent, dedupe, metadata};
 use herald_proto::names;
 use herald_runtime::{Metrics, Nats};
 use prost::Message as _;
+use tracing::Instrument as _;
 
 use crate::dedupe::Dedupe;
 
@@ -51,11 +52,37 @@ impl IngestError {
 pub struct Prepared {
     /// The Herald event id.
     pub id: String,
+    /// What traces say about it.
+    pub labels: EventLabels,
     dedupe_key: String,
     received_millis: i64,
     subject: String,
     headers: HeaderMap,
     payload: Bytes,
+}
+
+/// The event's identity as trace attributes show it.
+#[derive(Debug, Clone, Default)]
+pub struct EventLabels {
+    pub cluster: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub revision: String,
+}
+
+impl EventLabels {
+    /// Records the labels on `span` (which declares the fields as empty).
+    pub fn record(&self, span: &tracing::Span, event_id: &str) {
+        span.record("event.id", event_id);
+        span.record("herald.cluster", self.cluster.as_str());
+        span.record("flux.object.kind", self.kind.as_str());
+        span.record("flux.object.namespace", self.namespace.as_str());
+        span.record("flux.object.name", self.name.as_str());
+        if !self.revision.is_empty() {
+            span.record("flux.revision", self.revision.as_str());
+        }
+    }
 }
 
 /// What happened to an accepted event.
@@ -118,6 +145,17 @@ impl Intake {
         metadata::cleanup(&mut event.metadata, &group);
         let id = dedupe::event_id(cluster, &event);
         let dedupe_key = dedupe::dedupe_key(&event);
+        let labels = EventLabels {
+            cluster: cluster.to_owned(),
+            kind: event.involved_object.kind.clone(),
+            namespace: event.involved_object.namespace.clone(),
+            name: event.involved_object.name.clone(),
+            revision: event
+                .metadata
+                .get(&format!("{group}/revision"))
+                .cloned()
+                .unwrap_or_default(),
+        };
         let now = jiff::Timestamp::now();
         let stored = to_proto(
             event,
@@ -132,6 +170,7 @@ impl Intake {
         headers.insert(names::MSG_ID_HEADER, id.as_str());
         headers.insert(names::EVENT_ID_HEADER, id.as_str());
         Ok(Prepared {
+            labels,
             dedupe_key,
             received_millis: now.as_millisecond(),
             subject: names::event_subject(cluster),
@@ -154,6 +193,7 @@ impl Intake {
         }
         let Prepared {
             id,
+            labels,
             dedupe_key,
             received_millis,
             subject,
@@ -181,6 +221,28 @@ impl Intake {
                 });
             }
         }
+        let span = tracing::info_span!(
+            "ingest.publish",
+            otel.name = %format!("publish {subject}"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation.name = "publish",
+            messaging.operation.type = "send",
+            messaging.destination.name = %subject,
+            messaging.destination.template = "herald.events.{cluster}",
+            messaging.message.id = %id,
+            event.id = tracing::field::Empty,
+            herald.cluster = tracing::field::Empty,
+            flux.object.kind = tracing::field::Empty,
+            flux.object.namespace = tracing::field::Empty,
+            flux.object.name = tracing::field::Empty,
+            flux.revision = tracing::field::Empty,
+            herald.duplicate = tracing::field::Empty,
+        );
+        labels.record(&span, &id);
+        let mut headers = headers;
+        herald_runtime::propagation::inject_nats(&span, &mut headers);
         let attempt = async {
             let ack_future = self
                 .nats
@@ -192,11 +254,16 @@ impl Intake {
                 .await
                 .map_err(|e| IngestError::Unavailable(e.to_string()))
         };
-        let ack = tokio::time::timeout(self.publish_timeout, attempt)
+        let ack = tokio::time::timeout(self.publish_timeout, attempt.instrument(span.clone()))
             .await
             .map_err(|_| {
                 IngestError::Unavailable("JetStream did not acknowledge in time".to_owned())
-            })??;
+            })
+            .and_then(|r| r)
+            .inspect_err(|_| {
+                span.record("otel.status_code", "error");
+            })?;
+        span.record("herald.duplicate", ack.duplicate);
         if ack.duplicate {
             self.metrics.duplicate("retried_request");
         } else {

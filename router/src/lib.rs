@@ -16,6 +16,7 @@ use herald_proto::names;
 use herald_runtime::nats::{parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use route::{Routed, Router};
 
@@ -95,6 +96,21 @@ impl App {
     /// Routes until `cancel` fires, then finishes the events in hand.
     pub async fn run(self, cancel: CancellationToken) {
         tracing::info!(concurrency = self.concurrency, "Routing events.");
+        tokio::spawn({
+            let metrics = self.router.metrics.clone();
+            let consumer = self.consumer.clone();
+            let cancel = cancel.clone();
+            async move {
+                metrics
+                    .watch_consumer(
+                        consumer,
+                        names::ROUTER_CONSUMER,
+                        Duration::from_secs(5),
+                        cancel,
+                    )
+                    .await;
+            }
+        });
         while !cancel.is_cancelled() {
             let messages = match self
                 .consumer
@@ -126,6 +142,37 @@ impl App {
     }
 
     async fn handle(&self, message: jetstream::Message) {
+        let span = tracing::info_span!(
+            "router.process",
+            otel.name = "process herald.events",
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation.name = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.destination.template = "herald.events.{cluster}",
+            messaging.consumer.group.name = names::ROUTER_CONSUMER,
+            messaging.message.id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            event.id = tracing::field::Empty,
+            herald.cluster = tracing::field::Empty,
+            flux.object.kind = tracing::field::Empty,
+            flux.object.namespace = tracing::field::Empty,
+            flux.object.name = tracing::field::Empty,
+            flux.revision = tracing::field::Empty,
+            herald.alerts.matched = tracing::field::Empty,
+            herald.deliveries = tracing::field::Empty,
+        );
+        herald_runtime::propagation::set_parent(
+            &span,
+            herald_runtime::propagation::extract_nats(message.headers.as_ref()),
+        );
+        herald_runtime::propagation::record_trace_id(&span);
+        self.handle_in(message).instrument(span).await;
+    }
+
+    async fn handle_in(&self, message: jetstream::Message) {
         match self.router.route(&message.payload).await {
             Ok(routed) => {
                 self.router.metrics.events_routed.inc();
@@ -143,6 +190,7 @@ impl App {
                 }
             }
             Err(route::RouteError::Publish(error)) => {
+                tracing::Span::current().record("otel.status_code", "error");
                 tracing::warn!(error = %error, "Cannot store deliveries; the event is routed again shortly.");
                 if let Err(error) = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))

@@ -12,6 +12,7 @@ use herald_runtime::metrics::{ProviderLabels, ReasonLabels};
 use herald_runtime::{Catalog, Metrics, Nats};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 /// Why an event could not be routed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,10 @@ pub fn delivery_id(event_id: &str, alert_uid: &str) -> String {
 }
 
 struct Outgoing {
+    /// `namespace/name` of the Alert, for traces.
+    alert: String,
+    /// `namespace/name` of the Provider, for traces.
+    provider: String,
     subject: String,
     msg_id: String,
     event_id: String,
@@ -76,10 +81,22 @@ impl Router {
                 .map_or("", |o| o.api_version.as_str()),
         )
         .to_owned();
+        let span = tracing::Span::current();
+        let object = event.involved_object.clone().unwrap_or_default();
+        span.record("messaging.message.id", event.id.as_str());
+        span.record("event.id", event.id.as_str());
+        span.record("herald.cluster", event.cluster.as_str());
+        span.record("flux.object.kind", object.kind.as_str());
+        span.record("flux.object.namespace", object.namespace.as_str());
+        span.record("flux.object.name", object.name.as_str());
+        if let Some(revision) = event.metadata.get(&format!("{group}/revision")) {
+            span.record("flux.revision", revision.as_str());
+        }
         // Stage B: the token served dedupe only; it never leaves the router.
         metadata::exclude_internal(&mut event.metadata, &group);
         let outgoing = self.plan(&event, &group);
         let count = outgoing.len();
+        span.record("herald.deliveries", count);
         self.publish_all(outgoing).await?;
         Ok(Routed {
             event_id: event.id,
@@ -100,6 +117,7 @@ impl Router {
     fn plan(&self, event: &Event, group: &str) -> Vec<Outgoing> {
         let snapshot = self.catalog.snapshot();
         let matched = snapshot.alerts.matching(event);
+        tracing::Span::current().record("herald.alerts.matched", matched.len());
         let object = event.involved_object.clone().unwrap_or_default();
         let mut outgoing = Vec::with_capacity(matched.len());
         for compiled in matched {
@@ -175,6 +193,8 @@ impl Router {
                 routed_at: Some(to_time(jiff::Timestamp::now())),
             };
             outgoing.push(Outgoing {
+                alert: alert.key(),
+                provider: provider.key(),
                 subject: names::delivery_subject(
                     &provider_type,
                     &provider.meta.namespace,
@@ -195,19 +215,52 @@ impl Router {
         let mut acks = Vec::with_capacity(outgoing.len());
         let mut types = Vec::with_capacity(outgoing.len());
         for out in outgoing {
+            let (template, stream) = if out.dead_reason.is_some() {
+                ("herald.dead.{type}.{namespace}.{provider}", "dead")
+            } else {
+                (
+                    "herald.deliveries.{type}.{namespace}.{provider}",
+                    "deliveries",
+                )
+            };
+            let span = tracing::info_span!(
+                "router.publish",
+                otel.name = %format!("publish herald.{stream}"),
+                otel.kind = "producer",
+                otel.status_code = tracing::field::Empty,
+                messaging.system = "nats",
+                messaging.operation.name = "publish",
+                messaging.operation.type = "send",
+                messaging.destination.name = %out.subject,
+                messaging.destination.template = template,
+                messaging.message.id = %out.msg_id,
+                herald.alert = %out.alert,
+                herald.provider.type = %out.provider_type,
+                herald.provider.name = %out.provider,
+                herald.outcome = if out.dead_reason.is_some() { "dead" } else { "queued" },
+            );
             let mut headers = HeaderMap::new();
             headers.insert(names::MSG_ID_HEADER, out.msg_id.as_str());
             headers.insert(names::EVENT_ID_HEADER, out.event_id.as_str());
             if let Some(reason) = &out.dead_reason {
                 headers.insert(names::DEAD_REASON_HEADER, reason.as_str());
             }
+            herald_runtime::propagation::inject_nats(&span, &mut headers);
             let ack = self
                 .nats
                 .jetstream
                 .publish_with_headers(out.subject, headers, out.payload)
+                .instrument(span.clone())
                 .await
                 .map_err(|e| RouteError::Publish(e.to_string()))?;
-            acks.push(async move { ack.await });
+            acks.push(async move {
+                let acked = ack.await;
+                if acked.is_err() {
+                    span.record("otel.status_code", "error");
+                }
+                drop(span);
+                acked
+            });
             types.push(out.provider_type);
         }
         try_join_all(acks)
@@ -251,8 +304,20 @@ fn missing_provider(event: &Event, id: String, alert: ObjectKey, provider_name: 
         dead_at: Some(to_time(jiff::Timestamp::now())),
         subject: String::new(),
         raw_payload: Vec::new(),
+        traceparent: herald_runtime::propagation::traceparent(&tracing::Span::current())
+            .unwrap_or_default(),
     };
     Outgoing {
+        alert: format!(
+            "{}/{}",
+            namespace,
+            letter
+                .delivery
+                .as_ref()
+                .and_then(|d| d.alert.as_ref())
+                .map_or("", |a| a.name.as_str())
+        ),
+        provider: format!("{namespace}/{provider_name}"),
         subject: names::dead_subject("unknown", &namespace, provider_name),
         msg_id: format!("dead:{id}"),
         event_id: event.id.clone(),

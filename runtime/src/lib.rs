@@ -13,6 +13,7 @@ pub mod health;
 pub mod local_nats;
 pub mod metrics;
 pub mod nats;
+pub mod propagation;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -18,6 +19,12 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     pub provider_type: String,
+}
+
+/// Label set `consumer`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    pub consumer: String,
 }
 
 /// Label set `provider_type`, `outcome`.
@@ -56,6 +63,10 @@ pub struct Metrics {
     pub delivery_latency: HistogramFamily,
     /// Seconds one provider call took.
     pub provider_request_duration: HistogramFamily,
+    /// Messages a durable consumer has not been given yet.
+    pub consumer_pending: Family<ConsumerLabels, Gauge>,
+    /// Messages a durable consumer was given and that are not acked yet.
+    pub consumer_ack_pending: Family<ConsumerLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,6 +105,8 @@ impl Metrics {
             deliveries: Family::default(),
             delivery_latency: Family::new_with_constructor(latency_histogram),
             provider_request_duration: Family::new_with_constructor(latency_histogram),
+            consumer_pending: Family::default(),
+            consumer_ack_pending: Family::default(),
         };
         registry.register(
             "events_received",
@@ -150,6 +163,16 @@ impl Metrics {
             "Seconds one provider request took",
             m.provider_request_duration.clone(),
         );
+        registry.register(
+            "consumer_pending",
+            "Messages a durable consumer has not been given yet (its lag)",
+            m.consumer_pending.clone(),
+        );
+        registry.register(
+            "consumer_ack_pending",
+            "Messages a durable consumer holds unacked",
+            m.consumer_ack_pending.clone(),
+        );
         m.registry = Arc::new(registry);
         m
     }
@@ -180,6 +203,35 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Polls a durable consumer's lag every `every` until `cancel` fires.
+    pub async fn watch_consumer(
+        &self,
+        consumer: async_nats::jetstream::consumer::Consumer<
+            async_nats::jetstream::consumer::pull::Config,
+        >,
+        name: &str,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let labels = ConsumerLabels {
+            consumer: name.to_owned(),
+        };
+        loop {
+            if let Ok(info) = consumer.get_info().await {
+                let pending = i64::try_from(info.num_pending).unwrap_or(i64::MAX);
+                let ack_pending = i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX);
+                self.consumer_pending.get_or_create(&labels).set(pending);
+                self.consumer_ack_pending
+                    .get_or_create(&labels)
+                    .set(ack_pending);
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
     }
 
     /// The Prometheus text exposition.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::config::Resolved;
 use crate::outcome::{Outcome, classify_status, excerpt, mask, parse_retry_after};
 use crate::providers::{ProviderRequest, Validator, slack_web_api_result};
+use tracing::Instrument as _;
 
 /// HTTP clients by TLS and proxy settings.
 #[derive(Clone, Default)]
@@ -95,6 +96,45 @@ impl HttpSender {
                 };
             }
         };
+        let span = tracing::info_span!(
+            "sender.http",
+            otel.name = "POST",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "POST",
+            server.address = request.url.host_str().unwrap_or_default(),
+            server.port = request.url.port_or_known_default().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let outcome = self
+            .exchange(client, request, resolved, &secrets)
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Outcome::Delivered { status } => {
+                span.record("http.response.status_code", status);
+            }
+            Outcome::Retry { status, .. } | Outcome::Dead { status, .. } => {
+                span.record("otel.status_code", "error");
+                if *status == 0 {
+                    span.record("error.type", "transport");
+                } else {
+                    span.record("http.response.status_code", status);
+                    span.record("error.type", status.to_string().as_str());
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn exchange(
+        &self,
+        client: reqwest::Client,
+        request: ProviderRequest,
+        resolved: &Resolved,
+        secrets: &[&str],
+    ) -> Outcome {
         let mut builder = client
             .post(request.url)
             .timeout(resolved.timeout)
@@ -106,7 +146,7 @@ impl HttpSender {
             Ok(response) => response,
             Err(error) => {
                 let (is_builder, is_timeout) = (error.is_builder(), error.is_timeout());
-                let text = mask(&error_chain(&error.without_url()), &secrets);
+                let text = mask(&error_chain(&error.without_url()), secrets);
                 return if is_builder {
                     Outcome::Dead {
                         reason: format!("cannot build the request: {text}"),
@@ -145,7 +185,7 @@ impl HttpSender {
                 return Outcome::Retry {
                     reason: format!(
                         "cannot read the answer ({status}): {}",
-                        mask(&error_chain(&error.without_url()), &secrets)
+                        mask(&error_chain(&error.without_url()), secrets)
                     ),
                     status,
                     after: retry_after,
@@ -153,7 +193,7 @@ impl HttpSender {
                 };
             }
         };
-        let body_excerpt = excerpt(&body, &secrets);
+        let body_excerpt = excerpt(&body, secrets);
         match (
             request.validator,
             classify_status(status, retry_after, body_excerpt.clone()),

@@ -117,6 +117,21 @@ impl App {
             concurrency = self.worker.settings.concurrency,
             "Sending deliveries."
         );
+        tokio::spawn({
+            let metrics = self.worker.metrics.clone();
+            let consumer = self.consumer.clone();
+            let cancel = cancel.clone();
+            async move {
+                metrics
+                    .watch_consumer(
+                        consumer,
+                        names::SENDER_CONSUMER,
+                        Duration::from_secs(5),
+                        cancel,
+                    )
+                    .await;
+            }
+        });
         self.worker.run(self.consumer, cancel).await;
     }
 }

@@ -12,6 +12,7 @@ use herald_proto::{DeadLetter, Delivery, names};
 use herald_runtime::{Catalog, Metrics, Nats};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::config::resolve;
 use crate::http::HttpSender;
@@ -88,8 +89,46 @@ impl Worker {
         tracing::info!("Sender stopped pulling deliveries.");
     }
 
-    /// Handles one delivery message to the end: acked, nak'ed or dead-lettered.
+    /// Handles one delivery message to the end: acked, nak'ed or dead-lettered,
+    /// in a span that continues the trace the router started; every attempt
+    /// is its own span.
     pub async fn handle(&self, message: jetstream::Message) {
+        let span = tracing::info_span!(
+            "sender.process",
+            otel.name = "process herald.deliveries",
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation.name = "process",
+            messaging.operation.type = "process",
+            messaging.destination.name = %message.subject,
+            messaging.destination.template = "herald.deliveries.{type}.{namespace}.{provider}",
+            messaging.consumer.group.name = names::SENDER_CONSUMER,
+            messaging.message.id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            event.id = tracing::field::Empty,
+            herald.cluster = tracing::field::Empty,
+            flux.object.kind = tracing::field::Empty,
+            flux.object.namespace = tracing::field::Empty,
+            flux.object.name = tracing::field::Empty,
+            herald.alert = tracing::field::Empty,
+            herald.provider.type = tracing::field::Empty,
+            herald.provider.name = tracing::field::Empty,
+            herald.attempt = tracing::field::Empty,
+            herald.outcome = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            herald.error = tracing::field::Empty,
+        );
+        herald_runtime::propagation::set_parent(
+            &span,
+            herald_runtime::propagation::extract_nats(message.headers.as_ref()),
+        );
+        herald_runtime::propagation::record_trace_id(&span);
+        self.handle_in(message).instrument(span).await;
+    }
+
+    async fn handle_in(&self, message: jetstream::Message) {
+        let span = tracing::Span::current();
         let attempts = message
             .info()
             .map_or(1, |info| info.delivered.max(1) as u64);
@@ -106,8 +145,16 @@ impl Worker {
             }
         };
         let provider_type = delivery.provider_type.clone();
+        record_delivery(&span, &delivery, attempts);
         match self.attempt(&message, &delivery).await {
+            Ok(0) => {
+                span.record("herald.outcome", "skipped");
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(error = %error, "Cannot ack a skipped message; it may be seen again.");
+                }
+            }
             Ok(status) => {
+                span.record("herald.outcome", "delivered");
                 self.metrics.delivery(&provider_type, "delivered");
                 if let Some(received) = delivery
                     .event
@@ -143,6 +190,10 @@ impl Worker {
                     .await;
             }
             Err(Outcome::Retry { reason, after, .. }) => {
+                span.record("herald.outcome", "retry");
+                span.record("otel.status_code", "error");
+                span.record("error.type", "retry");
+                span.record("herald.error", reason.as_str());
                 self.metrics.delivery(&provider_type, "retry");
                 let backoff = crate::outcome::backoff(
                     attempts,
@@ -249,7 +300,13 @@ impl Worker {
             .as_ref()
             .and_then(|d| d.event.as_ref())
             .map_or(String::new(), |e| e.id.clone());
+        let span = tracing::Span::current();
+        span.record("herald.outcome", "dead");
+        span.record("otel.status_code", "error");
+        span.record("error.type", "dead");
+        span.record("herald.error", death.reason.as_str());
         let letter = DeadLetter {
+            traceparent: herald_runtime::propagation::traceparent(&span).unwrap_or_default(),
             raw_payload: if delivery.is_none() {
                 message.payload.to_vec()
             } else {
@@ -270,6 +327,7 @@ impl Worker {
         );
         headers.insert(names::EVENT_ID_HEADER, event_id.as_str());
         headers.insert(names::DEAD_REASON_HEADER, one_line(&death.reason).as_str());
+        herald_runtime::propagation::inject_nats(&span, &mut headers);
         let subject = names::dead_subject_for(&message.subject);
         let stored = async {
             self.nats
@@ -303,6 +361,29 @@ impl Worker {
                     tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
                 }
             }
+        }
+    }
+}
+
+/// Records what a delivery is about on its span.
+fn record_delivery(span: &tracing::Span, delivery: &Delivery, attempts: u64) {
+    span.record("messaging.message.id", delivery.id.as_str());
+    span.record("herald.attempt", attempts);
+    span.record("herald.provider.type", delivery.provider_type.as_str());
+    span.record("herald.provider.name", provider_key(delivery).as_str());
+    if let Some(alert) = &delivery.alert {
+        span.record(
+            "herald.alert",
+            format!("{}/{}", alert.namespace, alert.name).as_str(),
+        );
+    }
+    if let Some(event) = &delivery.event {
+        span.record("event.id", event.id.as_str());
+        span.record("herald.cluster", event.cluster.as_str());
+        if let Some(object) = &event.involved_object {
+            span.record("flux.object.kind", object.kind.as_str());
+            span.record("flux.object.namespace", object.namespace.as_str());
+            span.record("flux.object.name", object.name.as_str());
         }
     }
 }

@@ -104,6 +104,7 @@ impl TestHerald {
         let readiness = Readiness::default();
         let metrics = Metrics::new();
         readiness.register("nats");
+        readiness.register("started");
         let nats_args = NatsArgs {
             nats_url: Some(nats_url.to_owned()),
             nats_creds: None,
@@ -184,6 +185,7 @@ impl TestHerald {
                 app.run(c).await.expect("ingest runs");
             });
         }
+        readiness.set("started", true);
         Self {
             cancel,
             tasks,
