@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod dlq;
 pub mod http;
 pub mod outcome;
 pub mod providers;

@@ -1,0 +1,1 @@
+//! Dead letters on HERALD_DEAD: list, show, replay and purge them.
