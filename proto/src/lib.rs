@@ -14,7 +14,10 @@ pub mod v1 {
     tonic::include_proto!("herald.v1");
 }
 
-pub use v1::{DeadLetter, DedupeWindow, Delivery, Event, ObjectKey, ObjectReference, Time};
+pub use v1::{
+    DeadLetter, DedupeWindow, Delivery, Event, ObjectKey, ObjectReference, PacedCount, PacingState,
+    Time,
+};
 
 // === impl Time ===
 

@@ -20,6 +20,9 @@ pub const DEAD_SUBJECTS: &str = "herald.dead.>";
 /// The key-value bucket of Flux dedupe windows, keyed by dedupe key.
 pub const DEDUPE_BUCKET: &str = "HERALD_DEDUPE";
 
+/// The key-value bucket of pacing state, keyed by destination id.
+pub const PACING_BUCKET: &str = "HERALD_PACING";
+
 /// The router's durable pull consumer on [`EVENTS_STREAM`].
 pub const ROUTER_CONSUMER: &str = "herald-router";
 /// The senders' durable pull consumer on [`DELIVERIES_STREAM`].

@@ -210,6 +210,32 @@ impl Nats {
             })
     }
 
+    /// Creates or updates the HERALD_PACING key-value bucket (per-destination
+    /// pacing shared by every sender replica).
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_pacing_bucket(&self) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+        self.jetstream
+            .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                bucket: names::PACING_BUCKET.to_owned(),
+                description: "Per-destination pacing, shared by every sender.".to_owned(),
+                history: 1,
+                max_age: Duration::from_secs(24 * 3600),
+                storage: stream::StorageType::File,
+                num_replicas: self.args.stream_replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create or update bucket {}: {e}",
+                    names::PACING_BUCKET
+                )
+            })
+    }
+
     async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
         let name = config.name.clone();
         self.jetstream

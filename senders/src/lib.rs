@@ -9,6 +9,8 @@ pub mod config;
 pub mod dlq;
 pub mod http;
 pub mod outcome;
+pub mod pacing;
+pub mod policy;
 pub mod providers;
 pub mod worker;
 
@@ -37,6 +39,26 @@ pub struct SenderArgs {
     /// The longest retry delay.
     #[arg(long, env = "HERALD_RETRY_MAX", default_value = "10m", value_parser = parse_duration)]
     pub retry_max: Duration,
+    /// A delivery older than this (since ingest received its event) is dead.
+    #[arg(long, env = "HERALD_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub max_age: Duration,
+    /// A retry policy for one provider type, over the defaults above:
+    /// `TYPE:max-attempts=N,base=D,max=D,max-age=D` (repeatable, or
+    /// space-separated in the env var).
+    #[arg(
+        long = "retry-policy",
+        env = "HERALD_RETRY_POLICY",
+        value_delimiter = ' '
+    )]
+    pub retry_policies: Vec<policy::PolicyOverride>,
+    /// A steady rate per destination for one provider type: `TYPE=N/s` (or
+    /// `/m`, `/h`), or `TYPE=off`. Slack defaults to `slack=1/s`.
+    #[arg(long = "pace", env = "HERALD_PACE", value_delimiter = ' ')]
+    pub paces: Vec<policy::PaceSetting>,
+    /// The longest a sender waits for a destination's turn before putting the
+    /// delivery back on the queue.
+    #[arg(long, env = "HERALD_PACE_MAX_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub pace_max_wait: Duration,
     /// How long JetStream waits for a sender's ack before redelivering.
     #[arg(long, env = "HERALD_SENDER_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
     pub sender_ack_wait: Duration,
@@ -71,6 +93,8 @@ impl App {
             .ok();
         readiness.register("sender-consumer");
         let concurrency = args.sender_concurrency.max(1);
+        let pacing_store =
+            retry_until_ready("HERALD_PACING", cancel, || nats.ensure_pacing_bucket()).await?;
         let consumer = retry_until_ready("the sender consumer", cancel, || async {
             nats.ensure_deliveries_stream().await?;
             nats.ensure_dead_stream().await?;
@@ -100,12 +124,21 @@ impl App {
                 catalog,
                 metrics,
                 http: http::HttpSender::default(),
+                pacer: pacing::Pacer::new(pacing_store, args.pace_max_wait),
                 settings: WorkerSettings {
                     concurrency,
-                    max_attempts: args.max_attempts.max(1),
+                    policies: policy::Policies::new(
+                        policy::RetryPolicy {
+                            max_attempts: args.max_attempts.max(1),
+                            base: args.retry_base,
+                            max: args.retry_max,
+                            max_age: args.max_age,
+                        },
+                        &args.retry_policies,
+                        &args.paces,
+                    ),
                     ack_wait: args.sender_ack_wait,
-                    retry_base: args.retry_base,
-                    retry_max: args.retry_max,
+                    requeue_delay: args.retry_base,
                 },
             },
             consumer,

@@ -17,21 +17,33 @@ use tracing::Instrument as _;
 use crate::config::resolve;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::pacing::{self, Pacer, Turn};
+use crate::policy::{Policies, RetryPolicy};
 use crate::providers;
 
-/// Retry and concurrency settings, resolved.
+/// Retry, pacing and concurrency settings, resolved.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Deliveries in flight in this process.
     pub concurrency: usize,
-    /// Attempts before a delivery is dead.
-    pub max_attempts: u64,
+    /// Retry policies and paces per provider type.
+    pub policies: Policies,
     /// The consumer's ack wait (progress acks keep long sends alive).
     pub ack_wait: Duration,
-    /// The first retry delay.
-    pub retry_base: Duration,
-    /// The longest retry delay.
-    pub retry_max: Duration,
+    /// The delay before a dead letter that could not be stored is tried again.
+    pub requeue_delay: Duration,
+}
+
+/// Where one attempt ended.
+enum Step {
+    /// The destination accepted it (its status).
+    Delivered(u16),
+    /// Not sent on purpose (a suspended Provider).
+    Skipped,
+    /// Not sent yet: the destination's turn comes after this wait.
+    Paced(Duration),
+    /// Sent, or not sendable, and it failed.
+    Failed(Outcome),
 }
 
 /// Why a delivery ends on HERALD_DEAD.
@@ -48,6 +60,7 @@ pub struct Worker {
     pub(crate) catalog: Catalog,
     pub(crate) metrics: Metrics,
     pub(crate) http: HttpSender,
+    pub(crate) pacer: Pacer,
     pub(crate) settings: WorkerSettings,
 }
 
@@ -129,9 +142,9 @@ impl Worker {
 
     async fn handle_in(&self, message: jetstream::Message) {
         let span = tracing::Span::current();
-        let attempts = message
-            .info()
-            .map_or(1, |info| info.delivered.max(1) as u64);
+        let (delivered, sequence) = message.info().map_or((1, 0), |info| {
+            (info.delivered.max(1) as u64, info.stream_sequence)
+        });
         let delivery = match Delivery::decode(message.payload.clone()) {
             Ok(delivery) => delivery,
             Err(error) => {
@@ -140,47 +153,83 @@ impl Worker {
                     status: 0,
                     body: String::new(),
                 };
-                self.bury(&message, None, "unknown", attempts, death).await;
+                self.bury(&message, None, "unknown", delivered, death).await;
                 return;
             }
         };
         let provider_type = delivery.provider_type.clone();
+        let policy = self.settings.policies.retry(&provider_type);
+        // Redeliveries that only kept a destination's pace are not attempts.
+        let paced = if delivered > 1 {
+            self.pacer.paced_times(sequence).await.unwrap_or(0)
+        } else {
+            0
+        };
+        let attempts = delivered.saturating_sub(paced).max(1);
         record_delivery(&span, &delivery, attempts);
-        match self.attempt(&message, &delivery).await {
-            Ok(0) => {
+        let age = delivery
+            .event
+            .as_ref()
+            .and_then(|e| e.received_at.as_ref())
+            .and_then(from_time)
+            .map(|received| jiff::Timestamp::now().duration_since(received));
+        let too_old = age.is_some_and(|age| age.as_secs_f64() > policy.max_age.as_secs_f64());
+        let step = if too_old {
+            Step::Failed(Outcome::Dead {
+                reason: format!(
+                    "older than the maximum age of {:?} after {} attempts",
+                    policy.max_age,
+                    attempts - 1
+                ),
+                status: 0,
+                body: String::new(),
+            })
+        } else {
+            self.attempt(&message, &delivery, policy, attempts).await
+        };
+        if paced > 0 && !matches!(step, Step::Paced(_)) {
+            self.pacer.forget(sequence).await.ok();
+        }
+        match step {
+            Step::Skipped => {
                 span.record("herald.outcome", "skipped");
                 if let Err(error) = message.ack().await {
                     tracing::warn!(error = %error, "Cannot ack a skipped message; it may be seen again.");
                 }
             }
-            Ok(status) => {
+            Step::Paced(delay) => {
+                span.record("herald.outcome", "paced");
+                self.metrics.delivery(&provider_type, "paced");
+                if let Err(error) = self.pacer.count_paced(sequence, paced + 1).await {
+                    tracing::warn!(error = %error, "Cannot count a paced delivery; it counts as an attempt.");
+                }
+                tracing::debug!(delivery.id = %delivery.id, wait = ?delay, "Destination busy; delivery put back.");
+                if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                    tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
+                }
+            }
+            Step::Delivered(status) => {
                 span.record("herald.outcome", "delivered");
                 self.metrics.delivery(&provider_type, "delivered");
-                if let Some(received) = delivery
-                    .event
-                    .as_ref()
-                    .and_then(|e| e.received_at.as_ref())
-                    .and_then(from_time)
-                {
-                    let elapsed = jiff::Timestamp::now().duration_since(received);
+                if let Some(age) = age {
                     self.metrics
                         .delivery_latency
                         .get_or_create(&herald_runtime::metrics::ProviderLabels {
                             provider_type: provider_type.clone(),
                         })
-                        .observe(elapsed.as_secs_f64().max(0.0));
+                        .observe(age.as_secs_f64().max(0.0));
                 }
                 tracing::debug!(delivery.id = %delivery.id, status, "Delivered.");
                 if let Err(error) = message.ack().await {
                     tracing::warn!(error = %error, delivery.id = %delivery.id, "Cannot ack a delivered message; it may be sent again.");
                 }
             }
-            Err(Outcome::Retry {
+            Step::Failed(Outcome::Retry {
                 reason,
                 status,
                 body,
                 ..
-            }) if attempts >= self.settings.max_attempts => {
+            }) if attempts >= policy.max_attempts => {
                 let death = Death {
                     reason: format!("gave up after {attempts} attempts: {reason}"),
                     status,
@@ -189,17 +238,13 @@ impl Worker {
                 self.bury(&message, Some(delivery), &provider_type, attempts, death)
                     .await;
             }
-            Err(Outcome::Retry { reason, after, .. }) => {
+            Step::Failed(Outcome::Retry { reason, after, .. }) => {
                 span.record("herald.outcome", "retry");
                 span.record("otel.status_code", "error");
                 span.record("error.type", "retry");
                 span.record("herald.error", reason.as_str());
                 self.metrics.delivery(&provider_type, "retry");
-                let backoff = crate::outcome::backoff(
-                    attempts,
-                    self.settings.retry_base,
-                    self.settings.retry_max,
-                );
+                let backoff = crate::outcome::backoff(attempts, policy.base, policy.max);
                 // The destination's Retry-After wins over our own backoff.
                 let delay = after.unwrap_or(backoff);
                 tracing::info!(
@@ -214,7 +259,7 @@ impl Worker {
                     tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
                 }
             }
-            Err(Outcome::Dead {
+            Step::Failed(Outcome::Dead {
                 reason,
                 status,
                 body,
@@ -227,28 +272,35 @@ impl Worker {
                 self.bury(&message, Some(delivery), &provider_type, attempts, death)
                     .await;
             }
-            Err(Outcome::Delivered { .. }) => unreachable!("attempt returns delivered as Ok"),
+            Step::Failed(Outcome::Delivered { status }) => {
+                unreachable!("a send that delivered ({status}) is Step::Delivered")
+            }
         }
     }
 
-    /// One send. `Ok(status)` when delivered (or deliberately skipped).
+    /// One attempt: resolve the Provider, wait for the destination's turn,
+    /// send, and tell the other replicas when the destination asks to back off.
     async fn attempt(
         &self,
         message: &jetstream::Message,
         delivery: &Delivery,
-    ) -> Result<u16, Outcome> {
-        let dead = |reason: String| Outcome::Dead {
-            reason,
-            status: 0,
-            body: String::new(),
+        policy: RetryPolicy,
+        attempts: u64,
+    ) -> Step {
+        let dead = |reason: String| {
+            Step::Failed(Outcome::Dead {
+                reason,
+                status: 0,
+                body: String::new(),
+            })
         };
         let key = delivery.provider.clone().unwrap_or_default();
         let snapshot = self.catalog.snapshot();
         let Some(provider) = snapshot.provider(&key.namespace, &key.name) else {
-            return Err(dead(format!(
+            return dead(format!(
                 "Provider {}/{} does not exist",
                 key.namespace, key.name
-            )));
+            ));
         };
         if provider.spec.suspend {
             tracing::info!(provider = %provider.key(), delivery.id = %delivery.id, "Provider is suspended; delivery skipped.");
@@ -258,17 +310,44 @@ impl Worker {
                     reason: "provider_suspended".to_owned(),
                 })
                 .inc();
-            return Ok(0);
+            return Step::Skipped;
         }
-        let resolved = resolve(&provider, &snapshot).map_err(|reason| {
-            dead(format!(
-                "Provider {} cannot be used: {reason}",
-                provider.key()
-            ))
-        })?;
+        let resolved = match resolve(&provider, &snapshot) {
+            Ok(resolved) => resolved,
+            Err(reason) => {
+                return dead(format!(
+                    "Provider {} cannot be used: {reason}",
+                    provider.key()
+                ));
+            }
+        };
         drop(snapshot);
         let event = from_proto(&delivery.event.clone().unwrap_or_default());
-        let request = providers::build(&resolved, &event).map_err(dead)?;
+        let request = match providers::build(&resolved, &event) {
+            Ok(request) => request,
+            Err(reason) => return dead(reason),
+        };
+        let destination = pacing::destination(&resolved);
+        let pace = self.settings.policies.pace(&resolved.provider_type);
+        match self.pacer.turn(&destination, pace).await {
+            Ok(Turn::Later(wait)) => return Step::Paced(wait),
+            Ok(Turn::SendAfter(wait)) if !wait.is_zero() => {
+                with_progress(message, self.settings.ack_wait, tokio::time::sleep(wait)).await;
+                // Another replica may have been told to back off meanwhile.
+                if let Ok(Some(left)) = self.pacer.blocked_for(&destination).await {
+                    return Step::Paced(left);
+                }
+            }
+            Ok(Turn::SendAfter(_)) => {}
+            Err(error) => {
+                return Step::Failed(Outcome::Retry {
+                    reason: format!("pacing state unavailable: {error}"),
+                    status: 0,
+                    after: None,
+                    body: String::new(),
+                });
+            }
+        }
         let started = tokio::time::Instant::now();
         let send = self.http.send(request, &resolved);
         let outcome = with_progress(message, self.settings.ack_wait, send).await;
@@ -279,8 +358,19 @@ impl Worker {
             })
             .observe(started.elapsed().as_secs_f64());
         match outcome {
-            Outcome::Delivered { status } => Ok(status),
-            other => Err(other),
+            Outcome::Delivered { status } => Step::Delivered(status),
+            Outcome::Retry { status, after, .. }
+                if status == 429 || (status == 503 && after.is_some()) =>
+            {
+                // Nobody sends to this destination before it said so.
+                let wait = after
+                    .unwrap_or_else(|| crate::outcome::backoff(attempts, policy.base, policy.max));
+                if let Err(error) = self.pacer.block(&destination, wait).await {
+                    tracing::warn!(error = %error, "Cannot share a destination's Retry-After.");
+                }
+                Step::Failed(outcome)
+            }
+            other => Step::Failed(other),
         }
     }
 
@@ -355,7 +445,7 @@ impl Worker {
             Err(error) => {
                 tracing::error!(error = %error, delivery.id = %delivery_id, "Cannot store a dead letter; the delivery stays queued.");
                 if let Err(error) = message
-                    .ack_with(AckKind::Nak(Some(self.settings.retry_base)))
+                    .ack_with(AckKind::Nak(Some(self.settings.requeue_delay)))
                     .await
                 {
                     tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");

@@ -1,0 +1,265 @@
+//! Pacing per destination, shared by every sender replica through the
+//! HERALD_PACING key-value bucket (see architecture.md, "Pacing").
+//!
+//! Each destination (a webhook, a channel, a token) has one entry: the
+//! earliest time of its next request (a steady rate, reserved with
+//! compare-and-set) and a time before which nobody may send to it at all
+//! (set when it answered 429 or 503 with `Retry-After`). A delivery whose turn
+//! is near waits in the sender; one whose turn is far is put back on the queue
+//! with that delay, without reserving anything, so destinations that are not
+//! limited are never slowed down.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use herald_proto::{PacedCount, PacingState};
+use prost::Message as _;
+use sha2::{Digest, Sha256};
+
+use crate::config::Resolved;
+
+/// What the pacer allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Send after waiting this long (zero: now); the slot is reserved.
+    SendAfter(Duration),
+    /// Not now: put the delivery back for this long.
+    Later(Duration),
+}
+
+/// Shared pacing state.
+#[derive(Clone)]
+pub struct Pacer {
+    store: kv::Store,
+    /// The longest wait spent in the sender; longer ones go back on the queue.
+    max_local_wait: Duration,
+}
+
+impl std::fmt::Debug for Pacer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacer")
+            .field("max_local_wait", &self.max_local_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A destination's id: a hash of what identifies it to the provider (type,
+/// address, channel, token), so secrets never become keys.
+#[must_use]
+pub fn destination(resolved: &Resolved) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        resolved.provider_type.as_str(),
+        resolved.address.as_str(),
+        resolved.channel.as_str(),
+        resolved.token.as_str(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    format!("d.{}", hex::encode(&hasher.finalize()[..16]))
+}
+
+fn now_millis() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Spreads put-back deliveries over a little more than their wait, so that a
+/// queue of them does not come back all at once.
+fn with_jitter(wait: Duration) -> Duration {
+    wait + wait.mul_f64(0.25 * fastrand::f64()) + Duration::from_millis(fastrand::u64(0..50))
+}
+
+const MAX_RACES: usize = 16;
+
+// === impl Pacer ===
+
+impl Pacer {
+    /// A pacer over `store`.
+    #[must_use]
+    pub fn new(store: kv::Store, max_local_wait: Duration) -> Self {
+        Self {
+            store,
+            max_local_wait,
+        }
+    }
+
+    async fn read(&self, key: &str) -> anyhow::Result<(Option<u64>, PacingState)> {
+        let entry = self
+            .store
+            .entry(key)
+            .await?
+            .filter(|e| e.operation == kv::Operation::Put);
+        Ok(match entry {
+            Some(entry) => (Some(entry.revision), PacingState::decode(entry.value)?),
+            None => (None, PacingState::default()),
+        })
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        revision: Option<u64>,
+        state: &PacingState,
+    ) -> anyhow::Result<bool> {
+        let value = Bytes::from(state.encode_to_vec());
+        let written = match revision {
+            Some(revision) => match self.store.update(key, value, revision).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                Err(e) => return Err(e.into()),
+            },
+            None => match self.store.create(key, value).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        Ok(written)
+    }
+
+    /// Asks for a turn at `key`, whose steady rate is one request per
+    /// `interval` (none: no steady rate, only `Retry-After` blocks apply).
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn turn(&self, key: &str, interval: Option<Duration>) -> anyhow::Result<Turn> {
+        for _ in 0..MAX_RACES {
+            let now = now_millis();
+            let (revision, mut state) = self.read(key).await?;
+            if state.blocked_until_unix_millis > now {
+                return Ok(Turn::Later(with_jitter(duration(
+                    state.blocked_until_unix_millis - now,
+                ))));
+            }
+            let Some(interval) = interval else {
+                return Ok(Turn::SendAfter(Duration::ZERO));
+            };
+            let slot = state.next_at_unix_millis.max(now);
+            let wait = duration(slot - now);
+            if wait > self.max_local_wait {
+                return Ok(Turn::Later(with_jitter(wait)));
+            }
+            state.next_at_unix_millis = slot + millis(interval);
+            if self.write(key, revision, &state).await? {
+                return Ok(Turn::SendAfter(wait));
+            }
+        }
+        // Heavily contended: come back a little later.
+        Ok(Turn::Later(with_jitter(Duration::from_millis(200))))
+    }
+
+    /// Whether `key` is blocked now (checked again after a wait, since another
+    /// replica may have been told to back off meanwhile); the time left if so.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read.
+    pub async fn blocked_for(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+        let (_, state) = self.read(key).await?;
+        let left = state.blocked_until_unix_millis - now_millis();
+        Ok((left > 0).then(|| duration(left)))
+    }
+
+    /// Blocks `key` for `wait` from now (a later block is kept).
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn block(&self, key: &str, wait: Duration) -> anyhow::Result<()> {
+        let until = now_millis() + millis(wait);
+        for _ in 0..MAX_RACES {
+            let (revision, mut state) = self.read(key).await?;
+            if state.blocked_until_unix_millis >= until {
+                return Ok(());
+            }
+            state.blocked_until_unix_millis = until;
+            if self.write(key, revision, &state).await? {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("pacing entry too contended")
+    }
+
+    fn paced_key(stream_sequence: u64) -> String {
+        format!("p.{stream_sequence}")
+    }
+
+    /// How many times the delivery at `stream_sequence` was put back for pace.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read.
+    pub async fn paced_times(&self, stream_sequence: u64) -> anyhow::Result<u64> {
+        let entry = self.store.get(Self::paced_key(stream_sequence)).await?;
+        Ok(match entry {
+            Some(value) => PacedCount::decode(value)?.times,
+            None => 0,
+        })
+    }
+
+    /// Records that the delivery at `stream_sequence` was put back for pace.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be written.
+    pub async fn count_paced(&self, stream_sequence: u64, times: u64) -> anyhow::Result<()> {
+        let value = PacedCount { times }.encode_to_vec();
+        self.store
+            .put(Self::paced_key(stream_sequence), Bytes::from(value))
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the pace count of a finished delivery.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be written.
+    pub async fn forget(&self, stream_sequence: u64) -> anyhow::Result<()> {
+        self.store.purge(Self::paced_key(stream_sequence)).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_differ_by_channel_and_token_and_hide_them() {
+        let base = Resolved {
+            provider_type: "slack".into(),
+            address: "https://slack.com/api/chat.postMessage".into(),
+            channel: "C1".into(),
+            token: "xoxb-secret".into(),
+            ..Resolved::default()
+        };
+        let other_channel = Resolved {
+            channel: "C2".into(),
+            ..base.clone()
+        };
+        let key = destination(&base);
+        assert_ne!(key, destination(&other_channel));
+        assert_eq!(key, destination(&base.clone()));
+        assert!(!key.contains("secret") && key.len() == 34);
+    }
+
+    #[test]
+    fn jitter_never_shortens_a_wait() {
+        for _ in 0..100 {
+            let w = with_jitter(Duration::from_secs(3));
+            assert!(w >= Duration::from_secs(3) && w < Duration::from_millis(3800));
+        }
+    }
+}
