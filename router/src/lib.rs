@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt as _;
 use herald_proto::names;
 use herald_runtime::nats::{parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
@@ -111,33 +110,14 @@ impl App {
                     .await;
             }
         });
-        while !cancel.is_cancelled() {
-            let messages = match self
-                .consumer
-                .stream()
-                .max_messages_per_batch(self.concurrency)
-                .messages()
-                .await
-            {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::warn!(error = %error, "Cannot pull events; retrying.");
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            messages
-                .take_until(cancel.cancelled())
-                .for_each_concurrent(self.concurrency, |message| async {
-                    match message {
-                        Ok(message) => self.handle(message).await,
-                        Err(error) => tracing::debug!(error = %error, "Pull interrupted."),
-                    }
-                })
-                .await;
-        }
+        herald_runtime::consume::consume(
+            &self.consumer,
+            self.concurrency,
+            &cancel,
+            "events",
+            |message| self.handle(message),
+        )
+        .await;
         tracing::info!("Router stopped pulling events.");
     }
 

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod catalog;
+pub mod consume;
 pub mod health;
 pub mod local_nats;
 pub mod metrics;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use futures::StreamExt as _;
 use herald_flux::convert::{from_proto, from_time, to_time};
 use herald_proto::{DeadLetter, Delivery, names};
 use herald_runtime::{Catalog, Metrics, Nats};
@@ -73,32 +72,14 @@ impl Worker {
         consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
         cancel: CancellationToken,
     ) {
-        while !cancel.is_cancelled() {
-            let messages = match consumer
-                .stream()
-                .max_messages_per_batch(self.settings.concurrency)
-                .messages()
-                .await
-            {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::warn!(error = %error, "Cannot pull deliveries; retrying.");
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            messages
-                .take_until(cancel.cancelled())
-                .for_each_concurrent(self.settings.concurrency, |message| async {
-                    match message {
-                        Ok(message) => self.handle(message).await,
-                        Err(error) => tracing::debug!(error = %error, "Pull interrupted."),
-                    }
-                })
-                .await;
-        }
+        herald_runtime::consume::consume(
+            &consumer,
+            self.settings.concurrency,
+            &cancel,
+            "deliveries",
+            |message| self.handle(message),
+        )
+        .await;
         tracing::info!("Sender stopped pulling deliveries.");
     }
 
