@@ -9,10 +9,10 @@ pub mod route;
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer;
 use async_nats::jetstream::{self, AckKind};
 use herald_proto::names;
-use herald_runtime::nats::{parse_duration, retry_until_ready};
+use herald_runtime::nats::{durable_consumer, parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -65,16 +65,12 @@ impl App {
             nats.ensure_dead_stream().await?;
             nats.ensure_consumer(
                 names::EVENTS_STREAM,
-                consumer::pull::Config {
-                    durable_name: Some(names::ROUTER_CONSUMER.to_owned()),
-                    description: Some("herald routers".to_owned()),
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: args.router_ack_wait,
-                    max_deliver: -1,
-                    max_ack_pending: i64::try_from(concurrency * 8).unwrap_or(i64::MAX).max(1000),
-                    ..consumer::pull::Config::default()
-                },
+                durable_consumer(
+                    names::ROUTER_CONSUMER,
+                    "herald routers",
+                    args.router_ack_wait,
+                    (concurrency * 8).max(1000),
+                ),
             )
             .await
         })

@@ -269,6 +269,28 @@ impl Nats {
     }
 }
 
+/// A durable pull consumer as Herald's services use them: explicit acks,
+/// unlimited redelivery (services decide when a message is dead), and at most
+/// `max_ack_pending` messages out at once across every replica.
+#[must_use]
+pub fn durable_consumer(
+    name: &str,
+    description: &str,
+    ack_wait: Duration,
+    max_ack_pending: usize,
+) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(name.to_owned()),
+        description: Some(description.to_owned()),
+        deliver_policy: consumer::DeliverPolicy::All,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait,
+        max_deliver: -1,
+        max_ack_pending: i64::try_from(max_ack_pending).unwrap_or(i64::MAX),
+        ..consumer::pull::Config::default()
+    }
+}
+
 /// Retries `op` with a capped backoff until it succeeds or `cancel` fires;
 /// used at start-up, when NATS may not be up yet.
 ///

@@ -16,9 +16,9 @@ pub mod worker;
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::consumer;
 use herald_proto::names;
-use herald_runtime::nats::{parse_duration, retry_until_ready};
+use herald_runtime::nats::{durable_consumer, parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
 
@@ -101,17 +101,13 @@ impl App {
             nats.ensure_consumer(
                 names::DELIVERIES_STREAM,
                 consumer::pull::Config {
-                    durable_name: Some(names::SENDER_CONSUMER.to_owned()),
-                    description: Some("herald senders".to_owned()),
-                    deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: args.sender_ack_wait,
-                    max_deliver: -1,
-                    max_ack_pending: i64::try_from(concurrency * 16)
-                        .unwrap_or(i64::MAX)
-                        .max(1000),
                     filter_subject: names::DELIVERIES_SUBJECTS.to_owned(),
-                    ..consumer::pull::Config::default()
+                    ..durable_consumer(
+                        names::SENDER_CONSUMER,
+                        "herald senders",
+                        args.sender_ack_wait,
+                        (concurrency * 16).max(1000),
+                    )
                 },
             )
             .await
