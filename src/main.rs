@@ -75,6 +75,13 @@ enum Command {
         #[command(flatten)]
         sender: herald_senders::SenderArgs,
     },
+    /// Inspect, replay and purge dead letters (HERALD_DEAD).
+    Dlq {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Check a folder of Alerts, Providers and Secrets; one line per problem.
     Validate {
         /// The folder to check.
@@ -83,6 +90,99 @@ enum Command {
         #[arg(long, default_value = "default")]
         default_namespace: String,
     },
+}
+
+/// What to do with dead letters.
+#[derive(Subcommand)]
+enum DlqAction {
+    /// One line per dead letter, oldest first.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+    },
+    /// Everything about one dead letter: the event, the reason, the last answer.
+    Show {
+        /// Its sequence on HERALD_DEAD (the first column of `list`).
+        sequence: u64,
+    },
+    /// Send dead letters back through the senders (after fixing what killed
+    /// them), then remove them from HERALD_DEAD.
+    Replay {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Replay every dead letter (required when no filter is given).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Delete every dead letter (required when no filter is given).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Which dead letters.
+#[derive(clap::Args)]
+struct DlqFilter {
+    /// Only these HERALD_DEAD sequences.
+    sequences: Vec<u64>,
+    /// The Provider: `namespace/name`, or `name` in any namespace.
+    #[arg(long)]
+    provider: Option<String>,
+    /// The Provider's type (`slack`, `generic`, ...; `unknown` for missing Providers).
+    #[arg(long)]
+    provider_type: Option<String>,
+    /// The Alert: `namespace/name`, or `name` in any namespace.
+    #[arg(long)]
+    alert: Option<String>,
+    /// A part of the reason, ignoring case.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Dead since: an RFC 3339 time, or a duration ago (`2h`, `7d`).
+    #[arg(long, value_parser = parse_when)]
+    since: Option<jiff::Timestamp>,
+    /// Dead until: an RFC 3339 time, or a duration ago.
+    #[arg(long, value_parser = parse_when)]
+    until: Option<jiff::Timestamp>,
+}
+
+impl DlqFilter {
+    fn is_empty(&self) -> bool {
+        self.sequences.is_empty()
+            && self.provider.is_none()
+            && self.provider_type.is_none()
+            && self.alert.is_none()
+            && self.reason.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+    }
+
+    fn to_filter(&self) -> herald_senders::dlq::Filter {
+        herald_senders::dlq::Filter {
+            provider: self.provider.clone(),
+            provider_type: self.provider_type.clone(),
+            alert: self.alert.clone(),
+            reason: self.reason.clone(),
+            since: self.since,
+            until: self.until,
+            sequences: self.sequences.clone(),
+        }
+    }
+}
+
+fn parse_when(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(time) = text.parse::<jiff::Timestamp>() {
+        return Ok(time);
+    }
+    let ago = parse_duration(text)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a duration such as 2h"))?;
+    let ago = jiff::SignedDuration::try_from(ago).map_err(|e| e.to_string())?;
+    jiff::Timestamp::now()
+        .checked_sub(ago)
+        .map_err(|e| e.to_string())
 }
 
 /// Flags every service has.
@@ -111,6 +211,22 @@ fn main() -> ExitCode {
     } = &cli.command
     {
         return validate(dir, default_namespace);
+    }
+    if let Command::Dlq { nats, action } = cli.command {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("herald: cannot start the runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match runtime.block_on(dlq(&nats, action)) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("herald dlq: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -154,6 +270,82 @@ fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
     }
 }
 
+/// `herald dlq ...`: talks to JetStream directly, fails fast when it cannot.
+async fn dlq(nats: &NatsArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
+    use herald_senders::dlq;
+    let mut options = async_nats::ConnectOptions::new()
+        .name("herald-dlq")
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(creds) = &nats.nats_creds {
+        options = options.credentials_file(creds).await?;
+    }
+    let client = options
+        .connect(nats.url())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", nats.url()))?;
+    let js = async_nats::jetstream::new(client.clone());
+    let unfiltered = |filter: &DlqFilter, all: bool, verb: &str| {
+        if filter.is_empty() && !all {
+            anyhow::bail!(
+                "{verb} needs a filter (sequences, --provider, --alert, --reason, --since, ...) or --all"
+            )
+        }
+        Ok(())
+    };
+    let code = match action {
+        DlqAction::List { filter } => {
+            let entries = dlq::list(&js, &filter.to_filter()).await?;
+            print!("{}", dlq::render_table(&entries));
+            eprintln!("{} dead letters", entries.len());
+            ExitCode::SUCCESS
+        }
+        DlqAction::Show { sequence } => {
+            let entry = dlq::show(&js, sequence).await?;
+            print!("{}", dlq::render_detail(&entry));
+            ExitCode::SUCCESS
+        }
+        DlqAction::Replay { filter, all } => {
+            unfiltered(&filter, all, "replay")?;
+            let report = dlq::replay(&js, &filter.to_filter()).await?;
+            for replayed in &report.replayed {
+                println!(
+                    "replayed {} as {} on {}{}",
+                    replayed.sequence,
+                    replayed.delivery_id,
+                    replayed.subject,
+                    if replayed.duplicate {
+                        " (already queued)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            for kept in report.skipped.iter().chain(&report.failed) {
+                println!("kept {}: {}", kept.sequence, kept.reason);
+            }
+            eprintln!(
+                "{} replayed, {} skipped, {} failed",
+                report.replayed.len(),
+                report.skipped.len(),
+                report.failed.len()
+            );
+            if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        DlqAction::Purge { filter, all } => {
+            unfiltered(&filter, all, "purge")?;
+            let purged = dlq::purge(&js, &filter.to_filter()).await?;
+            println!("{purged} dead letters purged");
+            ExitCode::SUCCESS
+        }
+    };
+    client.flush().await.ok();
+    Ok(code)
+}
+
 /// Runs the services of `command` until a signal, then drains them.
 async fn serve(command: Command) -> anyhow::Result<()> {
     let (common, nats_args) = match &command {
@@ -161,7 +353,9 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         | Command::Router { common, nats, .. }
         | Command::Sender { common, nats, .. }
         | Command::Standalone { common, nats, .. } => (common.clone(), nats.clone()),
-        Command::Validate { .. } => unreachable!("validate runs without a runtime"),
+        Command::Validate { .. } | Command::Dlq { .. } => {
+            unreachable!("validate and dlq run on their own")
+        }
     };
     let service = match &command {
         Command::Ingest { .. } => "herald-ingest",
@@ -298,7 +492,7 @@ async fn run(
             tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
             tasks.spawn(ingest_app.run(cancel.clone()));
         }
-        Command::Validate { .. } => unreachable!(),
+        Command::Validate { .. } | Command::Dlq { .. } => unreachable!(),
     }
 
     readiness.set("started", true);

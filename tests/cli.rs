@@ -195,3 +195,57 @@ async fn separate_ingest_router_and_sender_processes_deliver() {
         serde_json::json!({"revision": "6.5.3"})
     );
 }
+
+fn dlq(nats: &str, args: &[&str]) -> std::process::Output {
+    Command::new(HERALD)
+        .arg("dlq")
+        .args(["--nats-url", nats])
+        .args(args)
+        .output()
+        .expect("run herald dlq")
+}
+
+#[tokio::test]
+async fn a_401_is_dead_at_once_and_dlq_replay_delivers_it_once_fixed() {
+    herald_tests::init();
+    let nats = herald_tests::nats::TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    hook.set_default(Some(herald_tests::fake::Reply::status(401)));
+    let dir = herald_tests::herald::config_dir(&format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
+         spec: {{type: generic, address: '{}'}}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
+         spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
+        hook.url("/hook")
+    ));
+    let herald = herald_tests::herald::TestHerald::start(nats.url(), dir.path()).await;
+    let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
+                   "severity":"error","message":"apply failed","reason":"BuildFailed","reportingController":"kustomize-controller",
+                   "timestamp":"2024-01-01T00:00:00Z"}"#;
+    assert_eq!(herald.post(body).await.0, 202);
+    let listed = herald_tests::eventually("the delivery is dead", || async {
+        let output = dlq(nats.url(), &["list", "--provider", "apps/hook"]);
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout
+            .contains("destination answered 401")
+            .then_some(stdout)
+    })
+    .await;
+    assert_eq!(hook.requests().len(), 1, "a 401 is not retried: {listed}");
+
+    let refused = dlq(nats.url(), &["replay"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs a filter"));
+
+    // The token was fixed: the destination accepts again.
+    hook.set_default(None);
+    let replayed = dlq(nats.url(), &["replay", "--alert", "all"]);
+    assert!(replayed.status.success(), "{replayed:?}");
+    assert!(String::from_utf8_lossy(&replayed.stdout).starts_with("replayed "));
+    let requests = hook.wait_for(2).await;
+    assert_eq!(requests[1].answered, 200);
+    assert_eq!(requests[1].body, requests[0].body, "the same notification");
+    let listed = dlq(nats.url(), &["list"]);
+    assert!(String::from_utf8_lossy(&listed.stderr).contains("0 dead letters"));
+    herald.shutdown().await;
+}

@@ -39,7 +39,7 @@ pub struct SenderArgs {
     /// The longest retry delay.
     #[arg(long, env = "HERALD_RETRY_MAX", default_value = "10m", value_parser = parse_duration)]
     pub retry_max: Duration,
-    /// A delivery older than this (since ingest received its event) is dead.
+    /// A delivery queued (or replayed) longer ago than this is dead.
     #[arg(long, env = "HERALD_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
     pub max_age: Duration,
     /// A retry policy for one provider type, over the defaults above:

@@ -138,7 +138,16 @@ impl Worker {
                 return;
             }
         };
-        let provider_type = delivery.provider_type.clone();
+        let provider_type = if delivery.provider_type.is_empty() {
+            // Queued for a Provider that did not exist yet (a replay): its type now.
+            let key = delivery.provider.clone().unwrap_or_default();
+            self.catalog
+                .snapshot()
+                .provider(&key.namespace, &key.name)
+                .map_or_else(|| "unknown".to_owned(), |p| p.spec.type_.clone())
+        } else {
+            delivery.provider_type.clone()
+        };
         let policy = self.settings.policies.retry(&provider_type);
         // Redeliveries that only kept a destination's pace are not attempts.
         let paced = if delivered > 1 {
@@ -148,13 +157,23 @@ impl Worker {
         };
         let attempts = delivered.saturating_sub(paced).max(1);
         record_delivery(&span, &delivery, attempts);
+        let now = jiff::Timestamp::now();
+        // Receipt to delivery, for the latency metric.
         let age = delivery
             .event
             .as_ref()
             .and_then(|e| e.received_at.as_ref())
             .and_then(from_time)
-            .map(|received| jiff::Timestamp::now().duration_since(received));
-        let too_old = age.is_some_and(|age| age.as_secs_f64() > policy.max_age.as_secs_f64());
+            .map(|received| now.duration_since(received));
+        // The maximum age counts from when the delivery was queued (or replayed).
+        let queued_for = delivery
+            .routed_at
+            .as_ref()
+            .and_then(from_time)
+            .map(|routed| now.duration_since(routed))
+            .or(age);
+        let too_old =
+            queued_for.is_some_and(|age| age.as_secs_f64() > policy.max_age.as_secs_f64());
         let step = if too_old {
             Step::Failed(Outcome::Dead {
                 reason: format!(
