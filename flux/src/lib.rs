@@ -12,6 +12,7 @@ pub mod convert;
 pub mod dedupe;
 pub mod duration;
 pub mod event;
+pub mod git;
 pub mod gojson;
 pub mod matching;
 pub mod metadata;
