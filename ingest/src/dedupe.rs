@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use bytes::Bytes;
 use herald_flux::dedupe::{Decision, decide};
 use herald_proto::DedupeWindow;
-use prost::Message as _;
+use herald_runtime::kv::{Step, update};
 
 use crate::intake::IngestError;
 
@@ -41,10 +40,6 @@ pub struct Checked {
 /// emitter retries).
 const MAX_RACES: usize = 8;
 
-fn unavailable(what: &str, error: impl std::fmt::Display) -> IngestError {
-    IngestError::Unavailable(format!("dedupe state {what}: {error}"))
-}
-
 // === impl Dedupe ===
 
 impl Dedupe {
@@ -67,67 +62,34 @@ impl Dedupe {
         now_millis: i64,
     ) -> Result<Checked, IngestError> {
         let interval = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
-        for _ in 0..MAX_RACES {
-            let entry = self
-                .store
-                .entry(key)
-                .await
-                .map_err(|e| unavailable("cannot be read", e))?
-                .filter(|e| e.operation == kv::Operation::Put);
-            let recorded = match &entry {
-                Some(entry) => Some(
-                    DedupeWindow::decode(entry.value.clone())
-                        .map_err(|e| unavailable("is corrupt", e))?,
-                ),
-                None => None,
-            };
-            let reset_of = |w: &DedupeWindow| w.anchor_unix_millis + (w.window + 1) * interval;
-            let state = match decide(recorded.as_ref(), now_millis, interval, event_id) {
-                Decision::Duplicate { reset_unix_millis } => {
-                    return Ok(Checked {
-                        duplicate: true,
-                        reset_unix_millis,
-                    });
+        let reset_of = |w: &DedupeWindow| w.anchor_unix_millis + (w.window + 1) * interval;
+        let decided = update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |recorded: Option<&DedupeWindow>| match decide(recorded, now_millis, interval, event_id)
+            {
+                Decision::Duplicate { reset_unix_millis } => Step::Keep(Checked {
+                    duplicate: true,
+                    reset_unix_millis,
+                }),
+                Decision::Pass { state: None } => Step::Keep(Checked {
+                    duplicate: false,
+                    reset_unix_millis: recorded.map_or(now_millis, reset_of),
+                }),
+                Decision::Pass { state: Some(state) } => {
+                    let reset_unix_millis = reset_of(&state);
+                    Step::Write(
+                        state,
+                        Checked {
+                            duplicate: false,
+                            reset_unix_millis,
+                        },
+                    )
                 }
-                Decision::Pass { state: None } => {
-                    return Ok(Checked {
-                        duplicate: false,
-                        reset_unix_millis: recorded.as_ref().map_or(now_millis, reset_of),
-                    });
-                }
-                Decision::Pass { state: Some(state) } => state,
-            };
-            let passed = Checked {
-                duplicate: false,
-                reset_unix_millis: reset_of(&state),
-            };
-            let value = Bytes::from(state.encode_to_vec());
-            let written = match &entry {
-                Some(entry) => self
-                    .store
-                    .update(key, value, entry.revision)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.kind() == kv::UpdateErrorKind::WrongLastRevision),
-                None => self
-                    .store
-                    .create(key, value)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists),
-            };
-            match written {
-                Ok(()) => return Ok(passed),
-                // Another replica wrote first: decide again on what it wrote.
-                Err(true) => continue,
-                Err(false) => {
-                    return Err(unavailable("cannot be written", "JetStream refused"));
-                }
-            }
-        }
-        Err(unavailable(
-            "is contended",
-            "too many concurrent updates of one key",
-        ))
+            },
+        )
+        .await;
+        decided.map_err(|e| IngestError::Unavailable(format!("dedupe state: {e}")))
     }
 }

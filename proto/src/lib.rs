@@ -15,8 +15,8 @@ pub mod v1 {
 }
 
 pub use v1::{
-    DeadLetter, DedupeWindow, Delivery, Event, ObjectKey, ObjectReference, PacedCount, PacingState,
-    Time,
+    AppliedStatus, DeadLetter, DedupeWindow, Delivery, Event, ObjectKey, ObjectReference,
+    PacedCount, PacingState, Time,
 };
 
 // === impl Time ===

@@ -23,6 +23,10 @@ pub const DEDUPE_BUCKET: &str = "HERALD_DEDUPE";
 /// The key-value bucket of pacing state, keyed by destination id.
 pub const PACING_BUCKET: &str = "HERALD_PACING";
 
+/// The key-value bucket of the newest applied commit status per (repository,
+/// commit, identifier).
+pub const COMMIT_STATUS_BUCKET: &str = "HERALD_COMMIT_STATUS";
+
 /// The router's durable pull consumer on [`EVENTS_STREAM`].
 pub const ROUTER_CONSUMER: &str = "herald-router";
 /// The senders' durable pull consumer on [`DELIVERIES_STREAM`].

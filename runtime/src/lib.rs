@@ -11,6 +11,7 @@ pub mod admin;
 pub mod catalog;
 pub mod consume;
 pub mod health;
+pub mod kv;
 pub mod local_nats;
 pub mod metrics;
 pub mod nats;

@@ -236,6 +236,36 @@ impl Nats {
             })
     }
 
+    /// Creates or updates the HERALD_COMMIT_STATUS key-value bucket (the
+    /// newest applied commit status per repository, commit and identifier).
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_commit_status_bucket(
+        &self,
+    ) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+        self.jetstream
+            .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                bucket: names::COMMIT_STATUS_BUCKET.to_owned(),
+                description:
+                    "The newest applied commit status per repository, commit and identifier."
+                        .to_owned(),
+                history: 1,
+                max_age: Duration::from_secs(90 * 86_400),
+                storage: stream::StorageType::File,
+                num_replicas: self.args.stream_replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create or update bucket {}: {e}",
+                    names::COMMIT_STATUS_BUCKET
+                )
+            })
+    }
+
     async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
         let name = config.name.clone();
         self.jetstream

@@ -82,129 +82,35 @@ impl HttpSender {
         Ok(client)
     }
 
-    /// Sends `request` and classifies the result. Error texts never hold the
-    /// URL or any secret of `resolved`.
+    /// Sends `request` (a POST) and classifies the result. Error texts never
+    /// hold the URL or any secret of `resolved`.
     pub async fn send(&self, request: ProviderRequest, resolved: &Resolved) -> Outcome {
         let secrets = resolved.secrets();
-        let client = match self.client_for(resolved) {
-            Ok(client) => client,
-            Err(reason) => {
-                return Outcome::Dead {
-                    reason,
-                    status: 0,
-                    body: String::new(),
-                };
-            }
+        let answer = match self
+            .call(
+                reqwest::Method::POST,
+                request.url,
+                &request.headers,
+                Some(request.body),
+                resolved,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(outcome) => return outcome,
         };
-        let span = tracing::info_span!(
-            "sender.http",
-            otel.name = "POST",
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = "POST",
-            server.address = request.url.host_str().unwrap_or_default(),
-            server.port = request.url.port_or_known_default().unwrap_or_default(),
-            http.response.status_code = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
-        let outcome = self
-            .exchange(client, request, resolved, &secrets)
-            .instrument(span.clone())
-            .await;
-        match &outcome {
-            Outcome::Delivered { status } => {
-                span.record("http.response.status_code", status);
-            }
-            Outcome::Retry { status, .. } | Outcome::Dead { status, .. } => {
-                span.record("otel.status_code", "error");
-                if *status == 0 {
-                    span.record("error.type", "transport");
-                } else {
-                    span.record("http.response.status_code", status);
-                    span.record("error.type", status.to_string().as_str());
-                }
-            }
-        }
-        outcome
-    }
-
-    async fn exchange(
-        &self,
-        client: reqwest::Client,
-        request: ProviderRequest,
-        resolved: &Resolved,
-        secrets: &[&str],
-    ) -> Outcome {
-        let mut builder = client
-            .post(request.url)
-            .timeout(resolved.timeout)
-            .body(request.body);
-        for (name, value) in &request.headers {
-            builder = builder.header(name, value);
-        }
-        let response = match builder.send().await {
-            Ok(response) => response,
-            Err(error) => {
-                let (is_builder, is_timeout) = (error.is_builder(), error.is_timeout());
-                let text = mask(&error_chain(&error.without_url()), secrets);
-                return if is_builder {
-                    Outcome::Dead {
-                        reason: format!("cannot build the request: {text}"),
-                        status: 0,
-                        body: String::new(),
-                    }
-                } else if is_timeout {
-                    Outcome::Retry {
-                        reason: format!(
-                            "no answer within the Provider timeout of {:?}",
-                            resolved.timeout
-                        ),
-                        status: 0,
-                        after: None,
-                        body: String::new(),
-                    }
-                } else {
-                    Outcome::Retry {
-                        reason: format!("request failed: {text}"),
-                        status: 0,
-                        after: None,
-                        body: String::new(),
-                    }
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(error) => {
-                return Outcome::Retry {
-                    reason: format!(
-                        "cannot read the answer ({status}): {}",
-                        mask(&error_chain(&error.without_url()), secrets)
-                    ),
-                    status,
-                    after: retry_after,
-                    body: String::new(),
-                };
-            }
-        };
-        let body_excerpt = excerpt(&body, secrets);
+        let body_excerpt = excerpt(&answer.body, &secrets);
         match (
             request.validator,
-            classify_status(status, retry_after, body_excerpt.clone()),
+            classify_status(answer.status, answer.retry_after, body_excerpt.clone()),
         ) {
             (Validator::SlackWebApi, Outcome::Delivered { status }) => {
-                match slack_web_api_result(&body) {
+                match slack_web_api_result(&answer.body) {
                     Ok(()) => Outcome::Delivered { status },
                     Err((reason, true)) => Outcome::Retry {
                         reason,
                         status,
-                        after: retry_after,
+                        after: answer.retry_after,
                         body: body_excerpt,
                     },
                     Err((reason, false)) => Outcome::Dead {
@@ -216,5 +122,135 @@ impl HttpSender {
             }
             (_, outcome) => outcome,
         }
+    }
+
+    /// One HTTP exchange in a client span: the answer whatever its status,
+    /// or the outcome of a request that got none (timeouts and connection
+    /// errors are retried, a request that cannot be built is dead).
+    ///
+    /// # Errors
+    ///
+    /// The [`Outcome`] when there is no answer to classify.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+        resolved: &Resolved,
+    ) -> Result<Answer, Outcome> {
+        let secrets = resolved.secrets();
+        let client = self.client_for(resolved).map_err(|reason| Outcome::Dead {
+            reason,
+            status: 0,
+            body: String::new(),
+        })?;
+        let span = tracing::info_span!(
+            "sender.http",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            server.address = url.host_str().unwrap_or_default(),
+            server.port = url.port_or_known_default().unwrap_or_default(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let mut builder = client.request(method, url).timeout(resolved.timeout);
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let answer = exchange(builder, resolved, &secrets)
+            .instrument(span.clone())
+            .await;
+        match &answer {
+            Ok(answer) => {
+                span.record("http.response.status_code", answer.status);
+                if !(200..300).contains(&answer.status) {
+                    span.record("otel.status_code", "error");
+                    span.record("error.type", answer.status.to_string().as_str());
+                }
+            }
+            Err(_) => {
+                span.record("otel.status_code", "error");
+                span.record("error.type", "transport");
+            }
+        }
+        answer
+    }
+}
+
+/// What a destination answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// Its `Retry-After`, parsed.
+    pub retry_after: Option<Duration>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+async fn exchange(
+    builder: reqwest::RequestBuilder,
+    resolved: &Resolved,
+    secrets: &[&str],
+) -> Result<Answer, Outcome> {
+    let response = match builder.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            let (is_builder, is_timeout) = (error.is_builder(), error.is_timeout());
+            let text = mask(&error_chain(&error.without_url()), secrets);
+            return Err(if is_builder {
+                Outcome::Dead {
+                    reason: format!("cannot build the request: {text}"),
+                    status: 0,
+                    body: String::new(),
+                }
+            } else if is_timeout {
+                Outcome::Retry {
+                    reason: format!(
+                        "no answer within the Provider timeout of {:?}",
+                        resolved.timeout
+                    ),
+                    status: 0,
+                    after: None,
+                    body: String::new(),
+                }
+            } else {
+                Outcome::Retry {
+                    reason: format!("request failed: {text}"),
+                    status: 0,
+                    after: None,
+                    body: String::new(),
+                }
+            });
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
+    let headers = response.headers().clone();
+    match response.bytes().await {
+        Ok(body) => Ok(Answer {
+            status,
+            retry_after,
+            headers,
+            body,
+        }),
+        Err(error) => Err(Outcome::Retry {
+            reason: format!(
+                "cannot read the answer ({status}): {}",
+                mask(&error_chain(&error.without_url()), secrets)
+            ),
+            status,
+            after: retry_after,
+            body: String::new(),
+        }),
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dlq;
 pub mod http;
+pub mod ordering;
 pub mod outcome;
 pub mod pacing;
 pub mod policy;

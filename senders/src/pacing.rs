@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use herald_proto::{PacedCount, PacingState};
+use herald_runtime::kv::{KvError, Step, update};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 
@@ -93,38 +94,16 @@ impl Pacer {
         }
     }
 
-    async fn read(&self, key: &str) -> anyhow::Result<(Option<u64>, PacingState)> {
+    async fn read(&self, key: &str) -> anyhow::Result<PacingState> {
         let entry = self
             .store
             .entry(key)
             .await?
             .filter(|e| e.operation == kv::Operation::Put);
         Ok(match entry {
-            Some(entry) => (Some(entry.revision), PacingState::decode(entry.value)?),
-            None => (None, PacingState::default()),
+            Some(entry) => PacingState::decode(entry.value)?,
+            None => PacingState::default(),
         })
-    }
-
-    async fn write(
-        &self,
-        key: &str,
-        revision: Option<u64>,
-        state: &PacingState,
-    ) -> anyhow::Result<bool> {
-        let value = Bytes::from(state.encode_to_vec());
-        let written = match revision {
-            Some(revision) => match self.store.update(key, value, revision).await {
-                Ok(_) => true,
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
-                Err(e) => return Err(e.into()),
-            },
-            None => match self.store.create(key, value).await {
-                Ok(_) => true,
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
-                Err(e) => return Err(e.into()),
-            },
-        };
-        Ok(written)
     }
 
     /// Asks for a turn at `key`, whose steady rate is one request per
@@ -134,29 +113,40 @@ impl Pacer {
     ///
     /// When the bucket cannot be read or written.
     pub async fn turn(&self, key: &str, interval: Option<Duration>) -> anyhow::Result<Turn> {
-        for _ in 0..MAX_RACES {
-            let now = now_millis();
-            let (revision, mut state) = self.read(key).await?;
-            if state.blocked_until_unix_millis > now {
-                return Ok(Turn::Later(with_jitter(duration(
-                    state.blocked_until_unix_millis - now,
-                ))));
-            }
-            let Some(interval) = interval else {
-                return Ok(Turn::SendAfter(Duration::ZERO));
-            };
-            let slot = state.next_at_unix_millis.max(now);
-            let wait = duration(slot - now);
-            if wait > self.max_local_wait {
-                return Ok(Turn::Later(with_jitter(wait)));
-            }
-            state.next_at_unix_millis = slot + millis(interval);
-            if self.write(key, revision, &state).await? {
-                return Ok(Turn::SendAfter(wait));
-            }
+        let max_local_wait = self.max_local_wait;
+        let decided = update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |state: Option<&PacingState>| {
+                let now = now_millis();
+                let state = state.cloned().unwrap_or_default();
+                if state.blocked_until_unix_millis > now {
+                    let wait = duration(state.blocked_until_unix_millis - now);
+                    return Step::Keep(Turn::Later(with_jitter(wait)));
+                }
+                let Some(interval) = interval else {
+                    return Step::Keep(Turn::SendAfter(Duration::ZERO));
+                };
+                let slot = state.next_at_unix_millis.max(now);
+                let wait = duration(slot - now);
+                if wait > max_local_wait {
+                    return Step::Keep(Turn::Later(with_jitter(wait)));
+                }
+                let reserved = PacingState {
+                    next_at_unix_millis: slot + millis(interval),
+                    ..state
+                };
+                Step::Write(reserved, Turn::SendAfter(wait))
+            },
+        )
+        .await;
+        match decided {
+            Ok(turn) => Ok(turn),
+            // Heavily contended: come back a little later.
+            Err(KvError::Contended) => Ok(Turn::Later(with_jitter(Duration::from_millis(200)))),
+            Err(error) => Err(error.into()),
         }
-        // Heavily contended: come back a little later.
-        Ok(Turn::Later(with_jitter(Duration::from_millis(200))))
     }
 
     /// Whether `key` is blocked now (checked again after a wait, since another
@@ -166,7 +156,7 @@ impl Pacer {
     ///
     /// When the bucket cannot be read.
     pub async fn blocked_for(&self, key: &str) -> anyhow::Result<Option<Duration>> {
-        let (_, state) = self.read(key).await?;
+        let state = self.read(key).await?;
         let left = state.blocked_until_unix_millis - now_millis();
         Ok((left > 0).then(|| duration(left)))
     }
@@ -178,17 +168,27 @@ impl Pacer {
     /// When the bucket cannot be read or written.
     pub async fn block(&self, key: &str, wait: Duration) -> anyhow::Result<()> {
         let until = now_millis() + millis(wait);
-        for _ in 0..MAX_RACES {
-            let (revision, mut state) = self.read(key).await?;
-            if state.blocked_until_unix_millis >= until {
-                return Ok(());
-            }
-            state.blocked_until_unix_millis = until;
-            if self.write(key, revision, &state).await? {
-                return Ok(());
-            }
-        }
-        anyhow::bail!("pacing entry too contended")
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |state: Option<&PacingState>| {
+                let state = state.cloned().unwrap_or_default();
+                if state.blocked_until_unix_millis >= until {
+                    Step::Keep(())
+                } else {
+                    Step::Write(
+                        PacingState {
+                            blocked_until_unix_millis: until,
+                            ..state
+                        },
+                        (),
+                    )
+                }
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     fn paced_key(stream_sequence: u64) -> String {
