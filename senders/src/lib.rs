@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dlq;
 pub mod http;
+pub mod manifest;
 pub mod ordering;
 pub mod outcome;
 pub mod pacing;
@@ -96,6 +97,10 @@ impl App {
         let concurrency = args.sender_concurrency.max(1);
         let pacing_store =
             retry_until_ready("HERALD_PACING", cancel, || nats.ensure_pacing_bucket()).await?;
+        let status_store = retry_until_ready("HERALD_COMMIT_STATUS", cancel, || {
+            nats.ensure_commit_status_bucket()
+        })
+        .await?;
         let consumer = retry_until_ready("the sender consumer", cancel, || async {
             nats.ensure_deliveries_stream().await?;
             nats.ensure_dead_stream().await?;
@@ -122,6 +127,7 @@ impl App {
                 metrics,
                 http: http::HttpSender::default(),
                 pacer: pacing::Pacer::new(pacing_store, args.pace_max_wait),
+                order: ordering::StatusOrder::new(status_store),
                 settings: WorkerSettings {
                     concurrency,
                     policies: policy::Policies::new(

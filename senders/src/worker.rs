@@ -15,10 +15,12 @@ use tracing::Instrument as _;
 
 use crate::config::resolve;
 use crate::http::HttpSender;
+use crate::manifest;
+use crate::ordering::{self, Order, StatusOrder};
 use crate::outcome::Outcome;
 use crate::pacing::{self, Pacer, Turn};
 use crate::policy::{Policies, RetryPolicy};
-use crate::providers;
+use crate::providers::{self, Prepared};
 
 /// Retry, pacing and concurrency settings, resolved.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ enum Step {
     Skipped,
     /// Not sent yet: the destination's turn comes after this wait.
     Paced(Duration),
+    /// Not sent: a newer event's commit status was already applied.
+    Superseded,
     /// Sent, or not sendable, and it failed.
     Failed(Outcome),
 }
@@ -60,6 +64,7 @@ pub struct Worker {
     pub(crate) metrics: Metrics,
     pub(crate) http: HttpSender,
     pub(crate) pacer: Pacer,
+    pub(crate) order: StatusOrder,
     pub(crate) settings: WorkerSettings,
 }
 
@@ -191,6 +196,14 @@ impl Worker {
             self.pacer.forget(sequence).await.ok();
         }
         match step {
+            Step::Superseded => {
+                span.record("herald.outcome", "superseded");
+                self.metrics.delivery(&provider_type, "superseded");
+                tracing::info!(delivery.id = %delivery.id, "A newer event's commit status is applied; this older one is not written.");
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(error = %error, "Cannot ack a superseded message; it may be seen again.");
+                }
+            }
             Step::Skipped => {
                 span.record("herald.outcome", "skipped");
                 if let Err(error) = message.ack().await {
@@ -321,12 +334,35 @@ impl Worker {
                 ));
             }
         };
-        drop(snapshot);
         let event = from_proto(&delivery.event.clone().unwrap_or_default());
-        let request = match providers::build(&resolved, &event) {
-            Ok(request) => request,
+        let alert = delivery.alert.clone().unwrap_or_default();
+        let identifier = || {
+            let alert = snapshot
+                .alerts
+                .alerts()
+                .iter()
+                .find(|a| {
+                    a.alert.meta.namespace == alert.namespace && a.alert.meta.name == alert.name
+                })
+                .map(|a| manifest::alert(&a.alert))
+                .unwrap_or(serde_json::Value::Null);
+            herald_flux::git::commit_status_identifier(
+                &provider.spec.commit_status_expr,
+                &event,
+                &manifest::provider(&provider),
+                &alert,
+            )
+            .map_err(|e| e.to_string())
+        };
+        let prepared = match providers::prepare(&resolved, &event, identifier) {
+            Ok(prepared) => prepared,
             Err(reason) => return dead(reason),
         };
+        drop(snapshot);
+        if let Prepared::Skip(why) = prepared {
+            tracing::debug!(delivery.id = %delivery.id, why, "Nothing to send for this event.");
+            return Step::Skipped;
+        }
         let destination = pacing::destination(&resolved);
         let pace = self.settings.policies.pace(&resolved.provider_type);
         match self.pacer.turn(&destination, pace).await {
@@ -349,8 +385,36 @@ impl Worker {
             }
         }
         let started = tokio::time::Instant::now();
-        let send = self.http.send(request, &resolved);
-        let outcome = with_progress(message, self.settings.ack_wait, send).await;
+        let outcome = match prepared {
+            Prepared::Http(request) => {
+                let send = self.http.send(request, &resolved);
+                with_progress(message, self.settings.ack_wait, send).await
+            }
+            Prepared::CommitStatus(plan) => {
+                let key = ordering::status_key(&plan.repository, &plan.sha, &plan.identifier);
+                let event_time = delivery
+                    .event
+                    .as_ref()
+                    .and_then(|e| e.timestamp.as_ref().or(e.received_at.as_ref()))
+                    .map_or(0, |t| t.unix_nanos);
+                let event_id = delivery.event.as_ref().map_or("", |e| e.id.as_str());
+                match self.order.claim(&key, event_time, event_id).await {
+                    Ok(Order::Superseded) => return Step::Superseded,
+                    Ok(Order::Newest) => {}
+                    Err(error) => {
+                        return Step::Failed(Outcome::Retry {
+                            reason: format!("commit status record unavailable: {error}"),
+                            status: 0,
+                            after: None,
+                            body: String::new(),
+                        });
+                    }
+                }
+                let write = providers::apply_status(&self.http, &resolved, &plan.write);
+                with_progress(message, self.settings.ack_wait, write).await
+            }
+            Prepared::Skip(_) => unreachable!("skips return early"),
+        };
         self.metrics
             .provider_request_duration
             .get_or_create(&herald_runtime::metrics::ProviderLabels {

@@ -93,6 +93,9 @@ pub enum Kind {
     /// Slack: incoming webhooks (`/services/...`, answer `ok`) and the Web API
     /// (`/api/chat.postMessage`, bearer token and channel required, JSON answer).
     Slack,
+    /// GitHub Enterprise's commit status API under `/api/v3/`: lists a
+    /// commit's statuses newest first and creates them, for token `ghp-test`.
+    GitHub,
 }
 
 #[derive(Default)]
@@ -101,6 +104,8 @@ struct Inner {
     script: VecDeque<Reply>,
     default: Option<Reply>,
     slack_token: String,
+    /// Commit statuses by `owner/repo/sha`, oldest first.
+    statuses: std::collections::HashMap<String, Vec<serde_json::Value>>,
 }
 
 /// A fake destination.
@@ -163,6 +168,24 @@ impl FakeServer {
         self.lock().default = reply;
     }
 
+    /// A fake GitHub Enterprise on a free loopback port.
+    pub async fn github() -> Self {
+        Self::start(Kind::GitHub).await
+    }
+
+    /// The statuses of a commit, newest first, as GitHub lists them.
+    #[must_use]
+    pub fn statuses(&self, owner_repo: &str, sha: &str) -> Vec<serde_json::Value> {
+        let mut list = self
+            .lock()
+            .statuses
+            .get(&format!("{owner_repo}/{sha}"))
+            .cloned()
+            .unwrap_or_default();
+        list.reverse();
+        list
+    }
+
     /// Every request so far.
     #[must_use]
     pub fn requests(&self) -> Vec<Recorded> {
@@ -183,7 +206,7 @@ impl FakeServer {
     }
 
     fn real_answer(&self, method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Reply {
-        if method != Method::POST {
+        if method != Method::POST && self.kind != Kind::GitHub {
             return Reply::status(405);
         }
         let is_json = headers
@@ -192,6 +215,7 @@ impl FakeServer {
             .is_some_and(|v| v.starts_with("application/json"));
         let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         match self.kind {
+            Kind::GitHub => self.github_answer(method, path, headers, parsed),
             Kind::Webhook => Reply::status(if parsed.is_some() { 200 } else { 400 }),
             Kind::Slack if path == "/api/chat.postMessage" => {
                 let token = self.lock().slack_token.clone();
@@ -238,6 +262,68 @@ impl FakeServer {
                     reply
                 }
             }
+        }
+    }
+}
+
+impl FakeServer {
+    fn github_answer(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let json = |status: u16, value: serde_json::Value| {
+            let mut reply = Reply::status(status).header("content-type", "application/json");
+            reply.body = value.to_string();
+            reply
+        };
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        if header("authorization") != "Bearer ghp-test" {
+            return json(401, serde_json::json!({"message": "Bad credentials"}));
+        }
+        if header("accept") != "application/vnd.github.v3+json" {
+            return json(
+                415,
+                serde_json::json!({"message": "Unsupported Media Type"}),
+            );
+        }
+        let parts: Vec<&str> = path.trim_start_matches("/api/v3/").split('/').collect();
+        match (method.as_str(), parts.as_slice()) {
+            ("GET", ["repos", owner, repo, "commits", sha, "statuses"]) => {
+                let key = format!("{owner}/{repo}/{sha}");
+                let mut list = self.lock().statuses.get(&key).cloned().unwrap_or_default();
+                list.reverse();
+                json(200, serde_json::Value::Array(list))
+            }
+            ("POST", ["repos", owner, repo, "statuses", sha]) => {
+                let Some(body) = body else {
+                    return json(400, serde_json::json!({"message": "Problems parsing JSON"}));
+                };
+                let state = body["state"].as_str().unwrap_or_default();
+                if !["error", "failure", "pending", "success"].contains(&state) {
+                    return json(422, serde_json::json!({"message": "Validation Failed"}));
+                }
+                let key = format!("{owner}/{repo}/{sha}");
+                let mut inner = self.lock();
+                let list = inner.statuses.entry(key).or_default();
+                let created = serde_json::json!({
+                    "id": list.len() + 1,
+                    "state": state,
+                    "description": body["description"],
+                    "context": body["context"],
+                    "target_url": null,
+                });
+                list.push(created.clone());
+                json(201, created)
+            }
+            _ => json(404, serde_json::json!({"message": "Not Found"})),
         }
     }
 }

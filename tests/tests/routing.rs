@@ -195,14 +195,14 @@ async fn gating_follows_the_provider_category() {
             "flux-system",
             "git",
             "github",
-            "https://github.com/org/repo",
+            "http://127.0.0.1:9/org/repo",
             ""
         ),
         provider(
             "flux-system",
             "pr",
             "githubpullrequestcomment",
-            "https://github.com/org/repo",
+            "http://127.0.0.1:9/org/repo",
             ""
         ),
         alert("flux-system", "chat", "chat", all),

@@ -3,6 +3,7 @@
 //! one line in [`build`].
 
 mod generic;
+mod github;
 mod slack;
 
 use herald_flux::FluxEvent;
@@ -28,6 +29,103 @@ pub struct ProviderRequest {
     pub validator: Validator,
 }
 
+/// What a delivery turns into.
+pub enum Prepared {
+    /// One request.
+    Http(ProviderRequest),
+    /// A commit status, written only if no newer event's status was.
+    CommitStatus(CommitStatusPlan),
+    /// Nothing to send, on purpose (a `Progressing` event for a git host).
+    Skip(&'static str),
+}
+
+/// A commit status to write.
+pub struct CommitStatusPlan {
+    /// `scheme://host/owner/repo`: with `sha` and `identifier`, what
+    /// "never backwards" is kept per.
+    pub repository: String,
+    pub sha: String,
+    pub identifier: String,
+    pub write: StatusWrite,
+}
+
+/// How each git host writes a status. Holds a token: never log it.
+pub enum StatusWrite {
+    GitHub {
+        api: String,
+        owner: String,
+        repo: String,
+        sha: String,
+        token: String,
+        state: &'static str,
+        description: String,
+        context: String,
+    },
+}
+
+/// Turns a delivery into what to send. `identifier` computes the commit
+/// status identifier of commit-status Providers (it may fail: a bad
+/// `commitStatusExpr`).
+///
+/// # Errors
+///
+/// Why this Provider cannot send, for the dead letter.
+pub fn prepare(
+    resolved: &Resolved,
+    event: &FluxEvent,
+    identifier: impl FnOnce() -> Result<String, String>,
+) -> Result<Prepared, String> {
+    match resolved.provider_type.as_str() {
+        "github" => Ok(match github::plan(resolved, event, identifier()?)? {
+            Some(plan) => Prepared::CommitStatus(plan),
+            None => Prepared::Skip("progressing"),
+        }),
+        _ => build(resolved, event).map(Prepared::Http),
+    }
+}
+
+/// Writes a planned commit status.
+pub async fn apply_status(
+    http: &crate::http::HttpSender,
+    resolved: &Resolved,
+    write: &StatusWrite,
+) -> crate::outcome::Outcome {
+    match write {
+        StatusWrite::GitHub {
+            api,
+            owner,
+            repo,
+            sha,
+            token,
+            state,
+            description,
+            context,
+        } => {
+            github::apply(
+                http,
+                resolved,
+                api,
+                (owner, repo, sha),
+                token,
+                (state, description, context),
+            )
+            .await
+        }
+    }
+}
+
+fn invalid_url(resolved: &Resolved) -> crate::outcome::Outcome {
+    crate::outcome::Outcome::Dead {
+        reason: format!(
+            "{}: the address {} gives no valid API URL",
+            resolved.provider_type,
+            resolved.address_for_logs()
+        ),
+        status: 0,
+        body: String::new(),
+    }
+}
+
 /// Builds the request for `event` (already merged for its Alert).
 ///
 /// # Errors
@@ -42,12 +140,6 @@ pub fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRequest, 
             "provider type {other:?} is not supported by this version of Herald"
         )),
     }
-}
-
-/// Whether [`build`] knows the type.
-#[must_use]
-pub fn is_supported(provider_type: &str) -> bool {
-    matches!(provider_type, "slack" | "generic" | "generic-hmac")
 }
 
 /// Parses a Provider address that must be an absolute http(s) URL.
