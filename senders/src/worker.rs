@@ -410,7 +410,7 @@ impl Worker {
                         });
                     }
                 }
-                let write = providers::apply_status(&self.http, &resolved, &plan.write);
+                let write = plan.write.apply(&self.http, &resolved);
                 with_progress(message, self.settings.ack_wait, write).await
             }
             Prepared::Skip(_) => unreachable!("skips return early"),

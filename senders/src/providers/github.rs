@@ -7,7 +7,7 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::{CommitStatusPlan, StatusWrite};
+use super::{CommitStatusPlan, StatusWrite, Writing};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender};
 use crate::outcome::Outcome;
@@ -47,7 +47,7 @@ pub(super) fn plan(
         repository: format!("{}/{owner}/{repo}", address.scheme_host),
         sha: sha.clone(),
         identifier: identifier.clone(),
-        write: StatusWrite::GitHub {
+        write: Box::new(GitHubStatus {
             api: address.github_api_base(),
             owner: owner.to_owned(),
             repo: repo.to_owned(),
@@ -56,8 +56,26 @@ pub(super) fn plan(
             state: state.as_str(GitHost::GitHub),
             description,
             context: identifier,
-        },
+        }),
     }))
+}
+
+/// A GitHub commit status to write.
+struct GitHubStatus {
+    api: String,
+    owner: String,
+    repo: String,
+    sha: String,
+    token: String,
+    state: &'static str,
+    description: String,
+    context: String,
+}
+
+impl StatusWrite for GitHubStatus {
+    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(apply(http, resolved, self))
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,14 +111,18 @@ fn headers(token: &str, with_body: bool) -> Vec<(String, String)> {
 }
 
 /// Lists, compares, and creates the status.
-pub(super) async fn apply(
-    http: &HttpSender,
-    resolved: &Resolved,
-    api: &str,
-    (owner, repo, sha): (&str, &str, &str),
-    token: &str,
-    (state, description, context): (&str, &str, &str),
-) -> Outcome {
+async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) -> Outcome {
+    let GitHubStatus {
+        api,
+        owner,
+        repo,
+        sha,
+        token,
+        state,
+        description,
+        context,
+    } = status;
+    let (state, description, context) = (*state, description.as_str(), context.as_str());
     let list = format!("{api}repos/{owner}/{repo}/commits/{sha}/statuses?per_page=50");
     let Ok(list) = reqwest::Url::parse(&list) else {
         return super::invalid_url(resolved);

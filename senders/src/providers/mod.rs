@@ -8,7 +8,12 @@ mod slack;
 
 use herald_flux::FluxEvent;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::config::Resolved;
+use crate::http::HttpSender;
+use crate::outcome::Outcome;
 
 pub(crate) use slack::web_api_result as slack_web_api_result;
 
@@ -46,21 +51,18 @@ pub struct CommitStatusPlan {
     pub repository: String,
     pub sha: String,
     pub identifier: String,
-    pub write: StatusWrite,
+    /// How the host writes it.
+    pub write: Box<dyn StatusWrite>,
 }
 
-/// How each git host writes a status. Holds a token: never log it.
-pub enum StatusWrite {
-    GitHub {
-        api: String,
-        owner: String,
-        repo: String,
-        sha: String,
-        token: String,
-        state: &'static str,
-        description: String,
-        context: String,
-    },
+/// The future a [`StatusWrite`] returns.
+pub type Writing<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// How one git host writes a planned status: read the current one, skip an
+/// equal one, write otherwise. Holds a token: never log it.
+pub trait StatusWrite: Send + Sync {
+    /// Writes the status (or finds it already written).
+    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
 }
 
 /// Turns a delivery into what to send. `identifier` computes the commit
@@ -75,47 +77,19 @@ pub fn prepare(
     event: &FluxEvent,
     identifier: impl FnOnce() -> Result<String, String>,
 ) -> Result<Prepared, String> {
+    let status = |plan: Option<CommitStatusPlan>| match plan {
+        Some(plan) => Prepared::CommitStatus(plan),
+        None => Prepared::Skip("progressing"),
+    };
     match resolved.provider_type.as_str() {
-        "github" => Ok(match github::plan(resolved, event, identifier()?)? {
-            Some(plan) => Prepared::CommitStatus(plan),
-            None => Prepared::Skip("progressing"),
-        }),
+        "github" => Ok(status(github::plan(resolved, event, identifier()?)?)),
         _ => build(resolved, event).map(Prepared::Http),
     }
 }
 
-/// Writes a planned commit status.
-pub async fn apply_status(
-    http: &crate::http::HttpSender,
-    resolved: &Resolved,
-    write: &StatusWrite,
-) -> crate::outcome::Outcome {
-    match write {
-        StatusWrite::GitHub {
-            api,
-            owner,
-            repo,
-            sha,
-            token,
-            state,
-            description,
-            context,
-        } => {
-            github::apply(
-                http,
-                resolved,
-                api,
-                (owner, repo, sha),
-                token,
-                (state, description, context),
-            )
-            .await
-        }
-    }
-}
-
-fn invalid_url(resolved: &Resolved) -> crate::outcome::Outcome {
-    crate::outcome::Outcome::Dead {
+/// The dead outcome of an address that gives no valid API URL.
+fn invalid_url(resolved: &Resolved) -> Outcome {
+    Outcome::Dead {
         reason: format!(
             "{}: the address {} gives no valid API URL",
             resolved.provider_type,
