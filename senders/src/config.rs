@@ -36,6 +36,9 @@ pub struct Resolved {
     pub client_identity_pem: Option<Vec<u8>>,
     /// The send deadline.
     pub timeout: Duration,
+    /// The Provider's uid (`metadata.uid`, or one derived from its name):
+    /// change-request comments are keyed by it.
+    pub provider_uid: String,
 }
 
 impl fmt::Debug for Resolved {
@@ -111,6 +114,7 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
         username: spec.username.clone(),
         proxy: spec.proxy.clone(),
         timeout: provider.timeout(),
+        provider_uid: provider.uid(),
         ..Resolved::default()
     };
     if let Some(secret_ref) = &spec.secret_ref {

@@ -413,6 +413,10 @@ impl Worker {
                 let write = plan.write.apply(&self.http, &resolved);
                 with_progress(message, self.settings.ack_wait, write).await
             }
+            Prepared::Exchange(exchange) => {
+                let run = exchange.run(&self.http, &resolved);
+                with_progress(message, self.settings.ack_wait, run).await
+            }
             Prepared::Skip(_) => unreachable!("skips return early"),
         };
         self.metrics

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake;
+pub mod fake_github_comments;
 pub mod herald;
 pub mod nats;
 

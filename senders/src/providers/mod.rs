@@ -4,6 +4,9 @@
 
 mod generic;
 mod github;
+mod github_dispatch;
+mod grafana;
+mod pull_request_comment;
 mod slack;
 
 use herald_flux::FluxEvent;
@@ -42,6 +45,9 @@ pub enum Prepared {
     CommitStatus(CommitStatusPlan),
     /// Nothing to send, on purpose (a `Progressing` event for a git host).
     Skip(&'static str),
+    /// Several requests to one host run as one attempt (a repository
+    /// dispatch, a change-request comment).
+    Exchange(Box<dyn Exchange>),
 }
 
 /// A commit status to write.
@@ -65,6 +71,13 @@ pub trait StatusWrite: Send + Sync {
     fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
 }
 
+/// A planned exchange with a git host that is not a commit status: its
+/// requests and how their answers are judged. Holds a token: never log it.
+pub trait Exchange: Send + Sync {
+    /// Runs the requests; the outcome of the attempt.
+    fn run<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
+}
+
 /// Turns a delivery into what to send. `identifier` computes the commit
 /// status identifier of commit-status Providers (it may fail: a bad
 /// `commitStatusExpr`).
@@ -83,6 +96,10 @@ pub fn prepare(
     };
     match resolved.provider_type.as_str() {
         "github" => Ok(status(github::plan(resolved, event, identifier()?)?)),
+        "githubdispatch" => github_dispatch::plan(resolved, event).map(Prepared::Exchange),
+        "githubpullrequestcomment" | "gitlabmergerequestcomment" | "giteapullrequestcomment" => {
+            pull_request_comment::plan(resolved, event).map(Prepared::Exchange)
+        }
         _ => build(resolved, event).map(Prepared::Http),
     }
 }
@@ -110,6 +127,7 @@ pub fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRequest, 
         "slack" => slack::build(resolved, event),
         "generic" => generic::build(resolved, event, false),
         "generic-hmac" => generic::build(resolved, event, true),
+        "grafana" => grafana::build(resolved, event),
         other => Err(format!(
             "provider type {other:?} is not supported by this version of Herald"
         )),

@@ -1,0 +1,125 @@
+//! `githubdispatch`: a `repository_dispatch` event on the repository of the
+//! address (flux-providers §6), with the Flux event as its client payload.
+//! GitHub Enterprise works through the address's host (`{host}/api/v3/`).
+//! Tokens only: the Secret's `token`, else its `password` (GitHub App keys
+//! are not supported).
+
+use herald_flux::FluxEvent;
+use herald_flux::git::{self, GitHost};
+
+use super::pull_request_comment::{classify, github_headers, github_json, token};
+use super::{Exchange, Writing};
+use crate::config::Resolved;
+use crate::http::HttpSender;
+use crate::outcome::Outcome;
+
+/// Plans the dispatch of `event`.
+///
+/// # Errors
+///
+/// Why this Provider cannot dispatch (dead letter).
+pub(super) fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Box<dyn Exchange>, String> {
+    Ok(Box::new(dispatch(resolved, event)?))
+}
+
+fn dispatch(resolved: &Resolved, event: &FluxEvent) -> Result<Dispatch, String> {
+    let token = token(resolved, "githubdispatch")?;
+    let address = git::parse_git_address(&resolved.address).map_err(|e| e.to_string())?;
+    let (owner, repo) = address
+        .owner_repo(GitHost::GitHub)
+        .map_err(|e| e.to_string())?;
+    let o = &event.involved_object;
+    // go-github's encoder: the event type unescaped, the payload (raw JSON,
+    // already marshalled by Go's rules) as it is, a trailing newline.
+    let event_type = github_json(&format!("{}/{}.{}", o.kind, o.name, o.namespace));
+    let mut body = b"{\"event_type\":".to_vec();
+    body.extend_from_slice(event_type.trim_ascii_end());
+    body.extend_from_slice(b",\"client_payload\":");
+    body.extend_from_slice(&event.to_go_json());
+    body.extend_from_slice(b"}\n");
+    Ok(Dispatch {
+        url: format!(
+            "{}repos/{owner}/{repo}/dispatches",
+            address.github_api_base()
+        ),
+        token,
+        body,
+    })
+}
+
+/// A dispatch to send. Holds a token: never log it.
+struct Dispatch {
+    url: String,
+    token: String,
+    body: Vec<u8>,
+}
+
+impl Exchange for Dispatch {
+    fn run<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(run(http, resolved, self))
+    }
+}
+
+async fn run(http: &HttpSender, resolved: &Resolved, dispatch: &Dispatch) -> Outcome {
+    let Ok(url) = reqwest::Url::parse(&dispatch.url) else {
+        return super::invalid_url(resolved);
+    };
+    match http
+        .call(
+            reqwest::Method::POST,
+            url,
+            &github_headers(&dispatch.token, true),
+            Some(dispatch.body.clone()),
+            resolved,
+        )
+        .await
+    {
+        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
+            status: answer.status,
+        },
+        Ok(answer) => classify(
+            &answer,
+            resolved,
+            "could not send github repository dispatch webhook",
+        ),
+        Err(outcome) => outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_carries_the_event_as_flux_json() {
+        let event = FluxEvent::from_json(
+            br#"{"involvedObject":{"kind":"Kustomization","namespace":"flux-system","name":"apps"},
+                "severity":"info","timestamp":"2024-01-01T10:00:00Z","message":"a<b",
+                "reason":"ReconciliationSucceeded","reportingController":"kustomize-controller"}"#,
+        )
+        .unwrap();
+        let resolved = Resolved {
+            provider_type: "githubdispatch".into(),
+            address: "https://github.com/org/podinfo".into(),
+            token: "ghp-1".into(),
+            ..Resolved::default()
+        };
+        let d = dispatch(&resolved, &event).unwrap();
+        assert_eq!(d.url, "https://api.github.com/repos/org/podinfo/dispatches");
+        let expected = format!(
+            "{{\"event_type\":\"Kustomization/apps.flux-system\",\"client_payload\":{}}}\n",
+            String::from_utf8(event.to_go_json()).unwrap()
+        );
+        assert_eq!(String::from_utf8(d.body).unwrap(), expected);
+        let no_token = Resolved {
+            token: String::new(),
+            ..resolved
+        };
+        assert!(
+            dispatch(&no_token, &event)
+                .err()
+                .unwrap()
+                .contains("GitHub App keys are not supported")
+        );
+    }
+}
