@@ -6,6 +6,8 @@
 
 pub mod fake;
 pub mod fake_github_comments;
+pub mod fake_gitea;
+pub mod fake_gitlab;
 pub mod herald;
 pub mod nats;
 

@@ -7,9 +7,10 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
+use super::git_http::{self, StatusCalls};
 use super::{CommitStatusPlan, StatusWrite, Writing};
 use crate::config::Resolved;
-use crate::http::{Answer, HttpSender};
+use crate::http::HttpSender;
 use crate::outcome::Outcome;
 
 /// Plans the status of `event`, or `None` when GitHub gets none (a
@@ -34,14 +35,10 @@ pub(super) fn plan(
     let (owner, repo) = address
         .owner_repo(GitHost::GitHub)
         .map_err(|e| e.to_string())?;
-    let token = if resolved.token.is_empty() {
-        &resolved.password
-    } else {
-        &resolved.token
-    };
-    if token.is_empty() {
-        return Err("github token must be specified in the Provider's Secret (GitHub App keys are not supported)".to_owned());
-    }
+    let token = git_http::token(
+        resolved,
+        "github token must be specified in the Provider's Secret (GitHub App keys are not supported)",
+    )?;
     let (_, description) = git::name_and_description(event);
     Ok(Some(CommitStatusPlan {
         repository: format!("{}/{owner}/{repo}", address.scheme_host),
@@ -52,7 +49,7 @@ pub(super) fn plan(
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             sha,
-            token: token.clone(),
+            token,
             state: state.as_str(GitHost::GitHub),
             description,
             context: identifier,
@@ -123,44 +120,6 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) ->
         context,
     } = status;
     let (state, description, context) = (*state, description.as_str(), context.as_str());
-    let list = format!("{api}repos/{owner}/{repo}/commits/{sha}/statuses?per_page=50");
-    let Ok(list) = reqwest::Url::parse(&list) else {
-        return super::invalid_url(resolved);
-    };
-    let answer = match http
-        .call(
-            reqwest::Method::GET,
-            list,
-            &headers(token, false),
-            None,
-            resolved,
-        )
-        .await
-    {
-        Ok(answer) => answer,
-        Err(outcome) => return outcome,
-    };
-    if !(200..300).contains(&answer.status) {
-        return classify(&answer, resolved, "could not list commit statuses");
-    }
-    let listed: Vec<Listed> = serde_json::from_slice(&answer.body).unwrap_or_default();
-    // GitHub lists newest first: the first status of our context is current.
-    let current = listed.iter().find(|s| {
-        s.context.as_deref() == Some(context)
-            && s.state.as_deref().is_some_and(|v| !v.is_empty())
-            && s.description.as_deref().is_some_and(|v| !v.is_empty())
-    });
-    if current.is_some_and(|s| {
-        s.state.as_deref() == Some(state) && s.description.as_deref() == Some(description)
-    }) {
-        return Outcome::Delivered {
-            status: answer.status,
-        };
-    }
-    let create = format!("{api}repos/{owner}/{repo}/statuses/{sha}");
-    let Ok(create) = reqwest::Url::parse(&create) else {
-        return super::invalid_url(resolved);
-    };
     let mut body = serde_json::to_vec(&Create {
         state,
         description,
@@ -168,84 +127,26 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) ->
     })
     .unwrap_or_default();
     body.push(b'\n');
-    match http
-        .call(
-            reqwest::Method::POST,
-            create,
-            &headers(token, true),
-            Some(body),
-            resolved,
-        )
-        .await
-    {
-        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-            status: answer.status,
-        },
-        Ok(answer) => classify(&answer, resolved, "could not create commit status"),
-        Err(outcome) => outcome,
-    }
-}
-
-/// A non-2xx GitHub answer: rate limits (429, or 403 with no requests left
-/// or a secondary limit) are retried after GitHub's reset; other 4xx are
-/// dead with GitHub's message.
-fn classify(answer: &Answer, resolved: &Resolved, what: &str) -> Outcome {
-    #[derive(Deserialize)]
-    struct Message {
-        #[serde(default)]
-        message: String,
-    }
-    let secrets = resolved.secrets();
-    let body = crate::outcome::excerpt(&answer.body, &secrets);
-    let message = serde_json::from_slice::<Message>(&answer.body)
-        .map(|m| crate::outcome::mask(&m.message, &secrets))
-        .unwrap_or_default();
-    let header = |name: &str| {
-        answer
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let calls = StatusCalls {
+        list: format!("{api}repos/{owner}/{repo}/commits/{sha}/statuses?per_page=50"),
+        list_headers: &headers(token, false),
+        list_failed: "could not list commit statuses",
+        create: format!("{api}repos/{owner}/{repo}/statuses/{sha}"),
+        create_headers: &headers(token, true),
+        create_body: body,
+        create_failed: "could not create commit status",
     };
-    let exhausted = header("x-ratelimit-remaining").as_deref() == Some("0");
-    let rate_limited = answer.status == 429
-        || (answer.status == 403
-            && (exhausted || message.to_ascii_lowercase().contains("rate limit")));
-    let status = answer.status;
-    let reason = if message.is_empty() {
-        format!("{what}: destination answered {status}")
-    } else {
-        format!("{what}: destination answered {status}: {message}")
-    };
-    if rate_limited {
-        let reset = header("x-ratelimit-reset")
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|epoch| {
-                let wait = epoch - jiff::Timestamp::now().as_second();
-                std::time::Duration::from_secs(u64::try_from(wait).unwrap_or(0))
-            });
-        return Outcome::Retry {
-            reason,
-            status,
-            after: answer
-                .retry_after
-                .or(reset)
-                .or(Some(std::time::Duration::from_secs(60))),
-            body,
-        };
-    }
-    match crate::outcome::classify_status(status, answer.retry_after, body) {
-        Outcome::Retry { after, body, .. } => Outcome::Retry {
-            reason,
-            status,
-            after,
-            body,
-        },
-        Outcome::Dead { body, .. } => Outcome::Dead {
-            reason,
-            status,
-            body,
-        },
-        delivered => delivered,
-    }
+    git_http::list_then_create(http, resolved, calls, |listed| {
+        let listed: Vec<Listed> = serde_json::from_slice(listed).unwrap_or_default();
+        // GitHub lists newest first: the first status of our context is current.
+        let current = listed.iter().find(|s| {
+            s.context.as_deref() == Some(context)
+                && s.state.as_deref().is_some_and(|v| !v.is_empty())
+                && s.description.as_deref().is_some_and(|v| !v.is_empty())
+        });
+        current.is_some_and(|s| {
+            s.state.as_deref() == Some(state) && s.description.as_deref() == Some(description)
+        })
+    })
+    .await
 }

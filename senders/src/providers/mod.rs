@@ -3,7 +3,10 @@
 //! one line in [`build`].
 
 mod generic;
+mod git_http;
+mod gitea;
 mod github;
+mod gitlab;
 mod github_dispatch;
 mod grafana;
 mod pull_request_comment;
@@ -96,6 +99,8 @@ pub fn prepare(
     };
     match resolved.provider_type.as_str() {
         "github" => Ok(status(github::plan(resolved, event, identifier()?)?)),
+        "gitlab" => Ok(status(gitlab::plan(resolved, event, identifier()?)?)),
+        "gitea" => Ok(status(gitea::plan(resolved, event, identifier()?)?)),
         "githubdispatch" => github_dispatch::plan(resolved, event).map(Prepared::Exchange),
         "githubpullrequestcomment" | "gitlabmergerequestcomment" | "giteapullrequestcomment" => {
             pull_request_comment::plan(resolved, event).map(Prepared::Exchange)

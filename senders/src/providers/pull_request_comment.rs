@@ -341,70 +341,8 @@ pub(super) fn github_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// A non-2xx git host answer: rate limits (429, or 403 with no requests
-/// left or a rate-limit message) are retried after the host's reset or
-/// `Retry-After`; 5xx retried; other 4xx dead with the host's message.
-pub(super) fn classify(answer: &Answer, resolved: &Resolved, what: &str) -> Outcome {
-    let secrets = resolved.secrets();
-    let body = crate::outcome::excerpt(&answer.body, &secrets);
-    let parsed: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let message = match parsed.get("message").or_else(|| parsed.get("error")) {
-        Some(serde_json::Value::String(text)) => text.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    };
-    let message = crate::outcome::mask(&message, &secrets);
-    let header = |name: &str| {
-        answer
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let exhausted = ["x-ratelimit-remaining", "ratelimit-remaining"]
-        .iter()
-        .any(|name| header(name).as_deref() == Some("0"));
-    let status = answer.status;
-    let rate_limited = status == 429
-        || (status == 403 && (exhausted || message.to_ascii_lowercase().contains("rate limit")));
-    let reason = if message.is_empty() {
-        format!("{what}: destination answered {status}")
-    } else {
-        format!("{what}: destination answered {status}: {message}")
-    };
-    if rate_limited {
-        let reset = header("x-ratelimit-reset")
-            .or_else(|| header("ratelimit-reset"))
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|epoch| {
-                let wait = epoch - jiff::Timestamp::now().as_second();
-                std::time::Duration::from_secs(u64::try_from(wait).unwrap_or(0))
-            });
-        return Outcome::Retry {
-            reason,
-            status,
-            after: answer
-                .retry_after
-                .or(reset)
-                .or(Some(std::time::Duration::from_secs(60))),
-            body,
-        };
-    }
-    match crate::outcome::classify_status(status, answer.retry_after, body) {
-        Outcome::Retry { after, body, .. } => Outcome::Retry {
-            reason,
-            status,
-            after,
-            body,
-        },
-        Outcome::Dead { body, .. } => Outcome::Dead {
-            reason,
-            status,
-            body,
-        },
-        delivered => delivered,
-    }
-}
+/// Host errors are classified as for commit statuses.
+pub(super) use super::git_http::classify;
 
 #[cfg(test)]
 mod tests {
