@@ -117,10 +117,23 @@ pub(super) async fn list_then_create(
 /// The JSON `message` (else `error`) of a host's error answer, masked.
 fn host_message(answer: &Answer, secrets: &[&str]) -> String {
     let parsed: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let message = match parsed.get("message").or_else(|| parsed.get("error")) {
-        Some(serde_json::Value::String(text)) => text.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    // Bitbucket Server: errors[].message; Bitbucket Cloud: error.message;
+    // GitHub, GitLab, Gitea, Azure DevOps: message (GitLab: or error).
+    let message = if let Some(errors) = parsed.get("errors").and_then(|e| e.as_array()) {
+        let messages: Vec<String> = errors.iter().filter_map(|e| text(&e["message"])).collect();
+        messages.join("; ")
+    } else {
+        match parsed.get("message").or_else(|| parsed.get("error")) {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(serde_json::Value::Object(error)) => error
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
     };
     crate::outcome::mask(&message, secrets)
 }

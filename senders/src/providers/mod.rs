@@ -2,12 +2,15 @@
 //! the destination expects (flux-providers §4). A new type is one module and
 //! one line in [`build`].
 
+mod azure_devops;
+mod bitbucket;
+mod bitbucket_server;
 mod generic;
 mod git_http;
 mod gitea;
 mod github;
-mod gitlab;
 mod github_dispatch;
+mod gitlab;
 mod grafana;
 mod pull_request_comment;
 mod slack;
@@ -99,6 +102,13 @@ pub fn prepare(
     };
     match resolved.provider_type.as_str() {
         "github" => Ok(status(github::plan(resolved, event, identifier()?)?)),
+        "bitbucket" => Ok(status(bitbucket::plan(resolved, event, identifier()?)?)),
+        "bitbucketserver" => Ok(status(bitbucket_server::plan(
+            resolved,
+            event,
+            identifier()?,
+        )?)),
+        "azuredevops" => Ok(status(azure_devops::plan(resolved, event, identifier()?)?)),
         "gitlab" => Ok(status(gitlab::plan(resolved, event, identifier()?)?)),
         "gitea" => Ok(status(gitea::plan(resolved, event, identifier()?)?)),
         "githubdispatch" => github_dispatch::plan(resolved, event).map(Prepared::Exchange),
