@@ -142,10 +142,16 @@ impl Snapshot {
     }
 }
 
+/// The manifest files of a folder with their times and sizes: what a reload
+/// compares.
+type Fingerprint = Vec<(PathBuf, SystemTime, u64)>;
+
 /// The current snapshot, swapped atomically on reload. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Catalog {
     current: Arc<ArcSwap<Snapshot>>,
+    /// The folder as it was just before the snapshot was read.
+    loaded_from: Arc<std::sync::Mutex<Option<Fingerprint>>>,
 }
 
 // === impl Catalog ===
@@ -156,6 +162,7 @@ impl Catalog {
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            loaded_from: Arc::default(),
         }
     }
 
@@ -282,6 +289,8 @@ pub fn load_folder(dir: &Path, default_namespace: &str) -> std::io::Result<Snaps
 ///
 /// When the folder cannot be read.
 pub fn open_folder(args: &CatalogArgs, readiness: &Readiness) -> anyhow::Result<Catalog> {
+    // Taken before reading, so a change made meanwhile is seen by the first check.
+    let fingerprint = manifest_files(&args.config_dir).ok();
     let snapshot = load_folder(&args.config_dir, &args.default_namespace).map_err(|e| {
         anyhow::anyhow!(
             "cannot read the config folder {}: {e}",
@@ -289,7 +298,11 @@ pub fn open_folder(args: &CatalogArgs, readiness: &Readiness) -> anyhow::Result<
         )
     })?;
     report(&snapshot, &args.config_dir, readiness);
-    Ok(Catalog::new(snapshot))
+    let catalog = Catalog::new(snapshot);
+    if let Ok(mut loaded_from) = catalog.loaded_from.lock() {
+        *loaded_from = fingerprint;
+    }
+    Ok(catalog)
 }
 
 fn report(snapshot: &Snapshot, dir: &Path, readiness: &Readiness) {
@@ -319,9 +332,13 @@ pub async fn watch_folder(
     readiness: Readiness,
     cancel: CancellationToken,
 ) {
-    // Unknown at first: the folder may have changed since it was loaded, so
-    // the first check always reloads.
-    let mut last = None;
+    // The folder as it was just before the first load (unknown: reload once).
+    let mut last = catalog
+        .loaded_from
+        .lock()
+        .ok()
+        .and_then(|mut fingerprint| fingerprint.take())
+        .map(Some);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,

