@@ -231,22 +231,15 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &AzureStatus) -> 
         state: status.state,
     })
     .unwrap_or_default();
-    match http
-        .call(
-            reqwest::Method::POST,
-            url,
-            &headers(&status.authorization, true),
-            Some(body),
-            resolved,
-        )
-        .await
-    {
-        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-            status: answer.status,
-        },
-        Ok(answer) => classify(&answer, resolved, "could not create commit status"),
-        Err(outcome) => outcome,
-    }
+    super::git_http::post(
+        http,
+        resolved,
+        url,
+        &headers(&status.authorization, true),
+        body,
+        "could not create commit status",
+    )
+    .await
 }
 
 #[cfg(test)]

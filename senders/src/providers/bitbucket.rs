@@ -169,16 +169,15 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &CloudStatus) -> 
         auth,
         ("Content-Type".to_owned(), "application/json".to_owned()),
     ];
-    match http
-        .call(reqwest::Method::POST, post, &headers, Some(body), resolved)
-        .await
-    {
-        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-            status: answer.status,
-        },
-        Ok(answer) => classify(&answer, resolved, "could not set commit status"),
-        Err(outcome) => outcome,
-    }
+    super::git_http::post(
+        http,
+        resolved,
+        post,
+        &headers,
+        body,
+        "could not set commit status",
+    )
+    .await
 }
 
 #[cfg(test)]

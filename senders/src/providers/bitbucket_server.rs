@@ -192,22 +192,15 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &ServerStatus) ->
     })
     .unwrap_or_default();
     body.push(b'\n');
-    match http
-        .call(
-            reqwest::Method::POST,
-            post,
-            &headers(authorization, true),
-            Some(body),
-            resolved,
-        )
-        .await
-    {
-        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-            status: answer.status,
-        },
-        Ok(answer) => classify(&answer, resolved, "could not post build status"),
-        Err(outcome) => outcome,
-    }
+    super::git_http::post(
+        http,
+        resolved,
+        post,
+        &headers(authorization, true),
+        body,
+        "could not post build status",
+    )
+    .await
 }
 
 /// `Basic base64(user:password)`.

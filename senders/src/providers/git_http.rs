@@ -61,6 +61,28 @@ pub(super) struct StatusCalls<'a> {
     pub create_failed: &'a str,
 }
 
+/// POSTs `body` to `url`: delivered on 2xx, else the host's answer classified
+/// (the reason starts with `what`).
+pub(super) async fn post(
+    http: &HttpSender,
+    resolved: &Resolved,
+    url: reqwest::Url,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+    what: &str,
+) -> Outcome {
+    match http
+        .call(reqwest::Method::POST, url, headers, Some(body), resolved)
+        .await
+    {
+        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
+            status: answer.status,
+        },
+        Ok(answer) => classify(&answer, resolved, what),
+        Err(outcome) => outcome,
+    }
+}
+
 /// Lists the commit's statuses, and creates ours unless `written` finds it
 /// in the listed body.
 pub(super) async fn list_then_create(
@@ -96,22 +118,15 @@ pub(super) async fn list_then_create(
             status: answer.status,
         };
     }
-    match http
-        .call(
-            reqwest::Method::POST,
-            create,
-            calls.create_headers,
-            Some(calls.create_body),
-            resolved,
-        )
-        .await
-    {
-        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-            status: answer.status,
-        },
-        Ok(answer) => classify(&answer, resolved, calls.create_failed),
-        Err(outcome) => outcome,
-    }
+    post(
+        http,
+        resolved,
+        create,
+        calls.create_headers,
+        calls.create_body,
+        calls.create_failed,
+    )
+    .await
 }
 
 /// The JSON `message` (else `error`) of a host's error answer, masked.

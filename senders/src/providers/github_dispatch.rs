@@ -7,7 +7,7 @@
 use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 
-use super::pull_request_comment::{classify, github_headers, github_json, token};
+use super::pull_request_comment::{github_headers, github_json, token};
 use super::{Exchange, Writing};
 use crate::config::Resolved;
 use crate::http::HttpSender;
@@ -64,26 +64,15 @@ async fn run(http: &HttpSender, resolved: &Resolved, dispatch: &Dispatch) -> Out
     let Ok(url) = reqwest::Url::parse(&dispatch.url) else {
         return super::invalid_url(resolved);
     };
-    match http
-        .call(
-            reqwest::Method::POST,
-            url,
-            &github_headers(&dispatch.token, true),
-            Some(dispatch.body.clone()),
-            resolved,
-        )
-        .await
-    {
-        Ok(answer) if (200..300).contains(&answer.status) => Outcome::Delivered {
-            status: answer.status,
-        },
-        Ok(answer) => classify(
-            &answer,
-            resolved,
-            "could not send github repository dispatch webhook",
-        ),
-        Err(outcome) => outcome,
-    }
+    super::git_http::post(
+        http,
+        resolved,
+        url,
+        &github_headers(&dispatch.token, true),
+        dispatch.body.clone(),
+        "could not send github repository dispatch webhook",
+    )
+    .await
 }
 
 #[cfg(test)]
