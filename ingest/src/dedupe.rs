@@ -1,13 +1,22 @@
 //! Flux's duplicate suppression, shared by every ingest replica and kept
-//! across restarts: one window per dedupe key in the HERALD_DEDUPE key-value
-//! bucket, updated with compare-and-set so that two replicas seeing the same
-//! event at once let exactly one through.
+//! across restarts: one window per (cluster, dedupe key) in the HERALD_DEDUPE
+//! key-value bucket, updated with compare-and-set so that two replicas seeing
+//! the same event at once let exactly one through.
+//!
+//! Each cluster has its own windows, as each cluster's notification-controller
+//! has its own: the same commit fetched by two clusters is two notifications.
+//! Entries written by earlier versions are keyed by the Flux key alone; for
+//! the first three intervals after an ingest starts (the longest such an
+//! entry can live, the bucket's max age) a key without a per-cluster entry is
+//! also looked up under that older name, so an upgrade, rolling or not, sends
+//! no duplicate that the previous version had already suppressed. After that
+//! the older entries have expired and no extra read is made.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use herald_flux::dedupe::{Decision, decide};
-use herald_proto::DedupeWindow;
+use herald_proto::{DedupeWindow, names};
 use herald_runtime::kv::{Step, update};
 
 use crate::intake::IngestError;
@@ -17,6 +26,8 @@ use crate::intake::IngestError;
 pub struct Dedupe {
     store: kv::Store,
     interval: Duration,
+    /// Until when entries without a cluster (written before the upgrade) may exist.
+    legacy_until: Instant,
 }
 
 impl std::fmt::Debug for Dedupe {
@@ -46,29 +57,45 @@ impl Dedupe {
     /// Dedupe over `store` with Flux's `interval`.
     #[must_use]
     pub fn new(store: kv::Store, interval: Duration) -> Self {
-        Self { store, interval }
+        Self {
+            store,
+            interval,
+            legacy_until: Instant::now() + interval * 3,
+        }
     }
 
-    /// Decides whether the event `event_id` with `key`, received at
-    /// `now_millis`, is a duplicate, and records its window when it is not.
+    /// Decides whether the event `event_id` from `cluster` with Flux's dedupe
+    /// `key`, received at `now_millis`, is a duplicate, and records its window
+    /// when it is not.
     ///
     /// # Errors
     ///
     /// [`IngestError::Unavailable`] when the bucket cannot be read or written.
     pub async fn check(
         &self,
+        cluster: &str,
         key: &str,
         event_id: &str,
         now_millis: i64,
     ) -> Result<Checked, IngestError> {
         let interval = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
         let reset_of = |w: &DedupeWindow| w.anchor_unix_millis + (w.window + 1) * interval;
+        let legacy = if Instant::now() < self.legacy_until {
+            self.legacy_window(key).await?
+        } else {
+            None
+        };
+        let entry = names::dedupe_entry(cluster, key);
         let decided = update(
             &self.store,
-            key,
+            &entry,
             MAX_RACES,
-            |recorded: Option<&DedupeWindow>| match decide(recorded, now_millis, interval, event_id)
-            {
+            |recorded: Option<&DedupeWindow>| match decide(
+                recorded.or(legacy.as_ref()),
+                now_millis,
+                interval,
+                event_id,
+            ) {
                 Decision::Duplicate { reset_unix_millis } => Step::Keep(Checked {
                     duplicate: true,
                     reset_unix_millis,
@@ -91,5 +118,17 @@ impl Dedupe {
         )
         .await;
         decided.map_err(|e| IngestError::Unavailable(format!("dedupe state: {e}")))
+    }
+
+    /// The window an earlier version recorded under the Flux key alone.
+    async fn legacy_window(&self, key: &str) -> Result<Option<DedupeWindow>, IngestError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| IngestError::Unavailable(format!("dedupe state: {e}")))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| <DedupeWindow as prost::Message>::decode(e.value).ok()))
     }
 }

@@ -204,7 +204,7 @@ impl Intake {
         if let Some(dedupe) = &self.dedupe {
             let check = tokio::time::timeout(
                 self.publish_timeout,
-                dedupe.check(&dedupe_key, &id, received_millis),
+                dedupe.check(&labels.cluster, &dedupe_key, &id, received_millis),
             )
             .await
             .map_err(|_| {

@@ -17,8 +17,17 @@ pub const DEAD_STREAM: &str = "HERALD_DEAD";
 /// Subjects of [`DEAD_STREAM`]: `herald.dead.<type>.<namespace>.<name>`.
 pub const DEAD_SUBJECTS: &str = "herald.dead.>";
 
-/// The key-value bucket of Flux dedupe windows, keyed by dedupe key.
+/// The key-value bucket of Flux dedupe windows, keyed by [`dedupe_entry`].
 pub const DEDUPE_BUCKET: &str = "HERALD_DEDUPE";
+
+/// The HERALD_DEDUPE key of a Flux dedupe key seen from `cluster`:
+/// `<cluster token>.<key>`. Each cluster has its own windows, as each
+/// cluster's notification-controller has its own; entries written before
+/// keys carried the cluster are the bare `<key>`.
+#[must_use]
+pub fn dedupe_entry(cluster: &str, key: &str) -> String {
+    format!("{}.{key}", escape_token(cluster))
+}
 
 /// The key-value bucket of pacing state, keyed by destination id.
 pub const PACING_BUCKET: &str = "HERALD_PACING";

@@ -175,6 +175,86 @@ async fn dedupe_is_shared_by_ingest_replicas_and_survives_restarts() {
     first.shutdown().await;
 }
 
+fn ingest_for(cluster: &str) -> Options {
+    let mut options = ingest_only();
+    cluster.clone_into(&mut options.ingest_args.cluster);
+    options
+}
+
+#[tokio::test]
+async fn dedupe_is_per_cluster_and_honours_entries_written_before_clusters() {
+    let nats = TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let dir = config_dir(&format!(
+        "{}{}",
+        provider("apps", "audit", "generic", &hook.url("/e"), ""),
+        alert(
+            "apps",
+            "audit",
+            "audit",
+            "eventSources: [{kind: GitRepository, name: '*'}]"
+        )
+    ));
+    let east = TestHerald::start(nats.url(), dir.path()).await;
+    let west = TestHerald::start_with(nats.url(), dir.path(), ingest_for("west")).await;
+    let fetched = |message: &str| {
+        event(
+            "GitRepository",
+            "apps",
+            "podinfo",
+            "info",
+            message,
+            r#""source.toolkit.fluxcd.io/revision":"main@sha1:1234""#,
+        )
+    };
+
+    // Two clusters fetch the same commit: each is its own notification.
+    for herald in [&east, &west] {
+        let response = herald.post_response(fetched("stored artifact")).await;
+        assert_eq!(response.status(), 202);
+        assert!(response.headers().get("herald-duplicate").is_none());
+    }
+    // One cluster's repeat is a duplicate, as it is in that cluster's Flux.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for herald in [&east, &west] {
+        let response = herald.post_response(fetched("stored artifact")).await;
+        assert_eq!(response.headers()["herald-duplicate"], "true");
+    }
+    assert_eq!(hook.wait_for(2).await.len(), 2);
+
+    // An entry written before keys carried the cluster (the Flux key alone)
+    // still suppresses the same event after the upgrade.
+    let flux_key = |body: &str| {
+        let mut event = herald_flux::FluxEvent::from_json(body.as_bytes()).unwrap();
+        herald_flux::metadata::cleanup(&mut event.metadata, "source.toolkit.fluxcd.io");
+        herald_flux::dedupe::dedupe_key(&event)
+    };
+    let body = fetched("an event seen before the upgrade");
+    let key = flux_key(&body);
+    let js = nats.jetstream().await;
+    let bucket = js.get_key_value(names::DEDUPE_BUCKET).await.unwrap();
+    let window = herald_proto::DedupeWindow {
+        anchor_unix_millis: jiff::Timestamp::now().as_millisecond() - 1_000,
+        window: 0,
+        event_id: "written-by-an-earlier-version".to_owned(),
+    };
+    bucket
+        .put(&key, window.encode_to_vec().into())
+        .await
+        .unwrap();
+    let upgraded = TestHerald::start_with(nats.url(), dir.path(), ingest_for("test")).await;
+    let response = upgraded.post_response(body).await;
+    assert_eq!(response.headers()["herald-duplicate"], "true");
+    // Its per-cluster entries are the cluster's token and the Flux key.
+    let entry = names::dedupe_entry("west", &flux_key(&fetched("stored artifact")));
+    assert!(bucket.get(&entry).await.unwrap().is_some(), "{entry}");
+
+    assert_eq!(nats.stream_messages(names::EVENTS_STREAM).await, 2);
+    upgraded.shutdown().await;
+    west.shutdown().await;
+    east.shutdown().await;
+}
+
 #[tokio::test]
 async fn gating_follows_the_provider_category() {
     let nats = TestNats::start().await;
