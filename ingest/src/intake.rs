@@ -8,6 +8,8 @@ use bytes::Bytes;
 use herald_flux::convert::{Stamp, to_proto};
 use herald_flux::{FluxEvent, dedupe, metadata};
 use herald_proto::names;
+use herald_runtime::budget::{StreamBudget, format_bytes, is_out_of_room};
+use herald_runtime::nats::ENVELOPE_RESERVE;
 use herald_runtime::{Metrics, Nats};
 use prost::Message as _;
 use tracing::Instrument as _;
@@ -26,6 +28,22 @@ pub enum IngestError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The event, once stored, would be larger than what NATS carries.
+    #[error(
+        "the event takes {size} bytes once stored, more than the {limit} this Herald can carry: \
+         its NATS server takes messages up to {max_payload} bytes (max_payload), less {reserve} \
+         kept for the deliveries and dead letters made from an event; raise max_payload on the \
+         NATS server (8MB fits the largest event Flux sends)",
+        reserve = herald_runtime::nats::ENVELOPE_RESERVE
+    )]
+    DoesNotFit {
+        /// The stored event's size.
+        size: usize,
+        /// The largest event that fits.
+        limit: usize,
+        /// The server's `max_payload`.
+        max_payload: usize,
+    },
     /// The caller did not prove which cluster it is.
     #[error("{0}")]
     Unauthorized(String),
@@ -40,7 +58,7 @@ impl IngestError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "invalid_event",
-            Self::TooLarge { .. } => "too_large",
+            Self::TooLarge { .. } | Self::DoesNotFit { .. } => "too_large",
             Self::Unauthorized(_) => "unauthorized",
             Self::Unavailable(_) => "unavailable",
         }
@@ -104,6 +122,7 @@ pub struct Intake {
     metrics: Metrics,
     publish_timeout: Duration,
     dedupe: Option<Dedupe>,
+    budget: StreamBudget,
 }
 
 // === impl Intake ===
@@ -117,13 +136,34 @@ impl Intake {
         metrics: Metrics,
         publish_timeout: Duration,
         dedupe: Option<Dedupe>,
+        budget: StreamBudget,
     ) -> Self {
         Self {
             nats,
             metrics,
             publish_timeout,
             dedupe,
+            budget,
         }
+    }
+
+    /// HERALD_EVENTS's budget as this intake sees it.
+    #[must_use]
+    pub fn budget(&self) -> &StreamBudget {
+        &self.budget
+    }
+
+    fn full(&self) -> IngestError {
+        IngestError::Unavailable(format!(
+            "HERALD_EVENTS is full: events not yet routed fill its budget of {}",
+            format_bytes(self.budget.max_bytes())
+        ))
+    }
+
+    /// The NATS connection it publishes through.
+    #[must_use]
+    pub fn nats(&self) -> &Nats {
+        &self.nats
     }
 
     /// The metrics this intake counts into.
@@ -185,11 +225,25 @@ impl Intake {
     ///
     /// # Errors
     ///
-    /// [`IngestError::Unavailable`] when NATS is down or JetStream does not
-    /// acknowledge in time.
+    /// [`IngestError::Unavailable`] when NATS is down, HERALD_EVENTS has no
+    /// room, or JetStream does not acknowledge in time;
+    /// [`IngestError::DoesNotFit`] when the event is larger than NATS carries.
     pub async fn publish(&self, prepared: Prepared) -> Result<Stored, IngestError> {
         if !self.nats.is_connected() {
             return Err(IngestError::Unavailable("not connected to NATS".to_owned()));
+        }
+        let max_payload = self.nats.max_payload();
+        let limit = max_payload.saturating_sub(ENVELOPE_RESERVE);
+        if prepared.payload.len() > limit {
+            return Err(IngestError::DoesNotFit {
+                size: prepared.payload.len(),
+                limit,
+                max_payload,
+            });
+        }
+        if self.budget.is_full() {
+            self.budget.refused();
+            return Err(self.full());
         }
         let Prepared {
             id,
@@ -243,16 +297,23 @@ impl Intake {
         labels.record(&span, &id);
         let mut headers = headers;
         herald_runtime::propagation::inject_nats(&span, &mut headers);
+        let unavailable = |error: &dyn std::fmt::Display| {
+            let text = error.to_string();
+            if is_out_of_room(&text) {
+                self.budget.refused();
+                self.full()
+            } else {
+                IngestError::Unavailable(text)
+            }
+        };
         let attempt = async {
             let ack_future = self
                 .nats
                 .jetstream
                 .publish_with_headers(subject, headers, payload)
                 .await
-                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
-            ack_future
-                .await
-                .map_err(|e| IngestError::Unavailable(e.to_string()))
+                .map_err(|e| unavailable(&e))?;
+            ack_future.await.map_err(|e| unavailable(&e))
         };
         let ack = tokio::time::timeout(self.publish_timeout, attempt.instrument(span.clone()))
             .await

@@ -50,6 +50,9 @@ pub struct IngestArgs {
     pub publish_timeout: Duration,
 }
 
+/// How often ingest reads HERALD_EVENTS's size.
+const BUDGET_POLL: Duration = Duration::from_secs(1);
+
 /// A listen address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OptionalAddr(pub Option<SocketAddr>);
@@ -120,7 +123,13 @@ impl App {
             Some(dedupe::Dedupe::new(store, args.rate_limit_interval))
         };
         readiness.set("events-stream", true);
-        let intake = Intake::new(nats, metrics, args.publish_timeout, dedupe);
+        let budget = herald_runtime::budget::StreamBudget::new(
+            herald_proto::names::EVENTS_STREAM,
+            nats.args.budgets.events_max_bytes,
+            metrics.clone(),
+            readiness.clone(),
+        );
+        let intake = Intake::new(nats, metrics, args.publish_timeout, dedupe, budget);
         Ok(Self {
             router: http::router(intake.clone(), clusters.clone(), args.max_body_bytes),
             http,
@@ -159,6 +168,11 @@ impl App {
     /// When a server fails.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over HTTP.");
+        tokio::spawn(self.intake.budget().clone().watch(
+            self.intake.nats().jetstream.clone(),
+            BUDGET_POLL,
+            cancel.clone(),
+        ));
         let http = axum::serve(self.http, self.router).with_graceful_shutdown({
             let cancel = cancel.clone();
             async move { cancel.cancelled().await }

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fit;
 pub mod names;
 
 /// Generated `herald.v1` types and gRPC service.

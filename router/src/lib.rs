@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer;
 use async_nats::jetstream::{self, AckKind};
 use herald_proto::names;
+use herald_runtime::budget::StreamBudget;
 use herald_runtime::nats::{durable_consumer, parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,25 @@ pub struct App {
     router: Router,
     consumer: consumer::Consumer<consumer::pull::Config>,
     concurrency: usize,
+    deliveries_budget: StreamBudget,
+}
+
+/// How often the router reads the streams' sizes.
+const BUDGET_POLL: Duration = Duration::from_secs(1);
+
+/// HERALD_EVENTS is trimmed of routed events when it passes this share of
+/// its budget ...
+const TRIM_AT: f64 = 0.75;
+/// ... down to this share, or to the oldest event not yet routed.
+const TRIM_TO: f64 = 0.5;
+
+/// The delay before an event whose deliveries could not be stored is routed
+/// again: doubling from one second with each redelivery, up to 10 s, with
+/// jitter so that held events do not come back together.
+fn retry_delay(delivered: i64) -> Duration {
+    let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 4)).unwrap_or(4);
+    let base = Duration::from_secs(1 << exponent).min(Duration::from_secs(10));
+    base.mul_f64(0.8 + fastrand::f64() * 0.4)
 }
 
 // === impl App ===
@@ -76,6 +96,12 @@ impl App {
         })
         .await?;
         readiness.set("router-consumer", true);
+        let deliveries_budget = StreamBudget::new(
+            names::DELIVERIES_STREAM,
+            nats.args.budgets.deliveries_max_bytes,
+            metrics.clone(),
+            readiness.clone(),
+        );
         Ok(Self {
             router: Router {
                 nats,
@@ -85,6 +111,7 @@ impl App {
             },
             consumer,
             concurrency,
+            deliveries_budget,
         })
     }
 
@@ -106,6 +133,16 @@ impl App {
                     .await;
             }
         });
+        tokio::spawn(self.deliveries_budget.clone().watch(
+            self.router.nats.jetstream.clone(),
+            BUDGET_POLL,
+            cancel.clone(),
+        ));
+        tokio::spawn(trim_events(
+            self.router.nats.clone(),
+            self.consumer.clone(),
+            cancel.clone(),
+        ));
         herald_runtime::consume::consume(
             &self.consumer,
             self.concurrency,
@@ -151,6 +188,7 @@ impl App {
     async fn handle_in(&self, message: jetstream::Message) {
         match self.router.route(&message.payload).await {
             Ok(routed) => {
+                self.deliveries_budget.stored();
                 self.router.metrics.events_routed.inc();
                 tracing::debug!(event.id = %routed.event_id, deliveries = routed.deliveries, "Routed event.");
                 if let Err(error) = message.ack().await {
@@ -165,16 +203,91 @@ impl App {
                     tracing::warn!(error = %error, "Cannot terminate an undecodable message.");
                 }
             }
-            Err(route::RouteError::Publish(error)) => {
+            Err(error) => {
                 tracing::Span::current().record("otel.status_code", "error");
-                tracing::warn!(error = %error, "Cannot store deliveries; the event is routed again shortly.");
-                if let Err(error) = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await
-                {
+                let delivered = message.info().map_or(1, |info| info.delivered);
+                let delay = retry_delay(delivered);
+                if let route::RouteError::NoRoom(_) = error {
+                    // Logged once by the budget, not once per event.
+                    self.deliveries_budget.refused();
+                    tracing::debug!(error = %error, ?delay, "No room for deliveries; the event is routed again later.");
+                } else {
+                    tracing::warn!(error = %error, ?delay, "Cannot store deliveries; the event is routed again later.");
+                }
+                if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %error, "Cannot nak an event; it is redelivered after the ack wait.");
                 }
             }
+        }
+    }
+}
+
+/// Keeps HERALD_EVENTS within its budget: past [`TRIM_AT`] of it, the oldest
+/// events every router has acked are purged, down to [`TRIM_TO`] or to the
+/// oldest event not yet routed, whichever comes first. The stream refuses
+/// new events when full (it never drops one by itself), so an event is only
+/// ever removed here, after it was routed.
+async fn trim_events(
+    nats: Nats,
+    consumer: consumer::Consumer<consumer::pull::Config>,
+    cancel: CancellationToken,
+) {
+    let budget = nats.args.budgets.events_max_bytes;
+    if budget == 0 {
+        return;
+    }
+    loop {
+        if let Err(error) = trim_once(&nats, &consumer, budget).await {
+            tracing::debug!(error = %error, "Cannot trim HERALD_EVENTS now.");
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(BUDGET_POLL) => {}
+        }
+    }
+}
+
+async fn trim_once(
+    nats: &Nats,
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+    budget: u64,
+) -> anyhow::Result<()> {
+    let mut stream = nats.jetstream.get_stream(names::EVENTS_STREAM).await?;
+    let state = stream.info().await?.state.clone();
+    if (state.bytes as f64) < budget as f64 * TRIM_AT || state.messages == 0 {
+        return Ok(());
+    }
+    let mut consumer = consumer.clone();
+    let routed_below = consumer.info().await?.ack_floor.stream_sequence + 1;
+    let average = (state.bytes / state.messages).max(1);
+    let excess = state.bytes.saturating_sub((budget as f64 * TRIM_TO) as u64);
+    let target = routed_below.min(state.first_sequence + excess.div_ceil(average));
+    if target <= state.first_sequence {
+        return Ok(());
+    }
+    let purged = stream.purge().sequence(target).await?;
+    tracing::info!(
+        purged = purged.purged,
+        bytes = state.bytes,
+        budget,
+        "Trimmed routed events from HERALD_EVENTS to keep it within its budget."
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        let first = super::retry_delay(1);
+        assert!(
+            first.as_millis() >= 800 && first.as_millis() <= 1200,
+            "{first:?}"
+        );
+        let later = super::retry_delay(4);
+        assert!(later.as_millis() >= 6400, "{later:?}");
+        for delivered in [10, 1000, i64::MAX] {
+            assert!(super::retry_delay(delivered) <= std::time::Duration::from_secs(12));
         }
     }
 }

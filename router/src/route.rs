@@ -7,8 +7,10 @@ use futures::future::try_join_all;
 use herald_flux::convert::to_time;
 use herald_flux::matching::{Gate, gate};
 use herald_flux::metadata;
+use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, Event, ObjectKey, names};
 use herald_runtime::metrics::{ProviderLabels, ReasonLabels};
+use herald_runtime::nats::HEADER_ROOM;
 use herald_runtime::{Catalog, Metrics, Nats};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
@@ -23,6 +25,20 @@ pub enum RouteError {
     /// A delivery could not be stored; route the event again later.
     #[error("cannot publish a delivery: {0}")]
     Publish(String),
+    /// HERALD_DELIVERIES has no room now; route the event again later.
+    #[error("HERALD_DELIVERIES has no room: {0}")]
+    NoRoom(String),
+}
+
+impl RouteError {
+    fn publish(error: &dyn std::fmt::Display) -> Self {
+        let text = error.to_string();
+        if herald_runtime::budget::is_out_of_room(&text) {
+            Self::NoRoom(text)
+        } else {
+            Self::Publish(text)
+        }
+    }
 }
 
 /// What routing an event produced.
@@ -119,6 +135,7 @@ impl Router {
         let matched = snapshot.alerts.matching(event);
         tracing::Span::current().record("herald.alerts.matched", matched.len());
         let object = event.involved_object.clone().unwrap_or_default();
+        let max_payload = self.nats.max_payload();
         let mut outgoing = Vec::with_capacity(matched.len());
         for compiled in matched {
             self.metrics.alerts_matched.inc();
@@ -132,7 +149,13 @@ impl Router {
             let provider_name = &alert.spec.provider_ref.name;
             let Some(provider) = snapshot.provider(&alert.meta.namespace, provider_name) else {
                 tracing::warn!(alert = %alert.key(), provider = %provider_name, event.id = %event.id, "Alert names a Provider that does not exist; dead-lettered.");
-                outgoing.push(missing_provider(event, id, alert_key, provider_name));
+                outgoing.push(missing_provider(
+                    event,
+                    id,
+                    alert_key,
+                    provider_name,
+                    max_payload,
+                ));
                 continue;
             };
             let provider_type = provider.spec.type_.clone();
@@ -192,6 +215,39 @@ impl Router {
                 provider_type: provider_type.clone(),
                 routed_at: Some(to_time(jiff::Timestamp::now())),
             };
+            let size = delivery.encoded_len();
+            if size + HEADER_ROOM > max_payload {
+                self.metrics
+                    .oversize
+                    .get_or_create(&ReasonLabels {
+                        reason: "router".to_owned(),
+                    })
+                    .inc();
+                let reason = format!(
+                    "the delivery takes {size} bytes with its routing data (the Alert's \
+                     eventMetadata and summary), more than the NATS server carries (max_payload \
+                     {max_payload} bytes, less {HEADER_ROOM} for headers); it can never be sent"
+                );
+                tracing::warn!(alert = %alert.key(), event.id = %event.id, size, max_payload, "Delivery larger than NATS carries; dead-lettered.");
+                let subject = names::delivery_subject(
+                    &provider_type,
+                    &provider.meta.namespace,
+                    &provider.meta.name,
+                );
+                outgoing.push(dead_letter(
+                    Dead {
+                        alert: alert.key(),
+                        provider: provider.key(),
+                        dead_subject: names::dead_subject_for(&subject),
+                        subject,
+                        provider_type,
+                        reason,
+                    },
+                    delivery,
+                    max_payload,
+                ));
+                continue;
+            }
             outgoing.push(Outgoing {
                 alert: alert.key(),
                 provider: provider.key(),
@@ -252,7 +308,7 @@ impl Router {
                 .publish_with_headers(out.subject, headers, out.payload)
                 .instrument(span.clone())
                 .await
-                .map_err(|e| RouteError::Publish(e.to_string()))?;
+                .map_err(|e| RouteError::publish(&e))?;
             acks.push(async move {
                 let acked = ack.await;
                 if acked.is_err() {
@@ -265,7 +321,7 @@ impl Router {
         }
         try_join_all(acks)
             .await
-            .map_err(|e| RouteError::Publish(e.to_string()))?;
+            .map_err(|e| RouteError::publish(&e))?;
         for provider_type in types {
             self.metrics
                 .deliveries_published
@@ -276,54 +332,87 @@ impl Router {
     }
 }
 
+/// Where a dead letter made by the router goes.
+struct Dead {
+    /// `namespace/name` of the Alert.
+    alert: String,
+    /// `namespace/name` of the Provider.
+    provider: String,
+    /// The delivery subject it would have travelled on (empty when none).
+    subject: String,
+    dead_subject: String,
+    provider_type: String,
+    reason: String,
+}
+
 /// A dead letter for a matched Alert whose Provider does not exist.
-fn missing_provider(event: &Event, id: String, alert: ObjectKey, provider_name: &str) -> Outgoing {
+fn missing_provider(
+    event: &Event,
+    id: String,
+    alert: ObjectKey,
+    provider_name: &str,
+    max_payload: usize,
+) -> Outgoing {
     let namespace = alert.namespace.clone();
     let reason = format!(
         "Alert {}/{} names Provider {namespace}/{provider_name}, which does not exist",
         alert.namespace, alert.name
     );
-    let dead_reason = Some(reason.clone());
-    let letter = DeadLetter {
-        delivery: Some(Delivery {
-            id: id.clone(),
-            event: Some(event.clone()),
-            alert: Some(alert),
-            provider: Some(ObjectKey {
-                namespace: namespace.clone(),
-                name: provider_name.to_owned(),
-                uid: String::new(),
-            }),
-            provider_type: String::new(),
-            routed_at: Some(to_time(jiff::Timestamp::now())),
-        }),
+    let dead = Dead {
+        alert: format!("{}/{}", alert.namespace, alert.name),
+        provider: format!("{namespace}/{provider_name}"),
+        subject: String::new(),
+        dead_subject: names::dead_subject("unknown", &namespace, provider_name),
+        provider_type: "unknown".to_owned(),
         reason,
+    };
+    let delivery = Delivery {
+        id,
+        event: Some(event.clone()),
+        alert: Some(alert),
+        provider: Some(ObjectKey {
+            namespace,
+            name: provider_name.to_owned(),
+            uid: String::new(),
+        }),
+        provider_type: String::new(),
+        routed_at: Some(to_time(jiff::Timestamp::now())),
+    };
+    dead_letter(dead, delivery, max_payload)
+}
+
+/// A dead letter the router stores instead of a delivery, shrunk to fit one
+/// NATS message when it must be.
+fn dead_letter(dead: Dead, delivery: Delivery, max_payload: usize) -> Outgoing {
+    let id = delivery.id.clone();
+    let event_id = delivery
+        .event
+        .as_ref()
+        .map_or_else(String::new, |e| e.id.clone());
+    let mut letter = DeadLetter {
+        delivery: Some(delivery),
+        reason: dead.reason,
         attempts: 0,
         last_status: 0,
         last_response: String::new(),
         dead_at: Some(to_time(jiff::Timestamp::now())),
-        subject: String::new(),
+        subject: dead.subject,
         raw_payload: Vec::new(),
         traceparent: herald_runtime::propagation::traceparent(&tracing::Span::current())
             .unwrap_or_default(),
     };
+    if let Fitted::TooLarge = fit(&mut letter, max_payload.saturating_sub(HEADER_ROOM)) {
+        tracing::error!(delivery.id = %id, max_payload, "A dead letter cannot be made small enough for NATS.");
+    }
     Outgoing {
-        alert: format!(
-            "{}/{}",
-            namespace,
-            letter
-                .delivery
-                .as_ref()
-                .and_then(|d| d.alert.as_ref())
-                .map_or("", |a| a.name.as_str())
-        ),
-        provider: format!("{namespace}/{provider_name}"),
-        subject: names::dead_subject("unknown", &namespace, provider_name),
+        alert: dead.alert,
+        provider: dead.provider,
+        subject: dead.dead_subject,
         msg_id: format!("dead:{id}"),
-        event_id: event.id.clone(),
+        event_id,
+        dead_reason: Some(letter.reason.clone()),
         payload: Bytes::from(letter.encode_to_vec()),
-        provider_type: "unknown".to_owned(),
-        dead_reason,
+        provider_type: dead.provider_type,
     }
 }
 

@@ -12,12 +12,36 @@ use tokio::process::{Child, Command};
 /// The oldest server whose JetStream features Herald relies on.
 const MIN_VERSION: (u32, u32) = (2, 10);
 
+/// The largest message Herald's own servers carry: room for the largest event
+/// Flux sends (3 MiB), the delivery and the dead letter built from it. NATS
+/// defaults to 1 MiB and advises against more than 8 MiB.
+pub const MAX_PAYLOAD: usize = 8 * 1024 * 1024;
+
+/// How a [`LocalNatsServer`] is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `max_payload`: the largest message, headers included.
+    pub max_payload: usize,
+    /// `jetstream.max_file_store`: the whole store's size, when limited.
+    pub max_file_store: Option<u64>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_payload: MAX_PAYLOAD,
+            max_file_store: None,
+        }
+    }
+}
+
 /// A running `nats-server` child process, killed on drop.
 #[derive(Debug)]
 pub struct LocalNatsServer {
     binary: PathBuf,
     port: u16,
     store: tempfile::TempDir,
+    settings: ServerSettings,
     child: Option<Child>,
 }
 
@@ -96,6 +120,15 @@ impl LocalNatsServer {
     ///
     /// When no suitable binary exists or the server does not come up.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(ServerSettings::default()).await
+    }
+
+    /// Starts a server with `settings`.
+    ///
+    /// # Errors
+    ///
+    /// When no suitable binary exists or the server does not come up.
+    pub async fn start_with(settings: ServerSettings) -> anyhow::Result<Self> {
         let binary = find_binary()?;
         check_version(&binary).await?;
         let store = tempfile::Builder::new().prefix("herald-nats-").tempdir()?;
@@ -103,6 +136,7 @@ impl LocalNatsServer {
             binary,
             port: 0,
             store,
+            settings,
             child: None,
         };
         // Another process may grab the port between probe and spawn: retry.
@@ -160,17 +194,29 @@ impl LocalNatsServer {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not restart")))
     }
 
-    async fn spawn(&mut self) -> anyhow::Result<()> {
+    /// The server's configuration file text.
+    fn config(&self) -> String {
         let data = self.store.path().join("jetstream");
+        let mut jetstream = format!("store_dir: {:?}", data.to_string_lossy());
+        if let Some(max) = self.settings.max_file_store {
+            jetstream.push_str(&format!(", max_file_store: {max}"));
+        }
+        format!(
+            "listen: \"127.0.0.1:{}\"\nmax_payload: {}\njetstream {{ {jetstream} }}\n",
+            self.port, self.settings.max_payload
+        )
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let config = self.store.path().join("nats-server.conf");
+        std::fs::write(&config, self.config())?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.store.path().join("nats-server.log"))?;
         let mut child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .arg("-sd")
-            .arg(&data)
+            .arg("-c")
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -67,6 +67,17 @@ pub struct Metrics {
     pub consumer_pending: Family<ConsumerLabels, Gauge>,
     /// Messages a durable consumer was given and that are not acked yet.
     pub consumer_ack_pending: Family<ConsumerLabels, Gauge>,
+    /// Bytes a stream holds, as last read.
+    pub stream_bytes: Family<crate::budget::StreamLabels, Gauge>,
+    /// A stream's byte budget.
+    pub stream_max_bytes: Family<crate::budget::StreamLabels, Gauge>,
+    /// 1 while a stream has no room to spare.
+    pub stream_budget_full: Family<crate::budget::StreamLabels, Gauge>,
+    /// Messages refused for lack of room (by JetStream, or by ingest before it).
+    pub budget_refusals: Family<crate::budget::StreamLabels, Counter>,
+    /// Messages that could never fit NATS's `max_payload`, kept shrunk as dead
+    /// letters (by where: `router`, `sender`).
+    pub oversize: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +118,11 @@ impl Metrics {
             provider_request_duration: Family::new_with_constructor(latency_histogram),
             consumer_pending: Family::default(),
             consumer_ack_pending: Family::default(),
+            stream_bytes: Family::default(),
+            stream_max_bytes: Family::default(),
+            stream_budget_full: Family::default(),
+            budget_refusals: Family::default(),
+            oversize: Family::default(),
         };
         registry.register(
             "events_received",
@@ -172,6 +188,31 @@ impl Metrics {
             "consumer_ack_pending",
             "Messages a durable consumer holds unacked",
             m.consumer_ack_pending.clone(),
+        );
+        registry.register(
+            "stream_bytes",
+            "Bytes a Herald stream holds",
+            m.stream_bytes.clone(),
+        );
+        registry.register(
+            "stream_max_bytes",
+            "The byte budget of a Herald stream",
+            m.stream_max_bytes.clone(),
+        );
+        registry.register(
+            "stream_budget_full",
+            "1 while a Herald stream has no room to spare",
+            m.stream_budget_full.clone(),
+        );
+        registry.register(
+            "budget_refusals",
+            "Messages refused because a stream had no room",
+            m.budget_refusals.clone(),
+        );
+        registry.register(
+            "oversize",
+            "Messages larger than NATS carries, kept shrunk as dead letters",
+            m.oversize.clone(),
         );
         m.registry = Arc::new(registry);
         m

@@ -6,7 +6,18 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 use herald_proto::names;
 
+use crate::budget::{Budgets, format_bytes};
 use crate::health::Readiness;
+
+/// Room kept in every message for what travels with an event after ingest:
+/// headers, the routing data of its deliveries and the reason, attempts and
+/// answer excerpt of its dead letter. An event may be up to `max_payload`
+/// less this.
+pub const ENVELOPE_RESERVE: usize = 64 * 1024;
+
+/// Room kept in every message for its headers (ids, trace context, a dead
+/// letter's reason) when deciding whether it fits `max_payload`.
+pub const HEADER_ROOM: usize = 4 * 1024;
 
 /// How to reach NATS.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +42,9 @@ pub struct NatsArgs {
     /// How long HERALD_DEAD keeps dead letters.
     #[arg(long, env = "HERALD_DEAD_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
     pub dead_max_age: Duration,
+    /// The byte budget of each stream and bucket.
+    #[command(flatten)]
+    pub budgets: Budgets,
 }
 
 /// The NATS URL used when none is given.
@@ -134,6 +148,9 @@ impl Nats {
             subjects: vec![names::EVENTS_SUBJECTS.to_owned()],
             retention: stream::RetentionPolicy::Limits,
             max_age: self.args.events_max_age,
+            max_bytes: budget(self.args.budgets.events_max_bytes),
+            // Never drop an event to make room: it may not be routed yet.
+            discard: stream::DiscardPolicy::New,
             duplicate_window: self.args.duplicate_window,
             storage: stream::StorageType::File,
             num_replicas: self.args.stream_replicas,
@@ -153,6 +170,8 @@ impl Nats {
             description: Some("Notifications to send, one per (event, alert).".to_owned()),
             subjects: vec![names::DELIVERIES_SUBJECTS.to_owned()],
             retention: stream::RetentionPolicy::WorkQueue,
+            max_bytes: budget(self.args.budgets.deliveries_max_bytes),
+            discard: stream::DiscardPolicy::New,
             duplicate_window: Duration::from_secs(120),
             storage: stream::StorageType::File,
             num_replicas: self.args.stream_replicas,
@@ -173,6 +192,9 @@ impl Nats {
             subjects: vec![names::DEAD_SUBJECTS.to_owned()],
             retention: stream::RetentionPolicy::Limits,
             max_age: self.args.dead_max_age,
+            max_bytes: budget(self.args.budgets.dead_max_bytes),
+            // A sender must always be able to bury a delivery.
+            discard: stream::DiscardPolicy::Old,
             duplicate_window: Duration::from_secs(120),
             storage: stream::StorageType::File,
             num_replicas: self.args.stream_replicas,
@@ -197,17 +219,13 @@ impl Nats {
                 description: "Flux dedupe windows, one per dedupe key.".to_owned(),
                 history: 1,
                 max_age: interval * 3,
+                max_bytes: budget(self.args.budgets.kv_max_bytes),
                 storage: stream::StorageType::File,
                 num_replicas: self.args.stream_replicas,
                 ..Default::default()
             })
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create or update bucket {}: {e}",
-                    names::DEDUPE_BUCKET
-                )
-            })
+            .map_err(|e| self.setup_error(names::DEDUPE_BUCKET, self.args.budgets.kv_max_bytes, &e))
     }
 
     /// Creates or updates the HERALD_PACING key-value bucket (per-destination
@@ -223,17 +241,13 @@ impl Nats {
                 description: "Per-destination pacing, shared by every sender.".to_owned(),
                 history: 1,
                 max_age: Duration::from_secs(24 * 3600),
+                max_bytes: budget(self.args.budgets.kv_max_bytes),
                 storage: stream::StorageType::File,
                 num_replicas: self.args.stream_replicas,
                 ..Default::default()
             })
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create or update bucket {}: {e}",
-                    names::PACING_BUCKET
-                )
-            })
+            .map_err(|e| self.setup_error(names::PACING_BUCKET, self.args.budgets.kv_max_bytes, &e))
     }
 
     /// Creates or updates the HERALD_COMMIT_STATUS key-value bucket (the
@@ -253,27 +267,60 @@ impl Nats {
                         .to_owned(),
                 history: 1,
                 max_age: Duration::from_secs(90 * 86_400),
+                max_bytes: budget(self.args.budgets.kv_max_bytes),
                 storage: stream::StorageType::File,
                 num_replicas: self.args.stream_replicas,
                 ..Default::default()
             })
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create or update bucket {}: {e}",
-                    names::COMMIT_STATUS_BUCKET
+                self.setup_error(
+                    names::COMMIT_STATUS_BUCKET,
+                    self.args.budgets.kv_max_bytes,
+                    &e,
                 )
             })
     }
 
     async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
         let name = config.name.clone();
+        let max_bytes = u64::try_from(config.max_bytes).unwrap_or(0);
         self.jetstream
             .create_or_update_stream(config)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot create or update stream {name}: {e}"))?;
+            .map_err(|e| self.setup_error(&name, max_bytes, &e))?;
         tracing::debug!(stream = %name, "Stream ready.");
         Ok(())
+    }
+
+    /// The error for a stream or bucket JetStream would not create; when it
+    /// lacks the storage for the budget, says which settings to change.
+    fn setup_error(
+        &self,
+        name: &str,
+        max_bytes: u64,
+        error: &dyn std::fmt::Display,
+    ) -> anyhow::Error {
+        let text = error.to_string();
+        if crate::budget::is_out_of_room(&text) {
+            anyhow::anyhow!(
+                "cannot create or update {name} with a budget of {} ({} replicas): the NATS \
+                 server has not that much JetStream storage left (its max_file_store, less what \
+                 other streams reserve; Herald's budgets take {} per replica in all): lower the \
+                 --*-max-bytes budgets or give JetStream more storage ({text})",
+                format_bytes(max_bytes),
+                self.args.stream_replicas,
+                format_bytes(self.args.budgets.total()),
+            )
+        } else {
+            anyhow::anyhow!("cannot create or update {name}: {text}")
+        }
+    }
+
+    /// The largest message the server takes (`max_payload`), headers included.
+    #[must_use]
+    pub fn max_payload(&self) -> usize {
+        self.client.max_payload()
     }
 
     /// Creates or updates a durable pull consumer and returns it.
@@ -296,6 +343,15 @@ impl Nats {
             })?;
         tracing::debug!(stream = %stream_name, consumer = %durable, "Consumer ready.");
         Ok(consumer)
+    }
+}
+
+/// A budget as JetStream takes it: `-1` (none) for 0.
+fn budget(bytes: u64) -> i64 {
+    if bytes == 0 {
+        -1
+    } else {
+        i64::try_from(bytes).unwrap_or(i64::MAX)
     }
 }
 

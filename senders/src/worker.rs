@@ -7,7 +7,9 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use herald_flux::convert::{from_proto, from_time, to_time};
+use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, names};
+use herald_runtime::nats::HEADER_ROOM;
 use herald_runtime::{Catalog, Metrics, Nats};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -463,7 +465,7 @@ impl Worker {
         span.record("otel.status_code", "error");
         span.record("error.type", "dead");
         span.record("herald.error", death.reason.as_str());
-        let letter = DeadLetter {
+        let mut letter = DeadLetter {
             traceparent: herald_runtime::propagation::traceparent(&span).unwrap_or_default(),
             raw_payload: if delivery.is_none() {
                 message.payload.to_vec()
@@ -478,6 +480,24 @@ impl Worker {
             dead_at: Some(to_time(jiff::Timestamp::now())),
             subject: message.subject.to_string(),
         };
+        // A letter too large for NATS would never be stored, and the delivery
+        // would be sent again and again: keep it shrunk instead.
+        let max_payload = self.nats.max_payload();
+        match fit(&mut letter, max_payload.saturating_sub(HEADER_ROOM)) {
+            Fitted::AsIs => {}
+            Fitted::Shrunk(note) => {
+                self.metrics
+                    .oversize
+                    .get_or_create(&herald_runtime::metrics::ReasonLabels {
+                        reason: "sender".to_owned(),
+                    })
+                    .inc();
+                tracing::warn!(delivery.id = %delivery_id, max_payload, note = %note, "Dead letter larger than NATS carries; kept shrunk.");
+            }
+            Fitted::TooLarge => {
+                tracing::error!(delivery.id = %delivery_id, max_payload, "A dead letter cannot be made small enough for NATS.");
+            }
+        }
         let mut headers = HeaderMap::new();
         headers.insert(
             names::MSG_ID_HEADER,

@@ -141,7 +141,11 @@ impl FakeServer {
             kind,
             inner: Arc::default(),
         };
-        let app = Router::new().fallback(answer).with_state(server.clone());
+        // As large as any request Herald sends (Flux events are up to 3 MiB).
+        let app = Router::new()
+            .fallback(answer)
+            .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+            .with_state(server.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("fake server runs");
         });

@@ -25,6 +25,8 @@ pub struct Options {
     pub router_args: RouterArgs,
     pub sender_args: SenderArgs,
     pub reload_interval: Duration,
+    /// Stream and bucket budgets.
+    pub budgets: herald_runtime::budget::Budgets,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
                 sender_ack_wait: Duration::from_secs(30),
             },
             reload_interval: Duration::from_millis(100),
+            budgets: herald_runtime::budget::Budgets::default(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl TestHerald {
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(120),
             dead_max_age: Duration::from_secs(3600),
+            budgets: options.budgets.clone(),
         };
         let nats = herald_runtime::nats::connect(&nats_args, "herald-test", &readiness)
             .await

@@ -7,7 +7,7 @@
 
 use async_nats::jetstream;
 use herald_proto::names;
-use herald_runtime::local_nats::LocalNatsServer;
+use herald_runtime::local_nats::{LocalNatsServer, ServerSettings};
 
 /// A NATS server for one test.
 pub struct TestNats {
@@ -26,6 +26,29 @@ impl TestNats {
     ///
     /// When no server can be had: tests need a real one.
     pub async fn start() -> Self {
+        Self::start_with(ServerSettings::default()).await
+    }
+
+    /// Starts a server of our own with `settings` (`max_payload`, a small
+    /// store); never an external one, whose settings are not ours to choose.
+    ///
+    /// # Panics
+    ///
+    /// When no server can be had.
+    pub async fn start_own(settings: ServerSettings) -> Self {
+        crate::init();
+        let local = LocalNatsServer::start_with(settings)
+            .await
+            .unwrap_or_else(|e| panic!("this test needs a nats-server of its own: {e:#}"));
+        Self {
+            url: local.url(),
+            local: Some(local),
+            #[cfg(feature = "docker")]
+            _container: None,
+        }
+    }
+
+    async fn start_with(settings: ServerSettings) -> Self {
         crate::init();
         if let Ok(url) = std::env::var("HERALD_TEST_NATS_URL") {
             let server = Self {
@@ -37,7 +60,7 @@ impl TestNats {
             server.delete_herald_streams().await;
             return server;
         }
-        match LocalNatsServer::start().await {
+        match LocalNatsServer::start_with(settings).await {
             Ok(local) => Self {
                 url: local.url(),
                 local: Some(local),

@@ -504,6 +504,7 @@ async fn replays_carry_their_trace_are_idempotent_and_skip_raw_letters() {
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(120),
             dead_max_age: Duration::from_secs(3600),
+            budgets: herald_runtime::budget::Budgets::default(),
         },
         "herald-dlq-test",
         &readiness,
