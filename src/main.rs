@@ -13,6 +13,7 @@ use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
 use herald_runtime::local_nats::LocalNatsServer;
 use herald_runtime::nats::{self as hnats, NatsArgs, parse_duration};
+use herald_runtime::serve::ListenerArgs;
 use herald_runtime::telemetry::{self, LogFormat};
 use herald_runtime::{Metrics, Readiness};
 use tokio::task::JoinSet;
@@ -197,6 +198,8 @@ struct Common {
     /// How long a shutdown may take to finish the work in hand.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    #[command(flatten)]
+    listeners: ListenerArgs,
 }
 
 fn main() -> ExitCode {
@@ -399,10 +402,11 @@ async fn run(
     let admin = AdminServer::bind(common.admin_listen, readiness.clone(), metrics.clone()).await?;
     tracing::info!(addr = %admin.local_addr()?, "Admin listener: /healthz, /readyz, /metrics.");
     let mut tasks = JoinSet::new();
+    let deadlines = common.listeners.deadlines();
     tasks.spawn({
         let cancel = cancel.clone();
         async move {
-            admin.run(cancel).await?;
+            admin.run(deadlines, cancel).await;
             Ok(())
         }
     });
@@ -422,7 +426,7 @@ async fn run(
         Command::Ingest { ingest, .. } => {
             let app = herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
                 .await?;
-            tasks.spawn(app.run(cancel.clone()));
+            tasks.spawn(app.run(deadlines, cancel.clone()));
         }
         Command::Router {
             catalog, router, ..
@@ -490,7 +494,7 @@ async fn run(
             );
             tasks.spawn(run_to_ok(sender_app.run(cancel.clone())));
             tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
-            tasks.spawn(ingest_app.run(cancel.clone()));
+            tasks.spawn(ingest_app.run(deadlines, cancel.clone()));
         }
         Command::Validate { .. } | Command::Dlq { .. } => unreachable!(),
     }
