@@ -13,6 +13,7 @@ use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
 use herald_runtime::local_nats::LocalNatsServer;
 use herald_runtime::nats::{self as hnats, NatsArgs, parse_duration};
+use herald_runtime::serve::ListenerArgs;
 use herald_runtime::telemetry::{self, LogFormat};
 use herald_runtime::{Metrics, Readiness};
 use tokio::task::JoinSet;
@@ -197,6 +198,8 @@ struct Common {
     /// How long a shutdown may take to finish the work in hand.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    #[command(flatten)]
+    listeners: ListenerArgs,
 }
 
 fn main() -> ExitCode {
@@ -235,7 +238,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(cli.command)) {
+    let result = runtime.block_on(serve(cli.command));
+    // Dropping a runtime waits for its blocking threads for ever; whatever
+    // the grace period gave up on must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Herald stopped.");
@@ -367,16 +374,28 @@ async fn serve(command: Command) -> anyhow::Result<()> {
     if telemetry.exporting() {
         tracing::info!("Exporting traces over OTLP.");
     }
-    let result = run(command, &common, nats_args, service).await;
-    telemetry.shutdown().await;
+    let mut stopping = None;
+    let result = run(command, &common, nats_args, service, &mut stopping).await;
+    // Traces get what is left of the grace period.
+    let deadline = stopping.unwrap_or_else(|| tokio::time::Instant::now() + common.shutdown_grace);
+    if tokio::time::timeout_at(deadline, telemetry.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("herald: the last traces were not exported within the shutdown grace period");
+    }
     result
 }
 
+/// Runs the services until a signal or the first failure, then drains them.
+/// Every wait after the stop ends by the `--shutdown-grace` deadline, which
+/// is left in `stopping` for what the caller still has to finish.
 async fn run(
     command: Command,
     common: &Common,
     nats_args: NatsArgs,
     service: &str,
+    stopping: &mut Option<tokio::time::Instant>,
 ) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     herald_runtime::shutdown::cancel_on_signal(cancel.clone());
@@ -399,10 +418,11 @@ async fn run(
     let admin = AdminServer::bind(common.admin_listen, readiness.clone(), metrics.clone()).await?;
     tracing::info!(addr = %admin.local_addr()?, "Admin listener: /healthz, /readyz, /metrics.");
     let mut tasks = JoinSet::new();
+    let deadlines = common.listeners.deadlines();
     tasks.spawn({
         let cancel = cancel.clone();
         async move {
-            admin.run(cancel).await?;
+            admin.run(deadlines, cancel).await;
             Ok(())
         }
     });
@@ -418,96 +438,120 @@ async fn run(
         Ok::<_, anyhow::Error>(catalog)
     };
 
-    match &command {
-        Command::Ingest { ingest, .. } => {
-            let app = herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
+    // App::build retries until NATS answers; a signal meanwhile stops it.
+    let started = async {
+        match &command {
+            Command::Ingest { ingest, .. } => {
+                let app = herald_ingest::App::build(
+                    ingest,
+                    nats.clone(),
+                    metrics,
+                    &readiness,
+                    &cancel,
+                )
                 .await?;
-            tasks.spawn(app.run(cancel.clone()));
-        }
-        Command::Router {
-            catalog, router, ..
-        } => {
-            let catalog = open_catalog(catalog, &mut tasks)?;
-            let app = herald_router::App::build(
-                router,
-                nats.clone(),
-                catalog,
-                metrics,
-                &readiness,
-                &cancel,
-            )
-            .await?;
-            tasks.spawn(run_to_ok(app.run(cancel.clone())));
-        }
-        Command::Sender {
-            catalog, sender, ..
-        } => {
-            let catalog = open_catalog(catalog, &mut tasks)?;
-            let app = herald_senders::App::build(
-                sender,
-                nats.clone(),
-                catalog,
-                metrics,
-                &readiness,
-                &cancel,
-            )
-            .await?;
-            tasks.spawn(run_to_ok(app.run(cancel.clone())));
-        }
-        Command::Standalone {
-            catalog,
-            ingest,
-            router,
-            sender,
-            ..
-        } => {
-            let catalog = open_catalog(catalog, &mut tasks)?;
-            let sender_app = herald_senders::App::build(
-                sender,
-                nats.clone(),
-                catalog.clone(),
-                metrics.clone(),
-                &readiness,
-                &cancel,
-            )
-            .await?;
-            let router_app = herald_router::App::build(
-                router,
-                nats.clone(),
-                catalog,
-                metrics.clone(),
-                &readiness,
-                &cancel,
-            )
-            .await?;
-            let ingest_app =
-                herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
-                    .await?;
-            tracing::info!(
-                http = %ingest_app.http_addr()?,
-                "Herald standalone is ready: point Flux's --events-addr at http://<this host>:{}/",
-                ingest_app.http_addr()?.port()
-            );
-            tasks.spawn(run_to_ok(sender_app.run(cancel.clone())));
-            tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
-            tasks.spawn(ingest_app.run(cancel.clone()));
-        }
-        Command::Validate { .. } | Command::Dlq { .. } => unreachable!(),
-    }
-
-    readiness.set("started", true);
-    // Run until a signal or the first failure, then drain within the grace period.
-    let mut failure = None;
-    tokio::select! {
-        () = cancel.cancelled() => {}
-        Some(result) = tasks.join_next() => {
-            if let Ok(Err(error)) = result {
-                failure = Some(error);
+                tasks.spawn(app.run(deadlines, cancel.clone()));
             }
+            Command::Router {
+                catalog, router, ..
+            } => {
+                let catalog = open_catalog(catalog, &mut tasks)?;
+                let app = herald_router::App::build(
+                    router,
+                    nats.clone(),
+                    catalog,
+                    metrics,
+                    &readiness,
+                    &cancel,
+                )
+                .await?;
+                tasks.spawn(run_to_ok(app.run(cancel.clone())));
+            }
+            Command::Sender {
+                catalog, sender, ..
+            } => {
+                let catalog = open_catalog(catalog, &mut tasks)?;
+                let app = herald_senders::App::build(
+                    sender,
+                    nats.clone(),
+                    catalog,
+                    metrics,
+                    &readiness,
+                    &cancel,
+                )
+                .await?;
+                tasks.spawn(run_to_ok(app.run(cancel.clone())));
+            }
+            Command::Standalone {
+                catalog,
+                ingest,
+                router,
+                sender,
+                ..
+            } => {
+                let catalog = open_catalog(catalog, &mut tasks)?;
+                let sender_app = herald_senders::App::build(
+                    sender,
+                    nats.clone(),
+                    catalog.clone(),
+                    metrics.clone(),
+                    &readiness,
+                    &cancel,
+                )
+                .await?;
+                let router_app = herald_router::App::build(
+                    router,
+                    nats.clone(),
+                    catalog,
+                    metrics.clone(),
+                    &readiness,
+                    &cancel,
+                )
+                .await?;
+                let ingest_app =
+                    herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
+                        .await?;
+                tracing::info!(
+                    http = %ingest_app.http_addr()?,
+                    "Herald standalone is ready: point Flux's --events-addr at http://<this host>:{}/",
+                    ingest_app.http_addr()?.port()
+                );
+                tasks.spawn(run_to_ok(sender_app.run(cancel.clone())));
+                tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
+                tasks.spawn(ingest_app.run(deadlines, cancel.clone()));
+            }
+            Command::Validate { .. } | Command::Dlq { .. } => unreachable!(),
+        }
+        anyhow::Ok(())
+    }
+    .await;
+
+    let mut failure = None;
+    match started {
+        Ok(()) => {
+            readiness.set("started", true);
+            // Run until a signal or the first failure, then drain within the grace period.
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                Some(result) = tasks.join_next() => {
+                    if let Ok(Err(error)) = result {
+                        failure = Some(error);
+                    }
+                    cancel.cancel();
+                }
+            }
+        }
+        Err(error) if cancel.is_cancelled() => {
+            tracing::info!(error = %format!("{error:#}"), "Stopped while starting.");
+        }
+        Err(error) => {
+            failure = Some(error);
             cancel.cancel();
         }
     }
-    let drained = tokio::time::timeout(common.shutdown_grace, async {
+    let deadline = tokio::time::Instant::now() + common.shutdown_grace;
+    *stopping = Some(deadline);
+    let drained = tokio::time::timeout_at(deadline, async {
         while let Some(result) = tasks.join_next().await {
             if let Ok(Err(error)) = result {
                 failure.get_or_insert(error);
@@ -519,8 +563,14 @@ async fn run(
         tracing::warn!(grace = ?common.shutdown_grace, "Shutdown grace period over; unacked work is redelivered to other replicas.");
         tasks.abort_all();
     }
-    if let Err(error) = nats.client.flush().await {
-        tracing::debug!(error = %error, "Cannot flush NATS at shutdown.");
+    // The last acks go out if NATS is there; a flush waits for a reconnect
+    // when it is not, so it gets only what is left of the grace period.
+    match tokio::time::timeout_at(deadline, nats.client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(error = %error, "Cannot flush NATS at shutdown."),
+        Err(_) => {
+            tracing::warn!("NATS did not take the last messages within the shutdown grace period.")
+        }
     }
     drop(nats);
     if let Some(mut server) = embedded {

@@ -263,3 +263,88 @@ async fn sigterm_mid_run_drains_within_the_grace_period_and_loses_nothing() {
     );
     herald.sigterm().await;
 }
+
+/// Starts `herald standalone` on `nats_url` with a 2 s grace; returns the
+/// process and its admin port.
+fn standalone_on(nats_url: &str, config_dir: &std::path::Path) -> (Child, u16) {
+    let admin = free_port();
+    let child = Command::new(HERALD)
+        .args([
+            "standalone",
+            "--grpc-listen",
+            "off",
+            "--shutdown-grace",
+            "2s",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--config-dir")
+        .arg(config_dir)
+        .env("HERALD_NATS_URL", nats_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald standalone");
+    (child, admin)
+}
+
+async fn admin_answers(admin: u16, path: &str, status: u16) {
+    let http = reqwest::Client::new();
+    herald_tests::eventually(&format!("{path} answers {status}"), || async {
+        let response = http
+            .get(format!("http://127.0.0.1:{admin}{path}"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == status).then_some(())
+    })
+    .await;
+}
+
+/// SIGTERM, then the exit status. The 30 s bound only catches a process
+/// that never exits; the grace is 2 s.
+async fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("pid").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("herald exits after SIGTERM")
+        .expect("exit status")
+}
+
+#[tokio::test]
+async fn sigterm_with_nats_gone_still_exits() {
+    herald_tests::init();
+    let mut nats = TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let dir = config(&hook);
+    let (mut herald, admin) = standalone_on(nats.url(), dir.path());
+    admin_answers(admin, "/readyz", 200).await;
+
+    nats.stop().await;
+    admin_answers(admin, "/readyz", 503).await;
+    let status = sigterm_and_wait(&mut herald).await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn sigterm_while_waiting_for_nats_at_start_exits() {
+    herald_tests::init();
+    let hook = FakeServer::webhook().await;
+    let dir = config(&hook);
+    // Nothing listens there: Herald keeps retrying its streams.
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let (mut herald, admin) = standalone_on(&nowhere, dir.path());
+    admin_answers(admin, "/healthz", 200).await;
+    admin_answers(admin, "/readyz", 503).await;
+
+    let status = sigterm_and_wait(&mut herald).await;
+    assert!(status.success(), "{status}");
+}

@@ -1,6 +1,11 @@
 //! The gRPC intake for clients that send events in bulk: every event of a
 //! batch is published at once and each one is answered on its own.
 
+use std::time::Duration;
+
+use axum::extract::{Request as HttpRequest, State};
+use axum::middleware::Next;
+use axum::response::Response as HttpResponse;
 use futures::future::join_all;
 use herald_proto::v1::ingest_server::{Ingest, IngestServer};
 use herald_proto::v1::{PublishRequest, PublishResponse, PublishResult, publish_result::Status};
@@ -26,6 +31,34 @@ impl GrpcIngest {
     #[must_use]
     pub fn server(intake: Intake, clusters: Clusters) -> IngestServer<Self> {
         IngestServer::new(Self { intake, clusters }).max_decoding_message_size(64 * 1024 * 1024)
+    }
+}
+
+/// The gRPC routes, served over HTTP/2 by `herald_runtime::serve`. A call
+/// that has not been read, decoded and answered within `request_timeout`
+/// ends with `DEADLINE_EXCEEDED`: a client that dribbles its request holds
+/// its stream no longer than that.
+pub fn router(intake: Intake, clusters: Clusters, request_timeout: Duration) -> axum::Router {
+    tonic::service::Routes::new(GrpcIngest::server(intake, clusters))
+        .prepare()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            within_deadline,
+        ))
+}
+
+async fn within_deadline(
+    State(limit): State<Duration>,
+    request: HttpRequest,
+    next: Next,
+) -> HttpResponse {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => tonic::Status::deadline_exceeded(format!(
+            "the request was not received and answered within {limit:?}"
+        ))
+        .into_http(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP receiver, wire-compatible with the notification-controller's:
 //! any path, any method, a JSON Flux event in the body.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -20,14 +22,23 @@ struct HttpState {
     intake: Intake,
     clusters: Clusters,
     max_body: usize,
+    body_timeout: Duration,
 }
 
-/// The receiver's routes: one handler for every path and method.
-pub fn router(intake: Intake, clusters: Clusters, max_body: usize) -> Router {
+/// The receiver's routes: one handler for every path and method. A body
+/// larger than `max_body` bytes is refused, and one that has not arrived
+/// whole within `body_timeout` of its headers is answered `408`.
+pub fn router(
+    intake: Intake,
+    clusters: Clusters,
+    max_body: usize,
+    body_timeout: Duration,
+) -> Router {
     Router::new().fallback(receive).with_state(HttpState {
         intake,
         clusters,
         max_body,
+        body_timeout,
     })
 }
 
@@ -37,6 +48,7 @@ impl IntoResponse for IngestError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } | Self::DoesNotFit { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = (status, format!("{self}\n")).into_response();
@@ -51,6 +63,12 @@ impl IntoResponse for IngestError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The rest of the body may still be on its way: start afresh.
+            Self::Timeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -145,7 +163,12 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<St
         return Err(too_large);
     }
     let limited = http_body_util::Limited::new(body, state.max_body);
-    let bytes = match limited.collect().await {
+    let collected = tokio::time::timeout(state.body_timeout, limited.collect())
+        .await
+        .map_err(|_| IngestError::Timeout {
+            limit: state.body_timeout,
+        })?;
+    let bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large),
         Err(error) => {

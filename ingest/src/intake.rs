@@ -47,6 +47,12 @@ pub enum IngestError {
     /// The caller did not prove which cluster it is.
     #[error("{0}")]
     Unauthorized(String),
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive within {limit:?}")]
+    Timeout {
+        /// How long it may take.
+        limit: Duration,
+    },
     /// JetStream did not acknowledge the event; the caller should retry.
     #[error("cannot store the event now, retry later: {0}")]
     Unavailable(String),
@@ -60,6 +66,7 @@ impl IngestError {
             Self::BadRequest(_) => "invalid_event",
             Self::TooLarge { .. } | Self::DoesNotFit { .. } => "too_large",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Timeout { .. } => "timeout",
             Self::Unavailable(_) => "unavailable",
         }
     }

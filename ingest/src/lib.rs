@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_runtime::nats::retry_until_ready;
+use herald_runtime::serve::{self, Deadlines, Protocol};
 use herald_runtime::{Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,14 @@ pub struct IngestArgs {
     /// How long to wait for JetStream to acknowledge an event before answering 503.
     #[arg(long, env = "HERALD_PUBLISH_TIMEOUT", default_value = "4s", value_parser = herald_runtime::nats::parse_duration)]
     pub publish_timeout: Duration,
+    /// How long a request body may take to arrive once its headers have: an
+    /// HTTP event not all in by then is answered `408 Request Timeout`, and
+    /// a gRPC call must be received and answered within this plus twice
+    /// `--publish-timeout` (the dedupe check and the publish each have that
+    /// long). Thirty seconds carries a 3 MiB event over a 100 KiB/s link and
+    /// still frees a stalled connection soon.
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = herald_runtime::serve::parse_positive_duration)]
+    pub body_read_timeout: Duration,
 }
 
 /// How often ingest reads HERALD_EVENTS's size.
@@ -75,8 +84,8 @@ pub struct App {
     http: tokio::net::TcpListener,
     grpc: Option<tokio::net::TcpListener>,
     router: axum::Router,
+    grpc_router: axum::Router,
     intake: Intake,
-    clusters: Clusters,
 }
 
 // === impl App ===
@@ -131,11 +140,20 @@ impl App {
         );
         let intake = Intake::new(nats, metrics, args.publish_timeout, dedupe, budget);
         Ok(Self {
-            router: http::router(intake.clone(), clusters.clone(), args.max_body_bytes),
+            router: http::router(
+                intake.clone(),
+                clusters.clone(),
+                args.max_body_bytes,
+                args.body_read_timeout,
+            ),
+            grpc_router: grpc::router(
+                intake.clone(),
+                clusters,
+                args.body_read_timeout + args.publish_timeout * 2,
+            ),
             http,
             grpc,
             intake,
-            clusters,
         })
     }
 
@@ -160,41 +178,42 @@ impl App {
         &self.intake
     }
 
-    /// Serves until `cancel` fires, then stops accepting and finishes the
-    /// requests in flight (each waits for its own JetStream ack).
+    /// Serves until `cancel` fires, cutting off slow clients at `deadlines`,
+    /// then stops accepting and finishes the requests in flight (each waits
+    /// for its own JetStream ack).
     ///
     /// # Errors
     ///
-    /// When a server fails.
-    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+    /// When a listener has no local address.
+    pub async fn run(self, deadlines: Deadlines, cancel: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over HTTP.");
         tokio::spawn(self.intake.budget().clone().watch(
             self.intake.nats().jetstream.clone(),
             BUDGET_POLL,
             cancel.clone(),
         ));
-        let http = axum::serve(self.http, self.router).with_graceful_shutdown({
-            let cancel = cancel.clone();
-            async move { cancel.cancelled().await }
-        });
+        let http = serve::serve(
+            self.http,
+            self.router,
+            Protocol::Http1,
+            deadlines,
+            cancel.clone(),
+        );
         let grpc = async {
-            let Some(listener) = self.grpc else {
-                return Ok(());
-            };
-            tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over gRPC.");
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            tonic::transport::Server::builder()
-                .add_service(grpc::GrpcIngest::server(
-                    self.intake.clone(),
-                    self.clusters.clone(),
-                ))
-                .serve_with_incoming_shutdown(incoming, cancel.cancelled())
-                .await
-                .map_err(anyhow::Error::from)
+            if let Some(listener) = self.grpc {
+                tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over gRPC.");
+                serve::serve(
+                    listener,
+                    self.grpc_router,
+                    Protocol::Http2,
+                    deadlines,
+                    cancel,
+                )
+                .await;
+            }
+            anyhow::Ok(())
         };
-        let (http, grpc) = tokio::join!(http, grpc);
-        http?;
-        grpc?;
-        Ok(())
+        let ((), grpc) = tokio::join!(http, grpc);
+        grpc
     }
 }

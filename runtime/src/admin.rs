@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
 use crate::metrics::Metrics;
+use crate::serve::{self, Deadlines, Protocol};
 
 #[derive(Clone)]
 struct AdminState {
@@ -82,14 +83,15 @@ impl AdminServer {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` fires.
-    ///
-    /// # Errors
-    ///
-    /// When the server fails.
-    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+    /// Serves until `shutdown` fires, cutting off slow clients at `deadlines`.
+    pub async fn run(self, deadlines: Deadlines, shutdown: CancellationToken) {
+        serve::serve(
+            self.listener,
+            self.router,
+            Protocol::Http1,
+            deadlines,
+            shutdown,
+        )
+        .await;
     }
 }

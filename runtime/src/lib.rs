@@ -1,6 +1,7 @@
 //! What every Herald service shares: the NATS connection and the JetStream
 //! streams and consumers, the catalog of Alerts and Providers, the admin
-//! listener with health, readiness and metrics, logs, and shutdown.
+//! listener with health, readiness and metrics, serving HTTP with deadlines,
+//! logs, and shutdown.
 //!
 //! Services (ingest, router, senders) depend on this crate; it depends on none
 //! of them.
@@ -17,6 +18,7 @@ pub mod local_nats;
 pub mod metrics;
 pub mod nats;
 pub mod propagation;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -378,7 +378,8 @@ pub fn durable_consumer(
 }
 
 /// Retries `op` with a capped backoff until it succeeds or `cancel` fires;
-/// used at start-up, when NATS may not be up yet.
+/// used at start-up, when NATS may not be up yet. A cancellation does not
+/// wait for the attempt in hand (which may wait for NATS for a while).
 ///
 /// # Errors
 ///
@@ -394,7 +395,13 @@ where
 {
     let mut delay = Duration::from_millis(100);
     loop {
-        match op().await {
+        let attempt = tokio::select! {
+            () = cancel.cancelled() => {
+                return Err(anyhow::anyhow!("stopped before {what} was set up"));
+            }
+            attempt = op() => attempt,
+        };
+        match attempt {
             Ok(value) => return Ok(value),
             Err(error) => {
                 tracing::warn!(error = %error, "Cannot set up {what} yet; retrying.");

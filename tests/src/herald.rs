@@ -10,6 +10,7 @@ use herald_router::RouterArgs;
 use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
 use herald_runtime::nats::NatsArgs;
+use herald_runtime::serve::Deadlines;
 use herald_runtime::{Metrics, Readiness};
 use herald_senders::SenderArgs;
 use tokio::task::JoinSet;
@@ -27,6 +28,8 @@ pub struct Options {
     pub reload_interval: Duration,
     /// Stream and bucket budgets.
     pub budgets: herald_runtime::budget::Budgets,
+    /// The connection deadlines of every listener (ingest and admin).
+    pub deadlines: Deadlines,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
                 max_body_bytes: herald_ingest::http::MAX_BODY_BYTES,
                 rate_limit_interval: Duration::from_secs(300),
                 publish_timeout: Duration::from_secs(1),
+                body_read_timeout: Duration::from_secs(30),
             },
             router_args: RouterArgs {
                 router_concurrency: 64,
@@ -63,6 +67,7 @@ impl Default for Options {
             },
             reload_interval: Duration::from_millis(100),
             budgets: herald_runtime::budget::Budgets::default(),
+            deadlines: Deadlines::default(),
         }
     }
 }
@@ -133,10 +138,7 @@ impl TestHerald {
         .await
         .expect("admin listener");
         let admin_addr = admin.local_addr().expect("admin addr");
-        let c = cancel.clone();
-        tasks.spawn(async move {
-            admin.run(c).await.expect("admin listener runs");
-        });
+        tasks.spawn(admin.run(options.deadlines, cancel.clone()));
         let catalog_args = CatalogArgs {
             config_dir: dir.to_path_buf(),
             default_namespace: "default".to_owned(),
@@ -188,9 +190,9 @@ impl TestHerald {
             .expect("ingest");
             ingest = Some(app.http_addr().expect("http addr"));
             grpc = app.grpc_addr();
-            let c = cancel.clone();
+            let (c, deadlines) = (cancel.clone(), options.deadlines);
             tasks.spawn(async move {
-                app.run(c).await.expect("ingest runs");
+                app.run(deadlines, c).await.expect("ingest runs");
             });
         }
         readiness.set("started", true);
@@ -225,6 +227,32 @@ impl TestHerald {
     #[must_use]
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc.expect("grpc runs"))
+    }
+
+    /// The ingest HTTP listener's address.
+    ///
+    /// # Panics
+    ///
+    /// When ingest is not running.
+    #[must_use]
+    pub fn ingest_addr(&self) -> SocketAddr {
+        self.ingest.expect("ingest runs")
+    }
+
+    /// The gRPC listener's address.
+    ///
+    /// # Panics
+    ///
+    /// When ingest does not run gRPC.
+    #[must_use]
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.expect("grpc runs")
+    }
+
+    /// The admin listener's address.
+    #[must_use]
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 
     /// `http://<admin>/<path>`.
