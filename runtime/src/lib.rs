@@ -15,6 +15,7 @@ pub mod kv;
 pub mod local_nats;
 pub mod metrics;
 pub mod nats;
+mod nats_url;
 pub mod propagation;
 pub mod shutdown;
 pub mod telemetry;
