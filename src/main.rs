@@ -280,16 +280,10 @@ fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
 /// `herald dlq ...`: talks to JetStream directly, fails fast when it cannot.
 async fn dlq(nats: &NatsArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
     use herald_senders::dlq;
-    let mut options = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name("herald-dlq")
         .connection_timeout(Duration::from_secs(5));
-    if let Some(creds) = &nats.nats_creds {
-        options = options.credentials_file(creds).await?;
-    }
-    let client = options
-        .connect(nats.url())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", nats.url()))?;
+    let client = nats.connect_with(options).await?;
     let js = async_nats::jetstream::new(client.clone());
     let unfiltered = |filter: &DlqFilter, all: bool, verb: &str| {
         if filter.is_empty() && !all {

@@ -4,6 +4,7 @@ use herald_proto::{Event, ObjectReference, Time};
 use jiff::Timestamp;
 
 use crate::event::{FluxEvent, InvolvedObject};
+use crate::gotime::GoTime;
 
 /// What ingest adds to a Flux event before it stores it.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +32,7 @@ pub fn to_proto(event: FluxEvent, stamp: Stamp) -> Event {
             field_path: o.field_path,
         }),
         severity: event.severity,
-        timestamp: event.timestamp.map(to_time),
+        timestamp: event.timestamp.map(from_go_time),
         message: event.message,
         reason: event.reason,
         metadata: event.metadata,
@@ -60,7 +61,11 @@ pub fn from_proto(event: &Event) -> FluxEvent {
             field_path: o.field_path,
         },
         severity: event.severity.clone(),
-        timestamp: event.timestamp.as_ref().and_then(from_time),
+        timestamp: event
+            .timestamp
+            .as_ref()
+            .and_then(to_go_time)
+            .filter(|t| !t.is_zero()),
         message: event.message.clone(),
         reason: event.reason.clone(),
         metadata: event.metadata.clone(),
@@ -69,21 +74,31 @@ pub fn from_proto(event: &Event) -> FluxEvent {
     }
 }
 
-/// A proto time from a timestamp.
+/// A proto time from a timestamp (a time of Herald's own clock).
 #[must_use]
 pub fn to_time(ts: Timestamp) -> Time {
-    let nanos = ts.as_nanosecond();
-    Time::from_unix_nanos(i64::try_from(nanos).unwrap_or(if nanos < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
-    }))
+    from_go_time(GoTime::from(ts))
 }
 
-/// A timestamp from a proto time.
+/// A timestamp from a proto time; `None` when it is invalid or beyond
+/// `jiff`'s range (past 9999-12-30, which Herald's own clock never reaches).
 #[must_use]
 pub fn from_time(time: &Time) -> Option<Timestamp> {
-    Timestamp::from_nanosecond(i128::from(time.unix_nanos)).ok()
+    to_go_time(time)?.to_timestamp()
+}
+
+/// A proto time from a Go time, exactly.
+#[must_use]
+pub fn from_go_time(time: GoTime) -> Time {
+    Time::from_parts(time.unix_seconds(), time.subsec_nanos())
+}
+
+/// A Go time from a proto time, exactly (old `unix_nanos` messages included);
+/// `None` when it is invalid.
+#[must_use]
+pub fn to_go_time(time: &Time) -> Option<GoTime> {
+    let (seconds, nanos) = time.parts()?;
+    GoTime::new(seconds, nanos)
 }
 
 #[cfg(test)]
@@ -107,5 +122,38 @@ mod tests {
         );
         assert_eq!(stored.cluster, "c1");
         assert_eq!(from_proto(&stored), event);
+    }
+
+    #[test]
+    fn every_go_time_survives_storage() {
+        for text in [
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:00:00.5Z",
+            "1600-01-01T00:00:00Z",
+            "1677-09-21T00:12:43.145224191Z",
+            "2262-04-11T23:47:16.854775808Z",
+            "2300-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "9999-12-31T23:59:59-24:60",
+        ] {
+            let time = GoTime::parse_rfc3339(text).unwrap();
+            assert_eq!(to_go_time(&from_go_time(time)), Some(time), "{text}");
+            let event = FluxEvent {
+                timestamp: Some(time),
+                ..FluxEvent::default()
+            };
+            assert_eq!(
+                from_proto(&to_proto(event.clone(), Stamp::default())),
+                event
+            );
+        }
+    }
+
+    #[test]
+    fn herald_clock_times_round_trip() {
+        let now = Timestamp::now();
+        assert_eq!(from_time(&to_time(now)), Some(now));
+        let before_epoch: Timestamp = "1969-07-20T20:17:40.25Z".parse().unwrap();
+        assert_eq!(from_time(&to_time(before_epoch)), Some(before_epoch));
     }
 }

@@ -44,7 +44,7 @@ pub fn event_id(cluster: &str, event: &FluxEvent) -> String {
     hasher.update([0]);
     // The wire form keeps whole seconds only; the id keeps the full precision.
     if let Some(ts) = event.timestamp {
-        hasher.update(ts.as_nanosecond().to_le_bytes());
+        hasher.update(ts.unix_nanos().to_le_bytes());
     }
     let digest = hasher.finalize();
     hex::encode(&digest[..16])

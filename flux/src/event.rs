@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use jiff::Timestamp;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::gotime::GoTime;
 
 /// The Kubernetes object an event is about (`involvedObject`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,8 +28,9 @@ pub struct InvolvedObject {
 pub struct FluxEvent {
     pub involved_object: InvolvedObject,
     pub severity: String,
-    /// `None` for Go's zero time (`null` or absent on the wire).
-    pub timestamp: Option<Timestamp>,
+    /// `None` for Go's zero time: `null`, absent, or `0001-01-01T00:00:00Z`
+    /// on the wire (Go cannot tell them apart and encodes all three as `null`).
+    pub timestamp: Option<GoTime>,
     pub message: String,
     pub reason: String,
     pub metadata: BTreeMap<String, String>,
@@ -85,17 +87,6 @@ impl FluxEvent {
     }
 }
 
-/// Formats a timestamp as Go's `metav1.Time` does: UTC, whole seconds.
-#[must_use]
-pub fn format_go_time(ts: Timestamp) -> String {
-    // Go formats with RFC3339 (no fraction), which truncates towards the past.
-    let secs = ts.as_second() - i64::from(ts.subsec_nanosecond() < 0);
-    Timestamp::from_second(secs)
-        .unwrap_or(ts)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 impl Serialize for InvolvedObject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields = [
@@ -125,7 +116,7 @@ impl Serialize for FluxEvent {
         let mut s = serializer.serialize_struct("Event", 8)?;
         s.serialize_field("involvedObject", &self.involved_object)?;
         s.serialize_field("severity", &self.severity)?;
-        s.serialize_field("timestamp", &self.timestamp.map(format_go_time))?;
+        s.serialize_field("timestamp", &self.timestamp.map(GoTime::to_rfc3339_utc))?;
         s.serialize_field("message", &self.message)?;
         s.serialize_field("reason", &self.reason)?;
         if self.metadata.is_empty() {
@@ -165,18 +156,17 @@ impl<'de> Deserialize<'de> for GoString {
     }
 }
 
-/// A Go `metav1.Time` field: an RFC 3339 string, or `null` for the zero time.
-struct GoTime(Option<Timestamp>);
+/// A Go `metav1.Time` field: an RFC 3339 string as `time.Parse` reads it, or
+/// `null`; both `null` and Go's zero time (`0001-01-01T00:00:00Z`) are `None`.
+struct GoTimeField(Option<GoTime>);
 
-impl<'de> Deserialize<'de> for GoTime {
+impl<'de> Deserialize<'de> for GoTimeField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Option::<String>::deserialize(d)? {
-            None => Ok(GoTime(None)),
-            Some(text) => text.parse::<Timestamp>().map(|t| GoTime(Some(t))).map_err(|_| {
-                de::Error::custom(format_args!(
-                    "timestamp {text:?} is not an RFC 3339 time such as \"2024-05-07T05:02:34Z\""
-                ))
-            }),
+            None => Ok(GoTimeField(None)),
+            Some(text) => GoTime::parse_rfc3339(&text)
+                .map(|t| GoTimeField((!t.is_zero()).then_some(t)))
+                .map_err(|err| de::Error::custom(format_args!("timestamp {err}"))),
         }
     }
 }
@@ -235,7 +225,8 @@ impl<'de> Visitor<'de> for EventVisitor {
                     continue;
                 }
                 "TIMESTAMP" => {
-                    let GoTime(t) = map.next_value().map_err(|e| field_error("timestamp", e))?;
+                    let GoTimeField(t) =
+                        map.next_value().map_err(|e| field_error("timestamp", e))?;
                     event.timestamp = t;
                     continue;
                 }
@@ -336,7 +327,7 @@ mod tests {
             "main/731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"
         );
         assert_eq!(
-            format_go_time(event.timestamp.unwrap()),
+            event.timestamp.unwrap().to_rfc3339_utc(),
             "2022-10-28T07:26:19Z"
         );
         assert_eq!(event.api_group(), "kustomize.toolkit.fluxcd.io");
@@ -412,9 +403,42 @@ mod tests {
         let event =
             FluxEvent::from_json(br#"{"timestamp":"2024-05-07T07:02:34.123456+02:00"}"#).unwrap();
         assert_eq!(
-            format_go_time(event.timestamp.unwrap()),
+            event.timestamp.unwrap().to_rfc3339_utc(),
             "2024-05-07T05:02:34Z"
         );
+    }
+
+    #[test]
+    fn timestamps_are_kept_exactly_or_refused() {
+        let timestamp_of = |body: &str| {
+            let event = FluxEvent::from_json(body.as_bytes()).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&event.to_go_json()).unwrap();
+            json["timestamp"].clone()
+        };
+        // Go's zero time, however it arrives, is `null` on the way out.
+        for zero in [
+            r#"{"timestamp":null}"#,
+            r#"{}"#,
+            r#"{"timestamp":"0001-01-01T00:00:00Z"}"#,
+            r#"{"timestamp":"0001-01-01T01:00:00+01:00"}"#,
+        ] {
+            assert_eq!(timestamp_of(zero), serde_json::Value::Null, "{zero}");
+        }
+        for (sent, forwarded) in [
+            ("1600-01-01T00:00:00Z", "1600-01-01T00:00:00Z"),
+            ("2300-01-01T00:00:00Z", "2300-01-01T00:00:00Z"),
+            ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+            ("0001-01-01T00:00:01Z", "0001-01-01T00:00:01Z"),
+            ("2024-05-07T01:02:34.5-04:30", "2024-05-07T05:32:34Z"),
+        ] {
+            let body = format!(r#"{{"timestamp":"{sent}"}}"#);
+            assert_eq!(timestamp_of(&body), forwarded, "{sent}");
+        }
+        let err = FluxEvent::from_json(br#"{"timestamp":"2024-02-30T00:00:00Z"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field \"timestamp\""), "{err}");
+        assert!(err.contains("day out of range"), "{err}");
     }
 
     #[test]

@@ -14,10 +14,12 @@ pub mod duration;
 pub mod event;
 pub mod git;
 pub mod gojson;
+pub mod gotime;
 pub mod matching;
 pub mod metadata;
 pub mod objects;
 
 pub use event::{DecodeError, FluxEvent, InvolvedObject};
+pub use gotime::GoTime;
 pub use matching::{AlertIndex, CompiledAlert};
 pub use objects::{Alert, Object, ParseError, Provider, Secret};

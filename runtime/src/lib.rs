@@ -17,6 +17,7 @@ pub mod kv;
 pub mod local_nats;
 pub mod metrics;
 pub mod nats;
+mod nats_url;
 pub mod propagation;
 pub mod serve;
 pub mod shutdown;

@@ -1,6 +1,7 @@
 //! NATS connection and the JetStream streams and consumers Herald needs,
 //! created or updated idempotently by each service at start.
 
+use std::fmt;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -8,6 +9,8 @@ use herald_proto::names;
 
 use crate::budget::{Budgets, format_bytes};
 use crate::health::Readiness;
+use crate::nats_url::Servers;
+pub use crate::nats_url::{ConnectError, redact};
 
 /// Room kept in every message for what travels with an event after ingest:
 /// headers, the routing data of its deliveries and the reason, attempts and
@@ -20,11 +23,13 @@ pub const ENVELOPE_RESERVE: usize = 64 * 1024;
 pub const HEADER_ROOM: usize = 4 * 1024;
 
 /// How to reach NATS.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222;
-    /// `herald standalone` starts its own server instead].
-    #[arg(long, env = "HERALD_NATS_URL")]
+    /// `herald standalone` starts its own server instead]. Credentials in a
+    /// URL (`nats://user:password@host`, `nats://token@host`) are used to log
+    /// in and never printed.
+    #[arg(long, env = "HERALD_NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
     /// A NATS credentials file (for NGS or operator-mode servers).
     #[arg(long, env = "HERALD_NATS_CREDS")]
@@ -51,10 +56,54 @@ pub struct NatsArgs {
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 impl NatsArgs {
-    /// The URL to connect to.
+    /// The URL(s) to connect to, credentials included: never print this, print
+    /// [`redact`] of it.
     #[must_use]
     pub fn url(&self) -> &str {
         self.nats_url.as_deref().unwrap_or(DEFAULT_NATS_URL)
+    }
+
+    /// Connects with `options` to the servers of [`NatsArgs::url`], the
+    /// credentials of the URLs (and of `--nats-creds`) passed as options, so
+    /// that no URL handed to async-nats (which logs them) carries a secret.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`], whose message never holds a credential.
+    pub async fn connect_with(
+        &self,
+        options: async_nats::ConnectOptions,
+    ) -> Result<async_nats::Client, ConnectError> {
+        let servers = Servers::parse(self.url())?;
+        let mut options = servers.apply(options);
+        if let Some(creds) = &self.nats_creds {
+            options = options.credentials_file(creds).await.map_err(|error| {
+                ConnectError::CredentialsFile {
+                    path: creds.clone(),
+                    error,
+                }
+            })?;
+        }
+        options
+            .connect(servers.addrs.clone())
+            .await
+            .map_err(|error| ConnectError::Connect {
+                servers: servers.redacted.clone(),
+                error,
+            })
+    }
+}
+
+impl fmt::Debug for NatsArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsArgs")
+            .field("nats_url", &self.nats_url.as_deref().map(redact))
+            .field("nats_creds", &self.nats_creds)
+            .field("stream_replicas", &self.stream_replicas)
+            .field("events_max_age", &self.events_max_age)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("dead_max_age", &self.dead_max_age)
+            .finish()
     }
 }
 
@@ -89,7 +138,7 @@ pub struct Nats {
 /// When the URL or the credentials file cannot be used.
 pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyhow::Result<Nats> {
     let ready = readiness.clone();
-    let mut options = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -110,10 +159,7 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
                 }
             }
         });
-    if let Some(creds) = &args.nats_creds {
-        options = options.credentials_file(creds).await?;
-    }
-    let client = options.connect(args.url()).await?;
+    let client = args.connect_with(options).await?;
     if client.connection_state() == async_nats::connection::State::Connected {
         readiness.set("nats", true);
     }

@@ -398,7 +398,7 @@ impl Worker {
                     .event
                     .as_ref()
                     .and_then(|e| e.timestamp.as_ref().or(e.received_at.as_ref()))
-                    .map_or(0, |t| t.unix_nanos);
+                    .map_or(0, herald_proto::Time::unix_nanos_saturating);
                 let event_id = delivery.event.as_ref().map_or("", |e| e.id.as_str());
                 match self.order.claim(&key, event_time, event_id).await {
                     Ok(Order::Superseded) => return Step::Superseded,

@@ -35,7 +35,7 @@ pub(super) fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRe
     let annotation = Annotation {
         when: event
             .timestamp
-            .map_or(GO_ZERO_TIME_UNIX, jiff::Timestamp::as_second),
+            .map_or(GO_ZERO_TIME_UNIX, herald_flux::GoTime::unix_seconds),
         text: object_name(event),
         tags,
     };
