@@ -67,6 +67,7 @@ impl AuthNats {
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(60),
             dead_max_age: Duration::from_secs(3600),
+            budgets: herald_runtime::budget::Budgets::default(),
         };
         let nats = herald_runtime::nats::connect(&args, "test", &Readiness::default())
             .await
