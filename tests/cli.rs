@@ -54,14 +54,6 @@ fn validate_prints_one_line_per_problem_and_fails() {
     assert!(lines[2].starts_with("b.yaml: invalid YAML"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     herald_tests::init();
@@ -78,7 +70,10 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
         ),
     )
     .unwrap();
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (
+        herald_tests::process::free_port(),
+        herald_tests::process::free_port(),
+    );
     let mut child = tokio::process::Command::new(HERALD)
         .arg("standalone")
         .arg("--config-dir")
@@ -92,16 +87,8 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("start herald standalone");
+    herald_tests::process::wait_ready(admin, "standalone").await;
     let http = reqwest::Client::new();
-    herald_tests::eventually("standalone is ready", || async {
-        let response = http
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
     let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
                    "severity":"info","message":"applied","reason":"Progressing","reportingController":"kustomize-controller","timestamp":"2024-01-01T00:00:00Z"}"#;
     let response = http
@@ -114,14 +101,7 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     let requests = hook.wait_for(1).await;
     assert_eq!(requests[0].json()["message"], "applied");
 
-    let pid = child.id().expect("pid").to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    herald_tests::process::sigterm(child.id().expect("pid"));
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("exits within the grace period")
@@ -148,11 +128,14 @@ async fn separate_ingest_router_and_sender_processes_deliver() {
         ),
     )
     .unwrap();
-    let port = free_port();
+    let port = herald_tests::process::free_port();
     let spawn = |service: &str, extra: Vec<String>| {
         tokio::process::Command::new(HERALD)
             .arg(service)
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--admin-listen",
+                &format!("127.0.0.1:{}", herald_tests::process::free_port()),
+            ])
             .args(extra)
             .env("HERALD_NATS_URL", nats.url())
             .env("HERALD_CONFIG_DIR", dir.path())

@@ -14,14 +14,6 @@ use tokio::process::{Child, Command};
 
 const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A herald service process that can be killed and started again.
 struct Service {
     args: Vec<String>,
@@ -47,7 +39,10 @@ impl Service {
         let mut command = Command::new(HERALD);
         command
             .args(&self.args)
-            .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "--admin-listen",
+                &format!("127.0.0.1:{}", herald_tests::process::free_port()),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
@@ -71,14 +66,7 @@ impl Service {
 
     async fn sigterm(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let pid = child.id().expect("pid").to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        herald_tests::process::sigterm(child.id().expect("pid"));
         child.wait().await.expect("exit status")
     }
 }
@@ -171,7 +159,7 @@ async fn kill_9_of_each_service_mid_run_loses_nothing() {
         ("HERALD_ROUTER_ACK_WAIT", "3s"),
         ("HERALD_RETRY_BASE", "200ms"),
     ];
-    let port = free_port();
+    let port = herald_tests::process::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut ingest = Service::start(
         &["ingest", "--listen", &listen, "--grpc-listen", "off"],
@@ -233,7 +221,7 @@ async fn sigterm_mid_run_drains_within_the_grace_period_and_loses_nothing() {
         ("HERALD_SENDER_ACK_WAIT", "3s"),
         ("HERALD_ROUTER_ACK_WAIT", "3s"),
     ];
-    let port = free_port();
+    let port = herald_tests::process::free_port();
     let listen = format!("127.0.0.1:{port}");
     let args = ["standalone", "--listen", &listen, "--grpc-listen", "off"];
     let mut herald = Service::start(&args, &envs);
@@ -267,7 +255,7 @@ async fn sigterm_mid_run_drains_within_the_grace_period_and_loses_nothing() {
 /// Starts `herald standalone` on `nats_url` with a 2 s grace; returns the
 /// process and its admin port.
 fn standalone_on(nats_url: &str, config_dir: &std::path::Path) -> (Child, u16) {
-    let admin = free_port();
+    let admin = herald_tests::process::free_port();
     let child = Command::new(HERALD)
         .args([
             "standalone",
@@ -276,7 +264,10 @@ fn standalone_on(nats_url: &str, config_dir: &std::path::Path) -> (Child, u16) {
             "--shutdown-grace",
             "2s",
         ])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", herald_tests::process::free_port()),
+        ])
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .arg("--config-dir")
         .arg(config_dir)
@@ -305,14 +296,7 @@ async fn admin_answers(admin: u16, path: &str, status: u16) {
 /// SIGTERM, then the exit status. The 30 s bound only catches a process
 /// that never exits; the grace is 2 s.
 async fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("pid").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    herald_tests::process::sigterm(child.id().expect("pid"));
     tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("herald exits after SIGTERM")
@@ -340,7 +324,7 @@ async fn sigterm_while_waiting_for_nats_at_start_exits() {
     let hook = FakeServer::webhook().await;
     let dir = config(&hook);
     // Nothing listens there: Herald keeps retrying its streams.
-    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let nowhere = format!("nats://127.0.0.1:{}", herald_tests::process::free_port());
     let (mut herald, admin) = standalone_on(&nowhere, dir.path());
     admin_answers(admin, "/healthz", 200).await;
     admin_answers(admin, "/readyz", 503).await;

@@ -12,14 +12,6 @@ const HERALD: &str = env!("CARGO_BIN_EXE_herald");
 const PASSWORD: &str = "S3cretPassw0rd";
 const TOKEN: &str = "S3cretT0ken";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A nats-server with JetStream that only lets in who `auth` names.
 struct AuthNats {
     port: u16,
@@ -33,7 +25,7 @@ impl AuthNats {
         let binary = herald_runtime::local_nats::find_binary()
             .expect("these tests need a real nats-server (scripts/nats-server.sh)");
         let store = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = herald_tests::process::free_port();
         let child = tokio::process::Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
             .arg("-sd")
@@ -121,7 +113,10 @@ async fn dlq_logs_in_with_a_token_from_the_url() {
 
 #[test]
 fn dlq_that_cannot_connect_never_prints_the_password() {
-    let url = format!("nats://herald:{PASSWORD}@127.0.0.1:{}", free_port());
+    let url = format!(
+        "nats://herald:{PASSWORD}@127.0.0.1:{}",
+        herald_tests::process::free_port()
+    );
     let failed = dlq_list(&url);
     assert!(!failed.status.success());
     let output = text(&failed);
@@ -143,11 +138,14 @@ fn dlq_that_cannot_connect_never_prints_the_password() {
 /// Runs `herald ingest` with `RUST_LOG=trace` on `url` for a while and
 /// returns everything it wrote. When `admin` answers ready, it stops there.
 async fn ingest_logs(url: &str, wait_ready: bool) -> String {
-    let admin = free_port();
+    let admin = herald_tests::process::free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(HERALD)
         .arg("ingest")
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", herald_tests::process::free_port()),
+        ])
         .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .args(["--grpc-listen", "off"])
         .env("HERALD_NATS_URL", url)
@@ -160,16 +158,7 @@ async fn ingest_logs(url: &str, wait_ready: bool) -> String {
         .spawn()
         .expect("start herald ingest");
     if wait_ready {
-        let http = reqwest::Client::new();
-        herald_tests::eventually("ingest is ready", || async {
-            let response = http
-                .get(format!("http://127.0.0.1:{admin}/readyz"))
-                .send()
-                .await
-                .ok()?;
-            (response.status() == 200).then_some(())
-        })
-        .await;
+        herald_tests::process::wait_ready(admin, "ingest").await;
     } else {
         // Long enough for several reconnection attempts.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -202,7 +191,10 @@ async fn a_service_never_logs_the_password_even_at_trace() {
     assert!(connected.contains("Connected to NATS."), "{connected}");
     assert!(!connected.contains(PASSWORD), "{connected}");
 
-    let url = format!("nats://herald:{PASSWORD}@127.0.0.1:{}", free_port());
+    let url = format!(
+        "nats://herald:{PASSWORD}@127.0.0.1:{}",
+        herald_tests::process::free_port()
+    );
     let refused = ingest_logs(&url, false).await;
     assert!(refused.contains("127.0.0.1"), "{refused}");
     assert!(!refused.contains(PASSWORD), "{refused}");

@@ -69,14 +69,6 @@ fn attr(span: &Span, key: &str) -> Option<String> {
         })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn one_trace_follows_an_event_to_both_providers_and_its_retry() {
     herald_tests::init();
@@ -116,7 +108,10 @@ async fn one_trace_follows_an_event_to_both_providers_and_its_retry() {
         ),
     )
     .unwrap();
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (
+        herald_tests::process::free_port(),
+        herald_tests::process::free_port(),
+    );
     let mut child = tokio::process::Command::new(HERALD)
         .arg("standalone")
         .arg("--config-dir")
@@ -134,16 +129,8 @@ async fn one_trace_follows_an_event_to_both_providers_and_its_retry() {
         .kill_on_drop(true)
         .spawn()
         .expect("start herald");
+    herald_tests::process::wait_ready(admin, "herald").await;
     let http = reqwest::Client::new();
-    herald_tests::eventually("herald is ready", || async {
-        let response = http
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 200).then_some(())
-    })
-    .await;
 
     let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
                    "severity":"error","message":"apply failed","reason":"BuildFailed","reportingController":"kustomize-controller",
@@ -189,14 +176,7 @@ async fn one_trace_follows_an_event_to_both_providers_and_its_retry() {
     }
 
     // SIGTERM flushes the spans.
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    herald_tests::process::sigterm(child.id().unwrap());
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("exits")

@@ -13,6 +13,7 @@ pub mod fake_github_comments;
 pub mod fake_gitlab;
 pub mod herald;
 pub mod nats;
+pub mod process;
 
 use std::time::Duration;
 
