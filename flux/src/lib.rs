@@ -18,8 +18,10 @@ pub mod gotime;
 pub mod matching;
 pub mod metadata;
 pub mod objects;
+pub mod provider_type;
 
 pub use event::{DecodeError, FluxEvent, InvolvedObject};
 pub use gotime::GoTime;
 pub use matching::{AlertIndex, CompiledAlert};
 pub use objects::{Alert, Object, ParseError, Provider, Secret};
+pub use provider_type::{Category, ProviderType};

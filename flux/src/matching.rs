@@ -9,7 +9,8 @@ use herald_proto::Event;
 use regex::Regex;
 
 use crate::metadata::EVENT_GROUP;
-use crate::objects::{Alert, CHANGE_REQUEST_TYPES, COMMIT_STATUS_TYPES, GENERIC_TYPES};
+use crate::objects::Alert;
+use crate::provider_type::{Category, ProviderType};
 
 /// An Alert with its regexes compiled once.
 #[derive(Debug)]
@@ -216,8 +217,11 @@ pub fn gate(
     let commit_status_update = metadata
         .get(&format!("{group}/commit_status"))
         .is_some_and(|v| v == "update");
-    let is_commit_status = COMMIT_STATUS_TYPES.contains(&provider_type);
-    if commit_status_update && !is_commit_status && !GENERIC_TYPES.contains(&provider_type) {
+    let category = provider_type
+        .parse::<ProviderType>()
+        .map_or(Category::Message, ProviderType::category);
+    let is_commit_status = category == Category::CommitStatus;
+    if commit_status_update && !is_commit_status && category != Category::Forward {
         return Gate::CommitStatusUpdateOnly;
     }
     let non_empty = |key: &str| {
@@ -232,7 +236,7 @@ pub fn gate(
     {
         return Gate::MissingCommit;
     }
-    if CHANGE_REQUEST_TYPES.contains(&provider_type) && !non_empty("change_request") {
+    if category == Category::ChangeRequest && !non_empty("change_request") {
         return Gate::MissingChangeRequest;
     }
     Gate::Send

@@ -2,6 +2,7 @@
 //! (`notification.toolkit.fluxcd.io/v1beta3`) and Kubernetes `Secret`s, parsed
 //! from multi-document YAML and checked against the CRDs' validation rules.
 
+use crate::provider_type::ProviderType;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -26,64 +27,6 @@ pub const SOURCE_KINDS: &[&str] = &[
     "OCIRepository",
     "ArtifactGenerator",
     "ExternalArtifact",
-];
-
-/// Every Provider `spec.type` the CRD accepts.
-pub const PROVIDER_TYPES: &[&str] = &[
-    "slack",
-    "discord",
-    "msteams",
-    "rocket",
-    "generic",
-    "generic-hmac",
-    "github",
-    "gitlab",
-    "gitea",
-    "giteapullrequestcomment",
-    "bitbucketserver",
-    "bitbucket",
-    "azuredevops",
-    "googlechat",
-    "googlepubsub",
-    "webex",
-    "sentry",
-    "azureeventhub",
-    "telegram",
-    "lark",
-    "matrix",
-    "opsgenie",
-    "alertmanager",
-    "grafana",
-    "githubdispatch",
-    "githubpullrequestcomment",
-    "gitlabmergerequestcomment",
-    "pagerduty",
-    "datadog",
-    "nats",
-    "zulip",
-    "otel",
-    "zoom",
-    "incident.io",
-];
-
-/// Provider types that set commit statuses.
-pub const COMMIT_STATUS_TYPES: &[&str] = &[
-    "github",
-    "gitlab",
-    "gitea",
-    "bitbucketserver",
-    "bitbucket",
-    "azuredevops",
-];
-
-/// Provider types that forward the whole event.
-pub const GENERIC_TYPES: &[&str] = &["generic", "generic-hmac"];
-
-/// Provider types that comment on pull or merge requests.
-pub const CHANGE_REQUEST_TYPES: &[&str] = &[
-    "githubpullrequestcomment",
-    "gitlabmergerequestcomment",
-    "giteapullrequestcomment",
 ];
 
 /// The default Provider timeout.
@@ -342,18 +285,28 @@ impl Provider {
         crate::duration::parse(&self.spec.timeout).unwrap_or(DEFAULT_PROVIDER_TIMEOUT)
     }
 
+    /// Its `spec.type`, when it is a Flux provider type.
+    #[must_use]
+    pub fn provider_type(&self) -> Option<ProviderType> {
+        self.spec.type_.parse().ok()
+    }
+
     fn validate(&self) -> Result<(), String> {
         let spec = &self.spec;
         if spec.type_.is_empty() {
             return Err("spec.type is required".to_owned());
         }
-        if !PROVIDER_TYPES.contains(&spec.type_.as_str()) {
+        let Some(provider_type) = self.provider_type() else {
             return Err(format!(
                 "spec.type {:?} is not a Flux provider type (one of {})",
                 spec.type_,
-                PROVIDER_TYPES.join(", ")
+                ProviderType::ALL
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
-        }
+        };
         for (field, value) in [
             ("address", &spec.address),
             ("channel", &spec.channel),
@@ -382,12 +335,15 @@ impl Provider {
                 spec.proxy
             ));
         }
-        if !spec.commit_status_expr.is_empty()
-            && !COMMIT_STATUS_TYPES.contains(&spec.type_.as_str())
-        {
+        if !spec.commit_status_expr.is_empty() && !provider_type.is_commit_status() {
             return Err(format!(
                 "spec.commitStatusExpr is only allowed for the types {}",
-                COMMIT_STATUS_TYPES.join(", ")
+                ProviderType::ALL
+                    .iter()
+                    .filter(|t| t.is_commit_status())
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         Ok(())

@@ -157,7 +157,9 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
                 ));
             }
         }
-        if herald_flux::objects::COMMIT_STATUS_TYPES.contains(&spec.type_.as_str())
+        if provider
+            .provider_type()
+            .is_some_and(|t| t.is_commit_status())
             && spec.cert_secret_ref.is_none()
         {
             resolved.ca_pem = data.get("ca.crt").cloned();

@@ -2,6 +2,8 @@
 //! says how often, how long and how fast Herald may try a destination.
 
 use std::collections::HashMap;
+
+use herald_flux::ProviderType;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -124,14 +126,12 @@ pub struct Policies {
     pace: HashMap<String, Option<Duration>>,
 }
 
-/// Slack documents about one message per second per channel.
-pub const DEFAULT_PACE: &[(&str, f64)] = &[("slack", 1.0)];
-
 // === impl Policies ===
 
 impl Policies {
     /// `default` for every type, then each override on top of it, and the
-    /// default paces ([`DEFAULT_PACE`]) replaced by `paces`.
+    /// default paces (each type's [`ProviderType::default_pace`]) replaced
+    /// by `paces`.
     #[must_use]
     pub fn new(default: RetryPolicy, overrides: &[PolicyOverride], paces: &[PaceSetting]) -> Self {
         let by_type = overrides
@@ -146,13 +146,14 @@ impl Policies {
                 (o.provider_type.clone(), policy)
             })
             .collect();
-        let mut pace: HashMap<String, Option<Duration>> = DEFAULT_PACE
+        let mut pace: HashMap<String, Option<Duration>> = ProviderType::ALL
             .iter()
-            .map(|(t, per_second)| {
-                (
-                    (*t).to_owned(),
+            .filter_map(|t| {
+                let per_second = t.default_pace()?;
+                Some((
+                    t.as_str().to_owned(),
                     Some(Duration::from_secs_f64(1.0 / per_second)),
-                )
+                ))
             })
             .collect();
         for setting in paces {

@@ -16,7 +16,12 @@ fn provider_types_name_the_six_hosts() {
         assert_eq!(host.to_string(), host.provider_type());
     }
     let types: Vec<_> = GitHost::ALL.iter().map(|h| h.provider_type()).collect();
-    assert_eq!(types, crate::objects::COMMIT_STATUS_TYPES);
+    let commit_status: Vec<_> = crate::ProviderType::ALL
+        .iter()
+        .filter(|t| t.is_commit_status())
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, commit_status);
     assert_eq!(GitHost::from_provider_type("githubdispatch"), None);
     assert_eq!(GitHost::from_provider_type("GitHub"), None);
 }
