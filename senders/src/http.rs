@@ -1,16 +1,72 @@
-//! Sends provider requests with reqwest and classifies what came back.
-//! Clients are shared per (proxy, CA, client certificate), so connections are
-//! reused across deliveries.
+//! The transport: sends requests with reqwest and hands what came back to
+//! the classifier. It knows no provider. Clients are shared per (proxy, CA,
+//! client certificate), so connections are reused across deliveries.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::classify::{self, Judge, Masker, TransportError};
 use crate::config::Resolved;
-use crate::outcome::{Outcome, classify_status, excerpt, mask, parse_retry_after};
-use crate::providers::{ProviderRequest, Validator, slack_web_api_result};
+use crate::outcome::Outcome;
 use tracing::Instrument as _;
+
+pub use crate::classify::Answer;
+
+/// A request ready to send, and how its answer is judged. Holds secrets
+/// (URL, headers): never log it.
+#[derive(Clone)]
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub judge: Judge,
+}
+
+impl Request {
+    /// A POST of `body` to `url`, judged by its status.
+    #[must_use]
+    pub fn post(url: reqwest::Url, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+        Self {
+            method: reqwest::Method::POST,
+            url,
+            headers,
+            body,
+            judge: Judge::Status,
+        }
+    }
+
+    /// The same request judged by `judge`.
+    #[must_use]
+    pub fn judged_by(mut self, judge: Judge) -> Self {
+        self.judge = judge;
+        self
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("host", &self.url.host_str())
+            .field("judge", &self.judge)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is masked in whatever is kept of an exchange with `url` for
+/// `resolved`.
+#[must_use]
+pub fn masker(resolved: &Resolved, url: &reqwest::Url) -> Masker {
+    let masker = Masker::new(resolved.secrets());
+    if resolved.address_is_secret {
+        masker.with_secret_url(url)
+    } else {
+        masker
+    }
+}
 
 /// HTTP clients by TLS and proxy settings.
 #[derive(Clone, Default)]
@@ -82,13 +138,13 @@ impl HttpSender {
         Ok(client)
     }
 
-    /// Sends `request` (a POST) and classifies the result. Error texts never
-    /// hold the URL or any secret of `resolved`.
-    pub async fn send(&self, request: ProviderRequest, resolved: &Resolved) -> Outcome {
-        let secrets = resolved.secrets();
-        let answer = match self
+    /// Sends `request` and classifies the result. Error texts never hold
+    /// the URL or any secret of `resolved`.
+    pub async fn send(&self, request: Request, resolved: &Resolved) -> Outcome {
+        let masker = masker(resolved, &request.url);
+        match self
             .call(
-                reqwest::Method::POST,
+                request.method,
                 request.url,
                 &request.headers,
                 Some(request.body),
@@ -96,31 +152,8 @@ impl HttpSender {
             )
             .await
         {
-            Ok(answer) => answer,
-            Err(outcome) => return outcome,
-        };
-        let body_excerpt = excerpt(&answer.body, &secrets);
-        match (
-            request.validator,
-            classify_status(answer.status, answer.retry_after, body_excerpt.clone()),
-        ) {
-            (Validator::SlackWebApi, Outcome::Delivered { status }) => {
-                match slack_web_api_result(&answer.body) {
-                    Ok(()) => Outcome::Delivered { status },
-                    Err((reason, true)) => Outcome::Retry {
-                        reason,
-                        status,
-                        after: answer.retry_after,
-                        body: body_excerpt,
-                    },
-                    Err((reason, false)) => Outcome::Dead {
-                        reason,
-                        status,
-                        body: body_excerpt,
-                    },
-                }
-            }
-            (_, outcome) => outcome,
+            Ok(answer) => classify::classify(&answer, request.judge, &masker, ""),
+            Err(outcome) => outcome,
         }
     }
 
@@ -139,7 +172,7 @@ impl HttpSender {
         body: Option<Vec<u8>>,
         resolved: &Resolved,
     ) -> Result<Answer, Outcome> {
-        let secrets = resolved.secrets();
+        let masker = masker(resolved, &url);
         let client = self.client_for(resolved).map_err(|reason| Outcome::Dead {
             reason,
             status: 0,
@@ -163,9 +196,10 @@ impl HttpSender {
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
-        let answer = exchange(builder, resolved, &secrets)
+        let answer = exchange(builder, resolved, &masker)
             .instrument(span.clone())
-            .await;
+            .await
+            .map_err(classify::transport);
         match &answer {
             Ok(answer) => {
                 span.record("http.response.status_code", answer.status);
@@ -183,74 +217,36 @@ impl HttpSender {
     }
 }
 
-/// What a destination answered.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    /// Its `Retry-After`, parsed.
-    pub retry_after: Option<Duration>,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: bytes::Bytes,
-}
-
 async fn exchange(
     builder: reqwest::RequestBuilder,
     resolved: &Resolved,
-    secrets: &[&str],
-) -> Result<Answer, Outcome> {
+    masker: &Masker,
+) -> Result<Answer, TransportError> {
     let response = match builder.send().await {
         Ok(response) => response,
         Err(error) => {
             let (is_builder, is_timeout) = (error.is_builder(), error.is_timeout());
-            let text = mask(&error_chain(&error.without_url()), secrets);
+            let text = masker.mask(&error_chain(&error.without_url()));
             return Err(if is_builder {
-                Outcome::Dead {
-                    reason: format!("cannot build the request: {text}"),
-                    status: 0,
-                    body: String::new(),
-                }
+                TransportError::Build(text)
             } else if is_timeout {
-                Outcome::Retry {
-                    reason: format!(
-                        "no answer within the Provider timeout of {:?}",
-                        resolved.timeout
-                    ),
-                    status: 0,
-                    after: None,
-                    body: String::new(),
-                }
+                TransportError::Timeout(resolved.timeout)
             } else {
-                Outcome::Retry {
-                    reason: format!("request failed: {text}"),
-                    status: 0,
-                    after: None,
-                    body: String::new(),
-                }
+                TransportError::Failed(text)
             });
         }
     };
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
     let headers = response.headers().clone();
     match response.bytes().await {
         Ok(body) => Ok(Answer {
             status,
-            retry_after,
             headers,
             body,
         }),
-        Err(error) => Err(Outcome::Retry {
-            reason: format!(
-                "cannot read the answer ({status}): {}",
-                mask(&error_chain(&error.without_url()), secrets)
-            ),
+        Err(error) => Err(TransportError::Body {
             status,
-            after: retry_after,
-            body: String::new(),
+            error: masker.mask(&error_chain(&error.without_url())),
         }),
     }
 }

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod config;
 pub mod dlq;
 pub mod http;

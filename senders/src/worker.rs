@@ -22,7 +22,7 @@ use crate::ordering::{self, Order, StatusOrder};
 use crate::outcome::Outcome;
 use crate::pacing::{self, Pacer, Turn};
 use crate::policy::{Policies, RetryPolicy};
-use crate::providers::{self, Prepared};
+use crate::providers::{self, Input, Plan};
 
 /// Retry, pacing and concurrency settings, resolved.
 #[derive(Debug, Clone)]
@@ -356,12 +356,17 @@ impl Worker {
             )
             .map_err(|e| e.to_string())
         };
-        let prepared = match providers::prepare(&resolved, &event, identifier) {
+        let planned = providers::plan(&Input {
+            event: &event,
+            resolved: &resolved,
+            identifier: &identifier,
+        });
+        let prepared = match planned {
             Ok(prepared) => prepared,
-            Err(reason) => return dead(reason),
+            Err(error) => return dead(error.to_string()),
         };
         drop(snapshot);
-        if let Prepared::Skip(why) = prepared {
+        if let Plan::Skip(why) = prepared {
             tracing::debug!(delivery.id = %delivery.id, why, "Nothing to send for this event.");
             return Step::Skipped;
         }
@@ -388,11 +393,11 @@ impl Worker {
         }
         let started = tokio::time::Instant::now();
         let outcome = match prepared {
-            Prepared::Http(request) => {
+            Plan::Request(request) => {
                 let send = self.http.send(request, &resolved);
                 with_progress(message, self.settings.ack_wait, send).await
             }
-            Prepared::CommitStatus(plan) => {
+            Plan::CommitStatus(plan) => {
                 let key = ordering::status_key(&plan.repository, &plan.sha, &plan.identifier);
                 let event_time = delivery
                     .event
@@ -415,11 +420,11 @@ impl Worker {
                 let write = plan.write.apply(&self.http, &resolved);
                 with_progress(message, self.settings.ack_wait, write).await
             }
-            Prepared::Exchange(exchange) => {
+            Plan::Exchange(exchange) => {
                 let run = exchange.run(&self.http, &resolved);
                 with_progress(message, self.settings.ack_wait, run).await
             }
-            Prepared::Skip(_) => unreachable!("skips return early"),
+            Plan::Skip(_) => unreachable!("skips return early"),
         };
         self.metrics
             .provider_request_duration

@@ -3,20 +3,29 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{ProviderRequest, Validator, parse_address};
+use super::shared::{json_content, parse_address};
+use super::{Input, Plan, Provider, ProviderError};
 use crate::config::Resolved;
+use crate::http::Request;
 use herald_flux::FluxEvent;
 
+/// `generic`, or `generic-hmac` with `hmac`.
+pub(super) struct Generic {
+    pub hmac: bool,
+}
+
+impl Provider for Generic {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        build(input.resolved, input.event, self.hmac).map(Plan::Request)
+    }
+}
+
 /// Builds the generic request; with `hmac`, signs the body with the token.
-pub(super) fn build(
-    resolved: &Resolved,
-    event: &FluxEvent,
-    hmac: bool,
-) -> Result<ProviderRequest, String> {
+fn build(resolved: &Resolved, event: &FluxEvent, hmac: bool) -> Result<Request, ProviderError> {
     let url = parse_address(resolved, &resolved.provider_type)?;
     let body = event.to_go_json();
     let mut headers = vec![
-        ("Content-Type".to_owned(), "application/json".to_owned()),
+        json_content(),
         (
             "gotk-component".to_owned(),
             event.reporting_controller.clone(),
@@ -28,23 +37,19 @@ pub(super) fn build(
     }
     if hmac {
         if resolved.token.is_empty() {
-            return Err(
-                "generic-hmac: HMAC key is empty: set token in the Provider's Secret".into(),
-            );
+            return Err(ProviderError::missing(
+                "generic-hmac",
+                "HMAC key is empty: set token in the Provider's Secret",
+            ));
         }
         let mut mac = Hmac::<Sha256>::new_from_slice(resolved.token.as_bytes())
-            .map_err(|e| format!("generic-hmac: {e}"))?;
+            .map_err(|e| ProviderError::invalid("generic-hmac", e.to_string()))?;
         mac.update(&body);
         let signature = hex::encode(mac.finalize().into_bytes());
         headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case("X-Signature"));
         headers.push(("X-Signature".to_owned(), format!("sha256={signature}")));
     }
-    Ok(ProviderRequest {
-        url,
-        headers,
-        body,
-        validator: Validator::Status,
-    })
+    Ok(Request::post(url, headers, body))
 }
 
 #[cfg(test)]
@@ -103,6 +108,7 @@ mod tests {
             build(&no_key, &event, true)
                 .err()
                 .unwrap()
+                .to_string()
                 .contains("HMAC key is empty")
         );
     }

@@ -3,8 +3,10 @@
 
 use serde::Serialize;
 
-use super::{ProviderRequest, Validator, object_name, parse_address};
+use super::shared::{basic, bearer, json_content, object_name, parse_address};
+use super::{Input, Plan, Provider, ProviderError};
 use crate::config::Resolved;
+use crate::http::Request;
 use herald_flux::FluxEvent;
 
 /// Go's `time.Time{}.Unix()`: the `when` of an event without a timestamp.
@@ -17,8 +19,17 @@ struct Annotation {
     tags: Vec<String>,
 }
 
+/// `grafana`.
+pub(super) struct Grafana;
+
+impl Provider for Grafana {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        build(input.resolved, input.event).map(Plan::Request)
+    }
+}
+
 /// Builds the annotation request.
-pub(super) fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRequest, String> {
+fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Request, ProviderError> {
     let url = parse_address(resolved, "grafana")?;
     let bar = |s: &str| s.replace(':', "|");
     let o = &event.involved_object;
@@ -39,31 +50,20 @@ pub(super) fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRe
         text: object_name(event),
         tags,
     };
-    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    let mut headers = vec![json_content()];
     if !resolved.token.is_empty() {
-        headers.push((
-            "Authorization".to_owned(),
-            format!("Bearer {}", resolved.token),
-        ));
+        headers.push(("Authorization".to_owned(), bearer(&resolved.token)));
     } else if !resolved.username.is_empty() && !resolved.password.is_empty() {
-        let pair = format!("{}:{}", resolved.username, resolved.password);
         headers.push((
             "Authorization".to_owned(),
-            format!("Basic {}", base64(pair.as_bytes())),
+            basic(&resolved.username, &resolved.password),
         ));
     }
-    Ok(ProviderRequest {
+    Ok(Request::post(
         url,
         headers,
-        body: herald_flux::gojson::to_vec(&annotation),
-        validator: Validator::Status,
-    })
-}
-
-/// Standard base64 with padding, for the basic-auth header.
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+        herald_flux::gojson::to_vec(&annotation),
+    ))
 }
 
 #[cfg(test)]
@@ -125,8 +125,8 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_slice(&build(&resolved, &no_time).unwrap().body).unwrap();
         assert_eq!(body["when"], GO_ZERO_TIME_UNIX);
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
+        assert_eq!(crate::providers::shared::base64(b"a"), "YQ==");
+        assert_eq!(crate::providers::shared::base64(b"ab"), "YWI=");
+        assert_eq!(crate::providers::shared::base64(b"abc"), "YWJj");
     }
 }

@@ -1,58 +1,62 @@
-//! One module per provider type, each turning a delivery into the HTTP request
-//! the destination expects (flux-providers §4). A new type is one module and
-//! one line in [`build`].
+//! The provider contract. A provider turns its [`Input`] (the event after
+//! the metadata rules, the resolved Provider and Secret values) into a
+//! [`Plan`]: nothing to send (with why), one request and how its answer is
+//! judged, a commit status, or a multi-step exchange. [`registry`] maps every
+//! Flux provider type to its provider, exhaustively; the transport
+//! ([`crate::http`]) sends requests and the classifier
+//! ([`crate::classify`]) judges answers, so a provider only builds.
+//!
+//! Adding a type: its module (a unit struct implementing [`Provider`]), one
+//! line in [`registry`], its fake in `tests/`, one row in its category's
+//! table test, and its row in the README.
 
-mod azure_devops;
-mod bitbucket;
-mod bitbucket_server;
 mod generic;
-mod git_http;
-mod gitea;
-mod github;
-mod github_dispatch;
-mod gitlab;
+mod git;
 mod grafana;
-mod pull_request_comment;
+mod shared;
 mod slack;
-
-use herald_flux::FluxEvent;
 
 use std::future::Future;
 use std::pin::Pin;
 
+use herald_flux::{FluxEvent, ProviderType};
+
 use crate::config::Resolved;
-use crate::http::HttpSender;
+use crate::http::{HttpSender, Request};
 use crate::outcome::Outcome;
 
-pub(crate) use slack::web_api_result as slack_web_api_result;
-
-/// How a response is judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Validator {
-    /// Any 2xx is success.
-    Status,
-    /// Slack's Web API: a 2xx whose JSON body has `"ok": true`.
-    SlackWebApi,
+/// What a provider builds from.
+pub struct Input<'a> {
+    /// The event, with the Alert's metadata merged in.
+    pub event: &'a FluxEvent,
+    /// The Provider and its Secrets' values.
+    pub resolved: &'a Resolved,
+    /// The commit status identifier (its `commitStatusExpr`, evaluated only
+    /// when a commit-status provider asks).
+    pub identifier: &'a dyn Fn() -> Result<String, String>,
 }
 
-/// A request ready to send. Holds secrets (URL, headers): never log it.
-pub struct ProviderRequest {
-    pub url: reqwest::Url,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub validator: Validator,
+impl Input<'_> {
+    /// The commit status identifier.
+    ///
+    /// # Errors
+    ///
+    /// When `commitStatusExpr` cannot be evaluated.
+    pub fn identifier(&self) -> Result<String, ProviderError> {
+        (self.identifier)().map_err(ProviderError::Identifier)
+    }
 }
 
 /// What a delivery turns into.
-pub enum Prepared {
+pub enum Plan {
+    /// Nothing to send, on purpose (e.g. a `Progressing` event for a git host).
+    Skip(&'static str),
     /// One request.
-    Http(ProviderRequest),
+    Request(Request),
     /// A commit status, written only if no newer event's status was.
     CommitStatus(CommitStatusPlan),
-    /// Nothing to send, on purpose (a `Progressing` event for a git host).
-    Skip(&'static str),
-    /// Several requests to one host run as one attempt (a repository
-    /// dispatch, a change-request comment).
+    /// Several requests run as one attempt (a repository dispatch, a
+    /// change-request comment).
     Exchange(Box<dyn Exchange>),
 }
 
@@ -67,7 +71,7 @@ pub struct CommitStatusPlan {
     pub write: Box<dyn StatusWrite>,
 }
 
-/// The future a [`StatusWrite`] returns.
+/// The future a [`StatusWrite`] or [`Exchange`] returns.
 pub type Writing<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
 /// How one git host writes a planned status: read the current one, skip an
@@ -77,96 +81,123 @@ pub trait StatusWrite: Send + Sync {
     fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
 }
 
-/// A planned exchange with a git host that is not a commit status: its
-/// requests and how their answers are judged. Holds a token: never log it.
+/// A planned exchange of several requests: its requests and how their
+/// answers are judged. Holds a token: never log it.
 pub trait Exchange: Send + Sync {
     /// Runs the requests; the outcome of the attempt.
     fn run<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
 }
 
-/// Turns a delivery into what to send. `identifier` computes the commit
-/// status identifier of commit-status Providers (it may fail: a bad
-/// `commitStatusExpr`).
-///
-/// # Errors
-///
-/// Why this Provider cannot send, for the dead letter.
-pub fn prepare(
-    resolved: &Resolved,
-    event: &FluxEvent,
-    identifier: impl FnOnce() -> Result<String, String>,
-) -> Result<Prepared, String> {
-    let status = |plan: Option<CommitStatusPlan>| match plan {
-        Some(plan) => Prepared::CommitStatus(plan),
-        None => Prepared::Skip("progressing"),
-    };
-    match resolved.provider_type.as_str() {
-        "github" => Ok(status(github::plan(resolved, event, identifier()?)?)),
-        "bitbucket" => Ok(status(bitbucket::plan(resolved, event, identifier()?)?)),
-        "bitbucketserver" => Ok(status(bitbucket_server::plan(
-            resolved,
-            event,
-            identifier()?,
-        )?)),
-        "azuredevops" => Ok(status(azure_devops::plan(resolved, event, identifier()?)?)),
-        "gitlab" => Ok(status(gitlab::plan(resolved, event, identifier()?)?)),
-        "gitea" => Ok(status(gitea::plan(resolved, event, identifier()?)?)),
-        "githubdispatch" => github_dispatch::plan(resolved, event).map(Prepared::Exchange),
-        "githubpullrequestcomment" | "gitlabmergerequestcomment" | "giteapullrequestcomment" => {
-            pull_request_comment::plan(resolved, event).map(Prepared::Exchange)
+/// A provider type's builder.
+pub trait Provider: Sync {
+    /// What to send for `input`.
+    ///
+    /// # Errors
+    ///
+    /// Why this Provider cannot send, for the dead letter.
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError>;
+}
+
+/// Why a Provider cannot send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// A Flux type Herald does not send yet.
+    #[error("provider type {0:?} is not supported by this version of Herald")]
+    Unsupported(String),
+    /// No address where one is needed.
+    #[error("{what}: no address: set spec.address or the Secret's address")]
+    NoAddress { what: String },
+    /// An address that is not an absolute http(s) URL.
+    #[error("{what}: invalid address {shown}: {reason}")]
+    BadAddress {
+        what: String,
+        /// The address as logs may show it.
+        shown: String,
+        reason: String,
+    },
+    /// A required setting is empty.
+    #[error("{what}: {missing}")]
+    Missing { what: String, missing: String },
+    /// A setting has a value the type cannot use.
+    #[error("{what}: {problem}")]
+    Invalid { what: String, problem: String },
+    /// The commit status identifier (`commitStatusExpr`) failed.
+    #[error("{0}")]
+    Identifier(String),
+}
+
+impl ProviderError {
+    /// A required setting of `what` is empty; `missing` says which.
+    pub fn missing(what: impl Into<String>, missing: impl Into<String>) -> Self {
+        Self::Missing {
+            what: what.into(),
+            missing: missing.into(),
         }
-        _ => build(resolved, event).map(Prepared::Http),
+    }
+
+    /// A setting of `what` cannot be used; `problem` says why.
+    pub fn invalid(what: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            what: what.into(),
+            problem: problem.into(),
+        }
     }
 }
 
-/// The dead outcome of an address that gives no valid API URL.
-fn invalid_url(resolved: &Resolved) -> Outcome {
-    Outcome::Dead {
-        reason: format!(
-            "{}: the address {} gives no valid API URL",
-            resolved.provider_type,
-            resolved.address_for_logs()
-        ),
-        status: 0,
-        body: String::new(),
-    }
+/// The provider of each Flux type; `None` for the types Herald does not
+/// send yet. Exhaustive: a new [`ProviderType`] must be decided here.
+#[must_use]
+pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
+    use ProviderType as T;
+    Some(match provider_type {
+        T::Slack => &slack::Slack,
+        T::Generic => &generic::Generic { hmac: false },
+        T::GenericHmac => &generic::Generic { hmac: true },
+        T::GitHub => &git::github::GitHub,
+        T::GitLab => &git::gitlab::GitLab,
+        T::Gitea => &git::gitea::Gitea,
+        T::Bitbucket => &git::bitbucket::Bitbucket,
+        T::BitbucketServer => &git::bitbucket_server::BitbucketServer,
+        T::AzureDevOps => &git::azure_devops::AzureDevOps,
+        T::GitHubDispatch => &git::github_dispatch::GitHubDispatch,
+        T::GitHubPullRequestComment | T::GitLabMergeRequestComment | T::GiteaPullRequestComment => {
+            &git::pull_request_comment::PullRequestComment
+        }
+        T::Grafana => &grafana::Grafana,
+        T::Discord
+        | T::MsTeams
+        | T::Rocket
+        | T::GoogleChat
+        | T::Webex
+        | T::Telegram
+        | T::Lark
+        | T::Matrix
+        | T::Zulip
+        | T::Zoom
+        | T::IncidentIo
+        | T::GooglePubSub
+        | T::Sentry
+        | T::AzureEventHub
+        | T::Opsgenie
+        | T::Alertmanager
+        | T::PagerDuty
+        | T::Datadog
+        | T::Nats
+        | T::Otel => return None,
+    })
 }
 
-/// Builds the request for `event` (already merged for its Alert).
+/// Plans what to send for `input` with its type's provider.
 ///
 /// # Errors
 ///
 /// Why this Provider cannot send, for the dead letter.
-pub fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRequest, String> {
-    match resolved.provider_type.as_str() {
-        "slack" => slack::build(resolved, event),
-        "generic" => generic::build(resolved, event, false),
-        "generic-hmac" => generic::build(resolved, event, true),
-        "grafana" => grafana::build(resolved, event),
-        other => Err(format!(
-            "provider type {other:?} is not supported by this version of Herald"
-        )),
-    }
-}
-
-/// Parses a Provider address that must be an absolute http(s) URL.
-fn parse_address(resolved: &Resolved, what: &str) -> Result<reqwest::Url, String> {
-    let shown = resolved.address_for_logs();
-    if resolved.address.is_empty() {
-        return Err(format!(
-            "{what}: no address: set spec.address or the Secret's address"
-        ));
-    }
-    let url = reqwest::Url::parse(&resolved.address)
-        .map_err(|e| format!("{what}: invalid address {shown}: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("{what}: address {shown} must be http or https"));
-    }
-    Ok(url)
-}
-
-/// `lower(kind)/name.namespace`, the object name most chat providers show.
-fn object_name(event: &FluxEvent) -> String {
-    let o = &event.involved_object;
-    format!("{}/{}.{}", o.kind.to_lowercase(), o.name, o.namespace)
+pub fn plan(input: &Input<'_>) -> Result<Plan, ProviderError> {
+    let provider_type = &input.resolved.provider_type;
+    provider_type
+        .parse::<ProviderType>()
+        .ok()
+        .and_then(registry)
+        .ok_or_else(|| ProviderError::Unsupported(provider_type.clone()))?
+        .plan(input)
 }

@@ -3,9 +3,21 @@
 
 use serde::Serialize;
 
-use super::{ProviderRequest, Validator, object_name, parse_address};
+use super::shared::{bearer, is_error, json_content, object_name, parse_address};
+use super::{Input, Plan, Provider, ProviderError};
+use crate::classify::Judge;
 use crate::config::Resolved;
+use crate::http::Request;
 use herald_flux::FluxEvent;
+
+/// `slack`.
+pub(super) struct Slack;
+
+impl Provider for Slack {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        build(input.resolved, input.event).map(Plan::Request)
+    }
+}
 
 #[derive(Serialize)]
 struct Payload<'a> {
@@ -34,7 +46,7 @@ struct Field<'a> {
 }
 
 /// Builds the Slack request.
-pub(super) fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRequest, String> {
+fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Request, ProviderError> {
     let url = parse_address(resolved, "slack")?;
     let object = object_name(event);
     let first_line = event.message.lines().next().unwrap_or_default();
@@ -50,11 +62,7 @@ pub(super) fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRe
         icon_emoji: "",
         attachments: [Attachment {
             fallback: format!("{object}: {first_line}"),
-            color: if event.severity == "error" {
-                "danger"
-            } else {
-                "good"
-            },
+            color: if is_error(event) { "danger" } else { "good" },
             author_name: object,
             text: &event.message,
             mrkdwn_in: ["text"],
@@ -69,54 +77,18 @@ pub(super) fn build(resolved: &Resolved, event: &FluxEvent) -> Result<ProviderRe
                 .collect(),
         }],
     };
-    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    let mut headers = vec![json_content()];
     if !resolved.token.is_empty() {
-        headers.push((
-            "Authorization".to_owned(),
-            format!("Bearer {}", resolved.token),
-        ));
+        headers.push(("Authorization".to_owned(), bearer(&resolved.token)));
     }
     // Flux validates the Web API answer only for the exact slack.com URL;
     // Herald does it for any chat.postMessage endpoint (Slack-compatible servers too).
-    let validator = if url.path().ends_with("/api/chat.postMessage") {
-        Validator::SlackWebApi
+    let judge = if url.path().ends_with("/api/chat.postMessage") {
+        Judge::SlackWebApi
     } else {
-        Validator::Status
+        Judge::Status
     };
-    Ok(ProviderRequest {
-        url,
-        headers,
-        body: herald_flux::gojson::to_vec(&payload),
-        validator,
-    })
-}
-
-/// Judges a Web API answer: `Ok(())` when `ok` is true, else the error and
-/// whether it is worth retrying.
-pub(crate) fn web_api_result(body: &[u8]) -> Result<(), (String, bool)> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        ok: bool,
-        #[serde(default)]
-        error: String,
-    }
-    let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| (format!("unable to read Slack's answer: {e}"), true))?;
-    if answer.ok {
-        return Ok(());
-    }
-    let transient = matches!(
-        answer.error.as_str(),
-        "ratelimited"
-            | "internal_error"
-            | "fatal_error"
-            | "service_unavailable"
-            | "request_timeout"
-    );
-    Err((
-        format!("Slack responded with error: {}", answer.error),
-        transient,
-    ))
+    Ok(Request::post(url, headers, herald_flux::gojson::to_vec(&payload)).judged_by(judge))
 }
 
 #[cfg(test)]
@@ -143,7 +115,7 @@ mod tests {
             ..Resolved::default()
         };
         let request = build(&resolved, &event()).unwrap();
-        assert_eq!(request.validator, Validator::Status);
+        assert_eq!(request.judge, Judge::Status);
         assert_eq!(
             String::from_utf8(request.body).unwrap(),
             concat!(
@@ -171,7 +143,7 @@ mod tests {
         e.severity = "info".into();
         e.metadata.clear();
         let request = build(&resolved, &e).unwrap();
-        assert_eq!(request.validator, Validator::SlackWebApi);
+        assert_eq!(request.judge, Judge::SlackWebApi);
         assert!(
             request
                 .headers
@@ -180,24 +152,6 @@ mod tests {
         let body = String::from_utf8(request.body).unwrap();
         assert!(body.starts_with(r#"{"channel":"C123","username":"flux""#));
         assert!(body.contains(r#""color":"good""#) && body.contains(r#""fields":[]"#));
-    }
-
-    #[test]
-    fn web_api_answers_are_judged() {
-        assert_eq!(web_api_result(br#"{"ok":true}"#), Ok(()));
-        assert_eq!(
-            web_api_result(br#"{"ok":false,"error":"channel_not_found"}"#),
-            Err((
-                "Slack responded with error: channel_not_found".into(),
-                false
-            ))
-        );
-        assert!(
-            web_api_result(br#"{"ok":false,"error":"ratelimited"}"#)
-                .unwrap_err()
-                .1
-        );
-        assert!(web_api_result(b"<html>").unwrap_err().1);
     }
 
     #[test]
@@ -210,6 +164,7 @@ mod tests {
             build(&resolved, &event())
                 .err()
                 .unwrap()
+                .to_string()
                 .contains("no address")
         );
         resolved.address = "ftp://x".into();
@@ -217,6 +172,7 @@ mod tests {
             build(&resolved, &event())
                 .err()
                 .unwrap()
+                .to_string()
                 .contains("must be http or https")
         );
     }

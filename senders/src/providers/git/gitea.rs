@@ -11,18 +11,34 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::git_http::{self, StatusCalls};
-use super::{CommitStatusPlan, StatusWrite, Writing};
+use super::StatusCalls;
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::shared::path_escape;
+use crate::providers::{
+    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
+};
+
+/// `gitea`.
+pub(in crate::providers) struct Gitea;
+
+impl Provider for Gitea {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        super::commit_status(
+            input.resolved,
+            plan(input.resolved, input.event, identifier),
+        )
+    }
+}
 
 /// Plans the status of `event` (Gitea gets one for every event).
 ///
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-pub(super) fn plan(
+fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,
@@ -44,7 +60,7 @@ fn status(
     identifier: &str,
 ) -> Result<Option<(String, GiteaStatus)>, String> {
     // The notifier's constructor checks come first, as in Flux.
-    let token = git_http::token(resolved, "gitea token cannot be empty")?;
+    let token = super::token(resolved, "gitea token cannot be empty")?;
     let address = git::parse_git_address(&resolved.address).map_err(|e| e.to_string())?;
     let (owner, repo) = address
         .owner_repo(GitHost::Gitea)
@@ -61,8 +77,8 @@ fn status(
         format!("{}/{owner}/{repo}", address.scheme_host),
         GiteaStatus {
             api: format!("{}/api/v1/", address.scheme_host),
-            owner: git_http::path_escape(owner),
-            repo: git_http::path_escape(repo),
+            owner: path_escape(owner),
+            repo: path_escape(repo),
             sha,
             token,
             state: state.as_str(GitHost::Gitea),
@@ -149,7 +165,7 @@ impl GiteaStatus {
             sha,
             ..
         } = self;
-        let sha = git_http::path_escape(sha);
+        let sha = path_escape(sha);
         StatusCalls {
             list: format!("{api}repos/{owner}/{repo}/commits/{sha}/statuses?limit=50&page=1"),
             list_headers: headers,
@@ -171,7 +187,7 @@ impl GiteaStatus {
 async fn apply(http: &HttpSender, resolved: &Resolved, status: &GiteaStatus) -> Outcome {
     let headers = headers(&status.token);
     let calls = status.calls(&headers);
-    git_http::list_then_create(http, resolved, calls, |listed| status.written(listed)).await
+    super::list_then_create(http, resolved, calls, |listed| status.written(listed)).await
 }
 
 #[cfg(test)]

@@ -1,50 +1,102 @@
-//! What the git hosts' commit-status providers share: the token, Go's
-//! escaping of path segments and query values, the list-then-create exchange
-//! (flux-providers §7.1 steps 6 and 7), and how a host's non-2xx answer is
-//! classified.
+//! The git hosts: commit statuses (`github`, `gitlab`, `gitea`, `bitbucket`,
+//! `bitbucketserver`, `azuredevops`), `githubdispatch`, and change-request
+//! comments. What they share is here: the commit-status preamble (plan or
+//! skip), the list-then-create exchange (flux-providers §7.1 steps 6 and 7),
+//! GitHub's headers and JSON, and how a host's answer is judged.
 
+pub(super) mod azure_devops;
+pub(super) mod bitbucket;
+pub(super) mod bitbucket_server;
+pub(super) mod gitea;
+pub(super) mod github;
+pub(super) mod github_dispatch;
+pub(super) mod gitlab;
+pub(super) mod pull_request_comment;
+
+use serde::Serialize;
+
+use super::{CommitStatusPlan, Plan, ProviderError};
+use crate::classify::{self, Judge, Masker};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender};
 use crate::outcome::Outcome;
+
+/// A commit-status provider's plan: `None` (a `Progressing` event) sends
+/// nothing; a host module's error names the type.
+fn commit_status(
+    resolved: &Resolved,
+    planned: Result<Option<CommitStatusPlan>, String>,
+) -> Result<Plan, ProviderError> {
+    match planned {
+        Ok(Some(plan)) => Ok(Plan::CommitStatus(plan)),
+        Ok(None) => Ok(Plan::Skip("progressing")),
+        Err(problem) => Err(ProviderError::invalid(&resolved.provider_type, problem)),
+    }
+}
+
+/// A host module's error for the dead letter.
+fn unusable(resolved: &Resolved, problem: String) -> ProviderError {
+    ProviderError::invalid(&resolved.provider_type, problem)
+}
+
+/// The dead outcome of an address that gives no valid API URL.
+fn invalid_url(resolved: &Resolved) -> Outcome {
+    Outcome::Dead {
+        reason: format!(
+            "{}: the address {} gives no valid API URL",
+            resolved.provider_type,
+            resolved.address_for_logs()
+        ),
+        status: 0,
+        body: String::new(),
+    }
+}
+
+/// The Secret's `token`, else its `password`; `empty` when both are empty.
+fn token(resolved: &Resolved, empty: &str) -> Result<String, String> {
+    super::shared::token_or_password(resolved, &resolved.provider_type)
+        .map_err(|_| empty.to_owned())
+}
 
 /// The Secret's `token`, else its `password`.
 ///
 /// # Errors
 ///
-/// `empty` when both are empty.
-pub(super) fn token(resolved: &Resolved, empty: &str) -> Result<String, String> {
-    let token = if resolved.token.is_empty() {
-        &resolved.password
-    } else {
-        &resolved.token
-    };
-    if token.is_empty() {
-        return Err(empty.to_owned());
-    }
-    Ok(token.clone())
+/// When both are empty.
+fn api_token(resolved: &Resolved, kind: &str) -> Result<String, String> {
+    token(
+        resolved,
+        &format!(
+            "{kind}: token must be specified in the Provider's Secret (token, or password; GitHub App keys are not supported)"
+        ),
+    )
 }
 
-/// Go's `url.PathEscape` (one path segment: `/` is escaped).
-pub(super) fn path_escape(segment: &str) -> String {
-    // `gitlab_path_escape` is `url.PathEscape` with `.` then written `%2E`;
-    // a `%` of the input is escaped as `%25`, so every `%2E` is such a dot.
-    herald_flux::git::gitlab_path_escape(segment).replace("%2E", ".")
+/// GitHub's headers on every call (flux-providers §7.6).
+fn github_headers(token: &str, with_body: bool) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("Authorization".to_owned(), super::shared::bearer(token)),
+        (
+            "Accept".to_owned(),
+            "application/vnd.github.v3+json".to_owned(),
+        ),
+        ("X-GitHub-Api-Version".to_owned(), "2022-11-28".to_owned()),
+    ];
+    if with_body {
+        headers.push(super::shared::json_content());
+    }
+    headers
 }
 
-/// Go's `url.QueryEscape`: unreserved bytes kept, space as `+`, the rest
-/// `%XX`.
-pub(super) fn query_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+/// JSON as go-github's encoder writes it: no HTML escaping, U+2028 and
+/// U+2029 escaped, a trailing newline.
+fn github_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let mut text = text
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029");
+    text.push('\n');
+    text.into_bytes()
 }
 
 /// The requests of one commit status: the list, and the create made unless
@@ -95,7 +147,7 @@ pub(super) async fn list_then_create(
         reqwest::Url::parse(&calls.list),
         reqwest::Url::parse(&calls.create),
     ) else {
-        return super::invalid_url(resolved);
+        return invalid_url(resolved);
     };
     let answer = match http
         .call(
@@ -129,90 +181,15 @@ pub(super) async fn list_then_create(
     .await
 }
 
-/// The JSON `message` (else `error`) of a host's error answer, masked.
-fn host_message(answer: &Answer, secrets: &[&str]) -> String {
-    let parsed: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
-    // Bitbucket Server: errors[].message; Bitbucket Cloud: error.message;
-    // GitHub, GitLab, Gitea, Azure DevOps: message (GitLab: or error).
-    let message = if let Some(errors) = parsed.get("errors").and_then(|e| e.as_array()) {
-        let messages: Vec<String> = errors.iter().filter_map(|e| text(&e["message"])).collect();
-        messages.join("; ")
-    } else {
-        match parsed.get("message").or_else(|| parsed.get("error")) {
-            Some(serde_json::Value::String(text)) => text.clone(),
-            Some(serde_json::Value::Object(error)) => error
-                .get("message")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            Some(serde_json::Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        }
-    };
-    crate::outcome::mask(&message, secrets)
-}
-
-/// A non-2xx git host answer. Rate limits (429, or 403 with no requests
-/// left or a rate-limit message) are retried after the host's `Retry-After`,
-/// else its reset time (`X-RateLimit-Reset` of GitHub and Gitea,
-/// `RateLimit-Reset` of GitLab; Unix seconds), else a minute; 5xx (but 501)
-/// and 408 are retried; other answers are dead. The reason carries `what`,
-/// the status and the host's message.
-pub(super) fn classify(answer: &Answer, resolved: &Resolved, what: &str) -> Outcome {
-    let secrets = resolved.secrets();
-    let body = crate::outcome::excerpt(&answer.body, &secrets);
-    let message = host_message(answer, &secrets);
-    let header = |name: &str| {
-        answer
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let exhausted = ["x-ratelimit-remaining", "ratelimit-remaining"]
-        .iter()
-        .any(|name| header(name).as_deref() == Some("0"));
-    let status = answer.status;
-    let rate_limited = status == 429
-        || (status == 403 && (exhausted || message.to_ascii_lowercase().contains("rate limit")));
-    let reason = if message.is_empty() {
-        format!("{what}: destination answered {status}")
-    } else {
-        format!("{what}: destination answered {status}: {message}")
-    };
-    if rate_limited {
-        let reset = header("x-ratelimit-reset")
-            .or_else(|| header("ratelimit-reset"))
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(|epoch| {
-                let wait = epoch - jiff::Timestamp::now().as_second();
-                std::time::Duration::from_secs(u64::try_from(wait).unwrap_or(0))
-            });
-        return Outcome::Retry {
-            reason,
-            status,
-            after: answer
-                .retry_after
-                .or(reset)
-                .or(Some(std::time::Duration::from_secs(60))),
-            body,
-        };
-    }
-    match crate::outcome::classify_status(status, answer.retry_after, body) {
-        Outcome::Retry { after, body, .. } => Outcome::Retry {
-            reason,
-            status,
-            after,
-            body,
-        },
-        Outcome::Dead { body, .. } => Outcome::Dead {
-            reason,
-            status,
-            body,
-        },
-        delivered => delivered,
-    }
+/// A git host's answer: delivered on 2xx, else judged as a git host's
+/// (rate limits, the host's message), the reason starting with `what`.
+fn classify(answer: &Answer, resolved: &Resolved, what: &str) -> Outcome {
+    classify::classify(
+        answer,
+        Judge::GitHost,
+        &Masker::new(resolved.secrets()),
+        what,
+    )
 }
 
 #[cfg(test)]
@@ -226,13 +203,8 @@ mod tests {
         for (k, v) in headers {
             map.insert(*k, v.parse().unwrap());
         }
-        let retry_after = map
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::outcome::parse_retry_after(v, jiff::Timestamp::now()));
         Answer {
             status,
-            retry_after,
             headers: map,
             body: bytes::Bytes::from(body.to_owned()),
         }
@@ -240,6 +212,7 @@ mod tests {
 
     #[test]
     fn escaping_is_go_s() {
+        use crate::providers::shared::{path_escape, query_escape};
         assert_eq!(path_escape("my org"), "my%20org");
         assert_eq!(path_escape("a.b/c%"), "a.b%2Fc%25");
         assert_eq!(

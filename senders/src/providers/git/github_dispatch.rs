@@ -7,18 +7,29 @@
 use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 
-use super::pull_request_comment::{github_headers, github_json, token};
-use super::{Exchange, Writing};
+use super::{api_token as token, github_headers, github_json};
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::{Exchange, Input, Plan, Provider, ProviderError, Writing};
+
+/// `githubdispatch`.
+pub(in crate::providers) struct GitHubDispatch;
+
+impl Provider for GitHubDispatch {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        plan(input.resolved, input.event)
+            .map(Plan::Exchange)
+            .map_err(|problem| super::unusable(input.resolved, problem))
+    }
+}
 
 /// Plans the dispatch of `event`.
 ///
 /// # Errors
 ///
 /// Why this Provider cannot dispatch (dead letter).
-pub(super) fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Box<dyn Exchange>, String> {
+fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Box<dyn Exchange>, String> {
     Ok(Box::new(dispatch(resolved, event)?))
 }
 
@@ -64,7 +75,7 @@ async fn run(http: &HttpSender, resolved: &Resolved, dispatch: &Dispatch) -> Out
     let Ok(url) = reqwest::Url::parse(&dispatch.url) else {
         return super::invalid_url(resolved);
     };
-    super::git_http::post(
+    super::post(
         http,
         resolved,
         url,

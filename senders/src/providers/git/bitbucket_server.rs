@@ -12,10 +12,27 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::{CommitStatusPlan, StatusWrite, Writing};
+use super::classify;
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::shared::basic;
+use crate::providers::{
+    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
+};
+
+/// `bitbucketserver`.
+pub(in crate::providers) struct BitbucketServer;
+
+impl Provider for BitbucketServer {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        super::commit_status(
+            input.resolved,
+            plan(input.resolved, input.event, identifier),
+        )
+    }
+}
 
 /// Plans the status of `event`, or `None` when Bitbucket Server gets none
 /// (a `Progressing` event).
@@ -23,7 +40,7 @@ use crate::outcome::Outcome;
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-pub(super) fn plan(
+fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,
@@ -178,7 +195,7 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &ServerStatus) ->
                         "could not get existing commit status: could not unmarshal json response body for duplicate commit status: {error}"
                     ),
                     status: answer.status,
-                    body: crate::outcome::excerpt(&answer.body, &resolved.secrets()),
+                    body: crate::classify::Masker::new(resolved.secrets()).excerpt(&answer.body),
                 };
             }
         }
@@ -192,7 +209,7 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &ServerStatus) ->
     })
     .unwrap_or_default();
     body.push(b'\n');
-    super::git_http::post(
+    super::post(
         http,
         resolved,
         post,
@@ -202,18 +219,6 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &ServerStatus) ->
     )
     .await
 }
-
-/// `Basic base64(user:password)`.
-pub(super) fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
-/// Host errors are classified as for every git host.
-pub(super) use super::git_http::classify;
 
 #[cfg(test)]
 mod tests {
@@ -252,7 +257,6 @@ mod tests {
         }
         Answer {
             status,
-            retry_after: None,
             headers: map,
             body: bytes::Bytes::from(body.to_owned()),
         }

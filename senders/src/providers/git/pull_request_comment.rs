@@ -12,17 +12,29 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, CommentHost, GitHost};
 use serde::Serialize;
 
-use super::{Exchange, Writing};
+use super::{api_token as token, classify, github_headers, github_json};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender};
 use crate::outcome::Outcome;
+use crate::providers::{Exchange, Input, Plan, Provider, ProviderError, Writing};
+
+/// `githubpullrequestcomment`, `gitlabmergerequestcomment`, `giteapullrequestcomment`.
+pub(in crate::providers) struct PullRequestComment;
+
+impl Provider for PullRequestComment {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        plan(input.resolved, input.event)
+            .map(Plan::Exchange)
+            .map_err(|problem| super::unusable(input.resolved, problem))
+    }
+}
 
 /// Plans the comment for `event` on the Provider's host.
 ///
 /// # Errors
 ///
 /// Why this Provider and event cannot give a comment (dead letter).
-pub(super) fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Box<dyn Exchange>, String> {
+fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Box<dyn Exchange>, String> {
     let host = CommentHost::from_provider_type(&resolved.provider_type).ok_or_else(|| {
         format!(
             "{} is not a change-request comment type",
@@ -73,25 +85,6 @@ fn comment(resolved: &Resolved, event: &FluxEvent, host: CommentHost) -> Result<
         marker,
         body,
     })
-}
-
-/// The Secret's `token`, else its `password`.
-///
-/// # Errors
-///
-/// When both are empty.
-pub(super) fn token(resolved: &Resolved, kind: &str) -> Result<String, String> {
-    let token = if resolved.token.is_empty() {
-        &resolved.password
-    } else {
-        &resolved.token
-    };
-    if token.is_empty() {
-        return Err(format!(
-            "{kind}: token must be specified in the Provider's Secret (token, or password; GitHub App keys are not supported)"
-        ));
-    }
-    Ok(token.clone())
 }
 
 /// A comment to create or edit. Holds a token: never log it.
@@ -314,36 +307,6 @@ async fn exchange(
     }
 }
 
-/// GitHub's headers on every call (flux-providers §7.6).
-pub(super) fn github_headers(token: &str, with_body: bool) -> Vec<(String, String)> {
-    let mut headers = vec![
-        ("Authorization".to_owned(), format!("Bearer {token}")),
-        (
-            "Accept".to_owned(),
-            "application/vnd.github.v3+json".to_owned(),
-        ),
-        ("X-GitHub-Api-Version".to_owned(), "2022-11-28".to_owned()),
-    ];
-    if with_body {
-        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
-    }
-    headers
-}
-
-/// JSON as go-github's encoder writes it: no HTML escaping, U+2028 and
-/// U+2029 escaped, a trailing newline.
-pub(super) fn github_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    let mut text = text
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029");
-    text.push('\n');
-    text.into_bytes()
-}
-
-/// Host errors are classified as for commit statuses.
-pub(super) use super::git_http::classify;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,7 +499,6 @@ mod tests {
             }
             Answer {
                 status,
-                retry_after: None,
                 headers: map,
                 body: bytes::Bytes::from(body.to_owned()),
             }

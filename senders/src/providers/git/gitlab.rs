@@ -8,11 +8,27 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::git_http::{self, StatusCalls};
-use super::{CommitStatusPlan, StatusWrite, Writing};
+use super::StatusCalls;
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::shared::query_escape;
+use crate::providers::{
+    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
+};
+
+/// `gitlab`.
+pub(in crate::providers) struct GitLab;
+
+impl Provider for GitLab {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        super::commit_status(
+            input.resolved,
+            plan(input.resolved, input.event, identifier),
+        )
+    }
+}
 
 /// Plans the status of `event`, or `None` when GitLab gets none (a
 /// `Progressing` event).
@@ -20,7 +36,7 @@ use crate::outcome::Outcome;
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-pub(super) fn plan(
+fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,
@@ -42,7 +58,7 @@ fn status(
     identifier: &str,
 ) -> Result<Option<(String, GitLabStatus)>, String> {
     // The notifier's constructor checks come first, as in Flux.
-    let token = git_http::token(resolved, "gitlab token cannot be empty")?;
+    let token = super::token(resolved, "gitlab token cannot be empty")?;
     let address = git::parse_git_address(&resolved.address).map_err(|e| e.to_string())?;
     let Some(state) = git::commit_state(GitHost::GitLab, &event.severity, &event.reason)
         .map_err(|e| e.to_string())?
@@ -142,7 +158,7 @@ impl GitLabStatus {
         StatusCalls {
             list: format!(
                 "{api}projects/{project}/repository/commits/{sha}/statuses?name={}",
-                git_http::query_escape(&self.name)
+                query_escape(&self.name)
             ),
             list_headers,
             list_failed: "unable to list commit status",
@@ -163,7 +179,7 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitLabStatus) ->
     let (list_headers, create_headers) =
         (headers(&status.token, false), headers(&status.token, true));
     let calls = status.calls(&list_headers, &create_headers);
-    git_http::list_then_create(http, resolved, calls, |listed| status.written(listed)).await
+    super::list_then_create(http, resolved, calls, |listed| status.written(listed)).await
 }
 
 #[cfg(test)]

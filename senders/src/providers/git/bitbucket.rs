@@ -8,14 +8,30 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitAddress, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::bitbucket_server::{basic, classify};
-use super::{CommitStatusPlan, StatusWrite, Writing};
+use super::classify;
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::shared::basic;
+use crate::providers::{
+    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
+};
 
 /// The `url` of every status, as Flux sends it.
 const STATUS_URL: &str = "https://bitbucket.org";
+
+/// `bitbucket`.
+pub(in crate::providers) struct Bitbucket;
+
+impl Provider for Bitbucket {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        super::commit_status(
+            input.resolved,
+            plan(input.resolved, input.event, identifier),
+        )
+    }
+}
 
 /// Plans the status of `event`, or `None` when Bitbucket gets none (a
 /// `Progressing` event).
@@ -23,7 +39,7 @@ const STATUS_URL: &str = "https://bitbucket.org";
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-pub(super) fn plan(
+fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,
@@ -169,7 +185,7 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &CloudStatus) -> 
         auth,
         ("Content-Type".to_owned(), "application/json".to_owned()),
     ];
-    super::git_http::post(
+    super::post(
         http,
         resolved,
         post,

@@ -15,11 +15,14 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::bitbucket_server::{basic, classify};
-use super::{CommitStatusPlan, StatusWrite, Writing};
+use super::classify;
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::shared::{basic, path_escape};
+use crate::providers::{
+    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
+};
 
 /// The API version Herald asks for.
 const API_VERSION: &str = "6.0";
@@ -40,13 +43,26 @@ static SESSION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// `azuredevops`.
+pub(in crate::providers) struct AzureDevOps;
+
+impl Provider for AzureDevOps {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        super::commit_status(
+            input.resolved,
+            plan(input.resolved, input.event, identifier),
+        )
+    }
+}
+
 /// Plans the status of `event`, or `None` when Azure DevOps gets none (a
 /// `Progressing` event).
 ///
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-pub(super) fn plan(
+fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,
@@ -86,13 +102,6 @@ pub(super) fn plan(
             description,
         }),
     }))
-}
-
-/// Go's `url.PathEscape` (one path segment), as the SDK escapes route values.
-fn path_escape(segment: &str) -> String {
-    // `gitlab_path_escape` is `url.PathEscape` with `.` then written `%2E`;
-    // a `%` of the input is escaped as `%25`, so every `%2E` is such a dot.
-    git::gitlab_path_escape(segment).replace("%2E", ".")
 }
 
 /// An Azure DevOps commit status to write.
@@ -231,7 +240,7 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &AzureStatus) -> 
         state: status.state,
     })
     .unwrap_or_default();
-    super::git_http::post(
+    super::post(
         http,
         resolved,
         url,

@@ -7,11 +7,26 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
-use super::git_http::{self, StatusCalls};
-use super::{CommitStatusPlan, StatusWrite, Writing};
+use super::{StatusCalls, github_headers as headers};
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
+use crate::providers::{
+    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
+};
+
+/// `github`.
+pub(in crate::providers) struct GitHub;
+
+impl Provider for GitHub {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        super::commit_status(
+            input.resolved,
+            plan(input.resolved, input.event, identifier),
+        )
+    }
+}
 
 /// Plans the status of `event`, or `None` when GitHub gets none (a
 /// `Progressing` event).
@@ -19,7 +34,7 @@ use crate::outcome::Outcome;
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-pub(super) fn plan(
+fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,
@@ -35,7 +50,7 @@ pub(super) fn plan(
     let (owner, repo) = address
         .owner_repo(GitHost::GitHub)
         .map_err(|e| e.to_string())?;
-    let token = git_http::token(
+    let token = super::token(
         resolved,
         "github token must be specified in the Provider's Secret (GitHub App keys are not supported)",
     )?;
@@ -92,21 +107,6 @@ struct Create<'a> {
     context: &'a str,
 }
 
-fn headers(token: &str, with_body: bool) -> Vec<(String, String)> {
-    let mut headers = vec![
-        ("Authorization".to_owned(), format!("Bearer {token}")),
-        (
-            "Accept".to_owned(),
-            "application/vnd.github.v3+json".to_owned(),
-        ),
-        ("X-GitHub-Api-Version".to_owned(), "2022-11-28".to_owned()),
-    ];
-    if with_body {
-        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
-    }
-    headers
-}
-
 /// Lists, compares, and creates the status.
 async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) -> Outcome {
     let GitHubStatus {
@@ -136,7 +136,7 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) ->
         create_body: body,
         create_failed: "could not create commit status",
     };
-    git_http::list_then_create(http, resolved, calls, |listed| {
+    super::list_then_create(http, resolved, calls, |listed| {
         let listed: Vec<Listed> = serde_json::from_slice(listed).unwrap_or_default();
         // GitHub lists newest first: the first status of our context is current.
         let current = listed.iter().find(|s| {
