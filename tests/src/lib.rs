@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake;
+pub mod fixtures;
 pub mod herald;
 pub mod nats;
 pub mod process;
