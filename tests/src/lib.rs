@@ -5,12 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake;
-pub mod fake_azure_devops;
-pub mod fake_bitbucket;
-pub mod fake_bitbucket_server;
-pub mod fake_gitea;
-pub mod fake_github_comments;
-pub mod fake_gitlab;
+pub mod fixtures;
 pub mod herald;
 pub mod nats;
 pub mod process;

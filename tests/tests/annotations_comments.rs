@@ -4,7 +4,7 @@
 use herald_proto::{DeadLetter, names};
 use herald_tests::eventually;
 use herald_tests::fake::FakeServer;
-use herald_tests::fake_github_comments::{self, FakeGitHubComments};
+use herald_tests::fake::github::{self, FakeGitHub};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 use prost::Message as _;
@@ -106,12 +106,12 @@ async fn grafana_uses_basic_auth_without_a_token() {
 #[tokio::test]
 async fn github_dispatch_carries_the_event() {
     let nats = TestNats::start().await;
-    let github = FakeGitHubComments::start().await;
+    let github = FakeGitHub::start().await;
     let dir = config_dir(&provider(
         "dispatch",
         "githubdispatch",
         &github.url("/org/podinfo"),
-        &format!("{{token: {}}}", fake_github_comments::TOKEN),
+        &format!("{{token: {}}}", github::TOKEN),
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     let sent = event("apps", "Applied revision", "2024-01-01T10:00:00Z", None);
@@ -160,15 +160,12 @@ async fn github_dispatch_carries_the_event() {
 #[tokio::test]
 async fn a_pull_request_comment_is_created_then_edited() {
     let nats = TestNats::start().await;
-    let github = FakeGitHubComments::start().await;
+    let github = FakeGitHub::start().await;
     let dir = config_dir(&provider(
         "comments",
         "githubpullrequestcomment",
         &github.url("/org/podinfo.git"),
-        &format!(
-            "{{username: git, password: {}}}",
-            fake_github_comments::TOKEN
-        ),
+        &format!("{{username: git, password: {}}}", github::TOKEN),
     ));
     let marker = format!("<!-- flux-pr-comment-key:{UID}/Kustomization/flux-system/apps -->");
     // Someone else quoted the marker: their comment is never edited.
@@ -183,7 +180,7 @@ async fn a_pull_request_comment_is_created_then_edited() {
     let ours = |comments: Vec<serde_json::Value>| {
         comments
             .into_iter()
-            .filter(|c| c["user"]["login"] == fake_github_comments::LOGIN)
+            .filter(|c| c["user"]["login"] == github::LOGIN)
             .collect::<Vec<_>>()
     };
 
@@ -278,7 +275,7 @@ async fn a_pull_request_comment_is_created_then_edited() {
 #[tokio::test]
 async fn a_rejected_token_is_a_dead_letter_with_the_hosts_message() {
     let nats = TestNats::start().await;
-    let github = FakeGitHubComments::start().await;
+    let github = FakeGitHub::start().await;
     let dir = config_dir(&provider(
         "comments",
         "githubpullrequestcomment",

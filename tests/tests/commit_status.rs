@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use herald_tests::fake::FakeServer;
+use herald_tests::fake::github::FakeGitHub;
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -48,7 +49,7 @@ fn posts(github: &FakeServer) -> usize {
 #[tokio::test]
 async fn statuses_turn_green_then_red_and_never_go_back() {
     let nats = TestNats::start().await;
-    let github = FakeServer::github().await;
+    let github = FakeGitHub::start().await;
     let dir = config_dir(&manifests(&github, ""));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     let current = || {
@@ -188,7 +189,7 @@ async fn statuses_turn_green_then_red_and_never_go_back() {
 #[tokio::test]
 async fn commit_status_expr_and_host_errors() {
     let nats = TestNats::start().await;
-    let github = FakeServer::github().await;
+    let github = FakeGitHub::start().await;
     let expr = ", commitStatusExpr: \"(event.involvedObject.kind + '/' + event.involvedObject.name + '/' + provider.metadata.uid.split('-').first().value()).lowerAscii() + '/ci'\"";
     let wrong_token = manifests(&github, "")
         .replace("name: github,", "name: github-bad,")

@@ -5,9 +5,9 @@
 //! refused.
 
 use herald_tests::fake::Reply;
-use herald_tests::fake_azure_devops::{self, FakeAzureDevOps};
-use herald_tests::fake_bitbucket::{self, FakeBitbucket};
-use herald_tests::fake_bitbucket_server::{self, FakeBitbucketServer};
+use herald_tests::fake::azure_devops::{self, FakeAzureDevOps};
+use herald_tests::fake::bitbucket::{self, FakeBitbucket};
+use herald_tests::fake::bitbucket_server::{self, FakeBitbucketServer};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -106,7 +106,7 @@ async fn bitbucket_server_statuses_turn_green_then_red_and_never_go_back() {
             UID,
             "bitbucketserver",
             &address,
-            &format!("token: {}", fake_bitbucket_server::TOKEN),
+            &format!("token: {}", bitbucket_server::TOKEN),
             "apps"
         ),
         provider(
@@ -116,7 +116,7 @@ async fn bitbucket_server_statuses_turn_green_then_red_and_never_go_back() {
             &bitbucket.url("/bitbucket/scm/PROJ/broken.git"),
             &format!(
                 "username: {}, password: bbs-wrong",
-                fake_bitbucket_server::USERNAME
+                bitbucket_server::USERNAME
             ),
             "broken"
         ),
@@ -176,7 +176,7 @@ async fn bitbucket_server_statuses_turn_green_then_red_and_never_go_back() {
     for request in [read, create] {
         assert_eq!(
             request.header("authorization"),
-            Some(format!("Bearer {}", fake_bitbucket_server::TOKEN))
+            Some(format!("Bearer {}", bitbucket_server::TOKEN))
         );
         assert_eq!(
             request.header("x-atlassian-token").as_deref(),
@@ -193,7 +193,7 @@ async fn bitbucket_server_statuses_turn_green_then_red_and_never_go_back() {
     );
 
     // A later failure, after a rate limit: red.
-    bitbucket.fail_next([Reply::status(429).header("retry-after", "0")]);
+    bitbucket.script([Reply::status(429).header("retry-after", "0")]);
     post(
         &herald,
         event(
@@ -283,8 +283,8 @@ async fn bitbucket_cloud_statuses_turn_green_then_red_and_never_go_back() {
             &bitbucket.url("/workspace/repo.git"),
             &format!(
                 "token: '{}:{}'",
-                fake_bitbucket::USERNAME,
-                fake_bitbucket::APP_PASSWORD
+                bitbucket::USERNAME,
+                bitbucket::APP_PASSWORD
             ),
             "apps"
         ),
@@ -348,7 +348,7 @@ async fn bitbucket_cloud_statuses_turn_green_then_red_and_never_go_back() {
     for request in [read, create] {
         assert_eq!(
             request.header("authorization").as_deref(),
-            Some(fake_bitbucket::BASIC)
+            Some(bitbucket::BASIC)
         );
     }
     assert_eq!(
@@ -357,7 +357,7 @@ async fn bitbucket_cloud_statuses_turn_green_then_red_and_never_go_back() {
     );
 
     // A later failure, after a rate limit: red.
-    bitbucket.fail_next([Reply::status(429).header("retry-after", "0")]);
+    bitbucket.script([Reply::status(429).header("retry-after", "0")]);
     post(
         &herald,
         event(
@@ -436,7 +436,7 @@ async fn azure_devops_statuses_turn_green_then_red_and_never_go_back() {
             UID,
             "azuredevops",
             &azure.url("/org/project/_git/repo"),
-            &format!("token: {}", fake_azure_devops::PAT),
+            &format!("token: {}", azure_devops::PAT),
             "apps"
         ),
         provider(
@@ -488,7 +488,7 @@ async fn azure_devops_statuses_turn_green_then_red_and_never_go_back() {
         assert_eq!(request.query, "api-version=6.0");
         assert_eq!(
             request.header("authorization").as_deref(),
-            Some(fake_azure_devops::BASIC)
+            Some(azure_devops::BASIC)
         );
         assert_eq!(
             request.header("accept").as_deref(),
@@ -516,7 +516,7 @@ async fn azure_devops_statuses_turn_green_then_red_and_never_go_back() {
     );
 
     // A later failure, after a rate limit: red.
-    azure.fail_next([Reply::status(429).header("retry-after", "0")]);
+    azure.script([Reply::status(429).header("retry-after", "0")]);
     post(
         &herald,
         event(

@@ -4,8 +4,8 @@
 //! host's message when the token is refused.
 
 use herald_tests::fake::Reply;
-use herald_tests::fake_gitea::{self, FakeGitea};
-use herald_tests::fake_gitlab::{self, FakeGitLab};
+use herald_tests::fake::gitea::{self, FakeGitea};
+use herald_tests::fake::gitlab::{self, FakeGitLab};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -95,7 +95,7 @@ async fn gitlab_statuses_turn_green_then_red_and_never_go_back() {
             UID,
             "gitlab",
             &gitlab.url("/group/sub/podinfo.git"),
-            fake_gitlab::TOKEN,
+            gitlab::TOKEN,
             "apps"
         ),
         provider(
@@ -163,7 +163,7 @@ async fn gitlab_statuses_turn_green_then_red_and_never_go_back() {
     for request in [list, create] {
         assert_eq!(
             request.header("private-token").as_deref(),
-            Some(fake_gitlab::TOKEN)
+            Some(gitlab::TOKEN)
         );
         assert_eq!(request.header("authorization"), None);
         assert_eq!(
@@ -177,7 +177,7 @@ async fn gitlab_statuses_turn_green_then_red_and_never_go_back() {
     );
 
     // A later failure, after GitLab's rate limit: red.
-    gitlab.fail_next([Reply::status(429)
+    gitlab.script([Reply::status(429)
         .header("retry-after", "0")
         .header("ratelimit-remaining", "0")]);
     post(
@@ -260,7 +260,7 @@ async fn gitea_statuses_go_pending_green_red_and_never_back() {
             UID,
             "gitea",
             &gitea.url("/org/podinfo.git"),
-            fake_gitea::TOKEN,
+            gitea::TOKEN,
             "apps"
         ),
         provider(
@@ -322,7 +322,7 @@ async fn gitea_statuses_go_pending_green_red_and_never_back() {
     for request in [list, create] {
         assert_eq!(
             request.header("authorization").as_deref(),
-            Some(format!("token {}", fake_gitea::TOKEN).as_str())
+            Some(format!("token {}", gitea::TOKEN).as_str())
         );
         assert_eq!(
             request.header("content-type").as_deref(),

@@ -5,29 +5,32 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_tests::fake::{FakeServer, Reply};
+use herald_tests::fixtures::{Alert, Event, Provider};
 use herald_tests::herald::{Options, TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
 fn manifests(hooks: &[(&str, &FakeServer)], provider_type: &str) -> String {
+    let path = if provider_type == "slack" {
+        "/services/T/B/X"
+    } else {
+        "/hook"
+    };
     let mut out = String::new();
     for (name, hook) in hooks {
         out.push_str(&format!(
-            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: {name}, namespace: apps}}\n\
-             spec: {{type: {provider_type}, address: '{}'}}\n---\n\
-             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: {name}, namespace: apps}}\n\
-             spec: {{providerRef: {{name: {name}}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n",
-            hook.url(if provider_type == "slack" { "/services/T/B/X" } else { "/hook" })
+            "{}{}",
+            Provider::new("apps", name, provider_type).address(&hook.url(path)),
+            Alert::new("apps", name, name).source("Kustomization", "*")
         ));
     }
     out
 }
 
-fn event(i: usize) -> String {
-    format!(
-        r#"{{"involvedObject":{{"kind":"Kustomization","namespace":"apps","name":"app","apiVersion":"kustomize.toolkit.fluxcd.io/v1"}},
-            "severity":"error","message":"event {i}","reason":"Failed","reportingController":"kustomize-controller",
-            "timestamp":"2024-01-01T00:00:00Z"}}"#
-    )
+fn event(i: usize) -> Event {
+    Event::new("Kustomization", "apps", "app")
+        .severity("error")
+        .reason("Failed")
+        .message(&format!("event {i}"))
 }
 
 fn senders_only() -> Options {

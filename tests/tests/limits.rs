@@ -11,6 +11,7 @@ use herald_runtime::local_nats::ServerSettings;
 use herald_senders::dlq;
 use herald_tests::eventually;
 use herald_tests::fake::{FakeServer, Reply};
+use herald_tests::fixtures::{Alert, Provider};
 use herald_tests::herald::{Options, TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 use prost::Message as _;
@@ -32,12 +33,9 @@ fn event_of_size(size: usize, marker: &str) -> String {
 
 fn manifests(hook: &FakeServer, extra: &str) -> String {
     format!(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
-         metadata: {{name: hook, namespace: flux-system}}\nspec: {{type: generic, address: '{}'}}\n---\n\
-         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
-         metadata: {{name: all, namespace: flux-system}}\n\
-         spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n{extra}",
-        hook.url("/hook")
+        "{}{}{extra}",
+        Provider::new("flux-system", "hook", "generic").address(&hook.url("/hook")),
+        Alert::new("flux-system", "all", "hook").source("Kustomization", "*")
     )
 }
 

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use herald_proto::{DeadLetter, names};
+use herald_proto::names;
 use herald_tests::eventually;
 use herald_tests::fake::{FakeServer, Reply};
+use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
-use prost::Message as _;
 
 const FAILED: &str = r#"{
   "involvedObject": {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
@@ -24,53 +24,16 @@ const FAILED: &str = r#"{
   "timestamp": "2022-10-28T07:26:19Z"
 }"#;
 
-fn event(namespace: &str, name: &str, severity: &str, message: &str) -> String {
+/// A Slack Provider whose webhook address is in its Secret.
+fn slack_webhook(name: &str, address: &str) -> String {
+    let secret = format!("{name}-url");
     format!(
-        r#"{{"involvedObject":{{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"Kustomization","name":"{name}","namespace":"{namespace}"}},
-            "severity":"{severity}","reason":"Progressing","message":"{message}","reportingController":"kustomize-controller",
-            "timestamp":"2024-01-01T00:00:00Z"}}"#
+        "{}{}",
+        Provider::new("flux-system", name, "slack")
+            .channel("general")
+            .secret_ref(&secret),
+        Secret::new("flux-system", &secret).data("address", address)
     )
-}
-
-fn slack_provider(name: &str, address: &str) -> String {
-    format!(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: {name}, namespace: flux-system}}\n\
-         spec: {{type: slack, channel: general, secretRef: {{name: {name}-url}}}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-url, namespace: flux-system}}\nstringData: {{address: '{address}'}}\n---\n"
-    )
-}
-
-fn provider(name: &str, provider_type: &str, address: &str) -> String {
-    format!(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: {name}, namespace: flux-system}}\n\
-         spec: {{type: {provider_type}, address: '{address}'}}\n---\n"
-    )
-}
-
-fn alert(name: &str, provider: &str, severity: &str, sources: &str) -> String {
-    format!(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: {name}, namespace: flux-system}}\n\
-         spec: {{providerRef: {{name: {provider}}}, eventSeverity: {severity}, eventSources: [{sources}]}}\n---\n"
-    )
-}
-
-async fn dead_letters(nats: &TestNats) -> Vec<(String, DeadLetter)> {
-    let js = nats.jetstream().await;
-    let stream = js
-        .get_stream(names::DEAD_STREAM)
-        .await
-        .expect("dead stream");
-    let count = nats.stream_messages(names::DEAD_STREAM).await;
-    let mut out = Vec::new();
-    for seq in 1..=count {
-        if let Ok(message) = stream.get_raw_message(seq).await {
-            out.push((
-                message.subject.to_string(),
-                DeadLetter::decode(message.payload).expect("dead letter"),
-            ));
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -79,13 +42,10 @@ async fn an_event_reaches_slack_with_the_flux_body() {
     let slack = FakeServer::slack().await;
     let dir = config_dir(&format!(
         "{}{}",
-        slack_provider("slack", &slack.url("/services/T0/B0/X0")),
-        alert(
-            "on-call",
-            "slack",
-            "error",
-            "{kind: Kustomization, name: '*'}"
-        )
+        slack_webhook("slack", &slack.url("/services/T0/B0/X0")),
+        Alert::new("flux-system", "on-call", "slack")
+            .severity("error")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
 
@@ -124,15 +84,14 @@ async fn an_event_matching_two_alerts_reaches_both_providers() {
     let hook = FakeServer::webhook().await;
     let dir = config_dir(&format!(
         "{}{}{}{}",
-        slack_provider("slack", &slack.url("/services/T/B/X")),
-        provider("audit", "generic", &hook.url("/events")),
-        alert(
-            "errors",
-            "slack",
-            "error",
-            "{kind: Kustomization, name: webapp}"
-        ),
-        alert("audit", "audit", "info", "{kind: Kustomization, name: '*'}")
+        slack_webhook("slack", &slack.url("/services/T/B/X")),
+        Provider::new("flux-system", "audit", "generic").address(&hook.url("/events")),
+        Alert::new("flux-system", "errors", "slack")
+            .severity("error")
+            .source("Kustomization", "webapp"),
+        Alert::new("flux-system", "audit", "audit")
+            .severity("info")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     assert_eq!(herald.post(FAILED).await.0, 202);
@@ -163,12 +122,15 @@ async fn an_event_that_matches_nothing_is_stored_and_acked() {
     let hook = FakeServer::webhook().await;
     let dir = config_dir(&format!(
         "{}{}",
-        provider("audit", "generic", &hook.url("/events")),
-        alert("audit", "audit", "error", "{kind: HelmRelease, name: '*'}")
+        Provider::new("flux-system", "audit", "generic").address(&hook.url("/events")),
+        Alert::new("flux-system", "audit", "audit")
+            .severity("error")
+            .source("HelmRelease", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     for i in 0..3 {
-        let body = event("flux-system", "webapp", "info", &format!("nothing {i}"));
+        let body =
+            Event::new("Kustomization", "flux-system", "webapp").message(&format!("nothing {i}"));
         assert_eq!(herald.post(body).await.0, 202);
     }
     assert_eq!(nats.stream_messages(names::EVENTS_STREAM).await, 3);
@@ -251,11 +213,13 @@ async fn a_retried_request_is_stored_once() {
     let hook = FakeServer::webhook().await;
     let dir = config_dir(&format!(
         "{}{}",
-        provider("audit", "generic", &hook.url("/events")),
-        alert("audit", "audit", "info", "{kind: Kustomization, name: '*'}")
+        Provider::new("flux-system", "audit", "generic").address(&hook.url("/events")),
+        Alert::new("flux-system", "audit", "audit")
+            .severity("info")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
-    let body = event("flux-system", "webapp", "info", "same");
+    let body = Event::new("Kustomization", "flux-system", "webapp").message("same");
     assert_eq!(herald.post(body.clone()).await.0, 202);
     assert_eq!(
         herald.post(body).await.0,
@@ -275,8 +239,10 @@ async fn ingest_answers_503_while_nats_is_down_and_loses_nothing() {
     let hook = FakeServer::webhook().await;
     let dir = config_dir(&format!(
         "{}{}",
-        provider("audit", "generic", &hook.url("/events")),
-        alert("audit", "audit", "info", "{kind: Kustomization, name: '*'}")
+        Provider::new("flux-system", "audit", "generic").address(&hook.url("/events")),
+        Alert::new("flux-system", "audit", "audit")
+            .severity("info")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     let mut accepted = Vec::new();
@@ -284,7 +250,7 @@ async fn ingest_answers_503_while_nats_is_down_and_loses_nothing() {
         let message = format!("before {i}");
         assert_eq!(
             herald
-                .post(event("flux-system", "a", "info", &message))
+                .post(Event::new("Kustomization", "flux-system", "a").message(&message))
                 .await
                 .0,
             202
@@ -294,7 +260,7 @@ async fn ingest_answers_503_while_nats_is_down_and_loses_nothing() {
 
     nats.stop().await;
     let (status, text) = herald
-        .post(event("flux-system", "a", "info", "while down"))
+        .post(Event::new("Kustomization", "flux-system", "a").message("while down"))
         .await;
     assert_eq!(status, 503, "{text}");
     assert!(
@@ -308,7 +274,7 @@ async fn ingest_answers_503_while_nats_is_down_and_loses_nothing() {
     for i in 0.. {
         let message = format!("after {i}");
         let (status, _) = herald
-            .post(event("flux-system", "a", "info", &message))
+            .post(Event::new("Kustomization", "flux-system", "a").message(&message))
             .await;
         if status == 202 {
             accepted.push(message);
@@ -325,7 +291,7 @@ async fn ingest_answers_503_while_nats_is_down_and_loses_nothing() {
         let message = format!("later {i}");
         assert_eq!(
             herald
-                .post(event("flux-system", "a", "info", &message))
+                .post(Event::new("Kustomization", "flux-system", "a").message(&message))
                 .await
                 .0,
             202
@@ -361,21 +327,17 @@ async fn failures_are_retried_and_permanent_ones_dead_lettered() {
     refusing.set_default(Some(Reply::status(401)));
     let dir = config_dir(&format!(
         "{}{}{}{}{}",
-        provider("flaky", "generic", &flaky.url("/hook")),
-        provider("refusing", "generic", &refusing.url("/hook")),
-        alert("flaky", "flaky", "info", "{kind: Kustomization, name: '*'}"),
-        alert(
-            "refusing",
-            "refusing",
-            "info",
-            "{kind: Kustomization, name: '*'}"
-        ),
-        alert(
-            "dangling",
-            "nowhere",
-            "info",
-            "{kind: Kustomization, name: '*'}"
-        )
+        Provider::new("flux-system", "flaky", "generic").address(&flaky.url("/hook")),
+        Provider::new("flux-system", "refusing", "generic").address(&refusing.url("/hook")),
+        Alert::new("flux-system", "flaky", "flaky")
+            .severity("info")
+            .source("Kustomization", "*"),
+        Alert::new("flux-system", "refusing", "refusing")
+            .severity("info")
+            .source("Kustomization", "*"),
+        Alert::new("flux-system", "dangling", "nowhere")
+            .severity("info")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     assert_eq!(herald.post(FAILED).await.0, 202);
@@ -425,12 +387,16 @@ async fn failures_are_retried_and_permanent_ones_dead_lettered() {
 async fn an_unusable_provider_is_dead_lettered_with_its_reason_and_no_secret() {
     let nats = TestNats::start().await;
     let dir = config_dir(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
         "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: slack, namespace: flux-system}\n\
          spec: {type: slack, secretRef: {name: missing}}\n---\n",
-        provider("teams", "msteams", "http://127.0.0.1:9/x"),
-        alert("a", "slack", "info", "{kind: Kustomization, name: '*'}")
-            + &alert("b", "teams", "info", "{kind: Kustomization, name: '*'}")
+        Provider::new("flux-system", "teams", "msteams").address("http://127.0.0.1:9/x"),
+        Alert::new("flux-system", "a", "slack")
+            .severity("info")
+            .source("Kustomization", "*"),
+        Alert::new("flux-system", "b", "teams")
+            .severity("info")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     assert_eq!(herald.post(FAILED).await.0, 202);
@@ -463,13 +429,12 @@ async fn slack_web_api_with_a_bot_token() {
          spec: {{type: slack, address: '{}', secretRef: {{name: bot-token}}}}\n---\n{}{}",
         slack.url("/api/chat.postMessage"),
         slack.url("/api/chat.postMessage"),
-        alert("bot", "bot", "error", "{kind: Kustomization, name: '*'}"),
-        alert(
-            "nochannel",
-            "nochannel",
-            "error",
-            "{kind: Kustomization, name: '*'}"
-        ),
+        Alert::new("flux-system", "bot", "bot")
+            .severity("error")
+            .source("Kustomization", "*"),
+        Alert::new("flux-system", "nochannel", "nochannel")
+            .severity("error")
+            .source("Kustomization", "*"),
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     assert_eq!(herald.post(FAILED).await.0, 202);
@@ -498,8 +463,10 @@ async fn readiness_and_metrics_follow_the_pipeline() {
     let hook = FakeServer::webhook().await;
     let dir = config_dir(&format!(
         "{}{}",
-        provider("audit", "generic", &hook.url("/events")),
-        alert("audit", "audit", "info", "{kind: Kustomization, name: '*'}")
+        Provider::new("flux-system", "audit", "generic").address(&hook.url("/events")),
+        Alert::new("flux-system", "audit", "audit")
+            .severity("info")
+            .source("Kustomization", "*")
     ));
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     let (status, text) = herald.admin("/readyz").await;

@@ -4,16 +4,15 @@
 //! encode it; what Go's decoding refuses is answered 400.
 
 use herald_tests::fake::FakeServer;
+use herald_tests::fixtures::{Alert, Provider};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
 fn manifests(hook: &FakeServer) -> String {
     format!(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
-         spec: {{type: generic, address: '{}'}}\n---\n\
-         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
-         spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n",
-        hook.url("/hook")
+        "{}{}",
+        Provider::new("apps", "hook", "generic").address(&hook.url("/hook")),
+        Alert::new("apps", "all", "hook").source("Kustomization", "*")
     )
 }
 

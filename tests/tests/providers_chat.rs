@@ -1,0 +1,309 @@
+//! Chat and webhook providers end to end, one row per provider: each row
+//! runs ingest → router → sender → its fake on a real nats-server and
+//! checks the one request the fake received (method, path, headers, exact
+//! body); a row may also check the vendor's rate-limit answer.
+//!
+//! # Adding a provider type
+//!
+//! 1. Its fake: one file `tests/src/fake/<vendor>.rs` with a type that
+//!    implements `herald_tests::fake::Api` (check each request as the real
+//!    API does and answer with its error shape; override `rate_limited`
+//!    when the vendor's 429 is not a bare `Retry-After`) and a constructor
+//!    such as `impl FakeServer { pub async fn <vendor>() -> Self }`; declare
+//!    it with `pub mod <vendor>;` in `tests/src/fake/mod.rs`.
+//! 2. Its row: add a `Row { .. }` to `rows()` below. `fake` starts the fake,
+//!    `provider` adds the Provider's spec (`type`, name and, when `secret`
+//!    is not empty, `secretRef` are already set), `secret` lists the
+//!    Secret's `stringData` (the fake's URL is at hand for an address),
+//!    `event` is what Flux posts (usually [`event()`]), `expect` is the
+//!    request the vendor must receive, and `rate_limit: true` also checks
+//!    that after the vendor's 429 nothing is sent before the wait it asked
+//!    for and the event is delivered exactly once.
+
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use herald_tests::fake::grafana::{self, FakeGrafana};
+use herald_tests::fake::{FakeServer, Recorded, slack, webhook};
+use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
+use herald_tests::herald::{TestHerald, config_dir};
+use herald_tests::nats::TestNats;
+
+const NAMESPACE: &str = "flux-system";
+const REVISION: &str = "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
+/// The HMAC key of the `generic-hmac` row.
+const HMAC_KEY: &str = "hmac-key";
+/// How long the vendor's 429 asks to wait.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// One provider type, as Herald must talk to its vendor.
+struct Row {
+    /// Names the row in failures.
+    name: &'static str,
+    provider_type: &'static str,
+    fake: fn() -> BoxFuture<'static, FakeServer>,
+    provider: fn(Provider, &FakeServer) -> Provider,
+    secret: fn(&FakeServer) -> Vec<(&'static str, String)>,
+    event: Event,
+    expect: Expect,
+    /// Also check the vendor's 429 then success.
+    rate_limit: bool,
+}
+
+/// The request the vendor must receive.
+struct Expect {
+    method: &'static str,
+    path: &'static str,
+    /// Headers that must be present with these values.
+    headers: Vec<(&'static str, String)>,
+    /// The exact body.
+    body: String,
+}
+
+/// The event most rows send: a failed Kustomization with a revision.
+fn event() -> Event {
+    Event::new("Kustomization", NAMESPACE, "webapp")
+        .severity("error")
+        .reason("ValidationFailed")
+        .message("service/apps/webapp validation error: spec.type: Unsupported value: Ingress")
+        .metadata("kustomize.toolkit.fluxcd.io/revision", REVISION)
+        .timestamp("2024-01-01T10:00:00Z")
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn header((name, value): (&'static str, &str)) -> (&'static str, String) {
+    (name, value.to_owned())
+}
+
+/// The Slack attachment Flux builds for [`event()`] in `channel`.
+fn slack_body(channel: &str) -> String {
+    format!(
+        concat!(
+            r#"{{"channel":"{}","username":"kustomize-controller","icon_url":"","icon_emoji":"","#,
+            r#""attachments":[{{"fallback":"kustomization/webapp.flux-system: service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""color":"danger","author_name":"kustomization/webapp.flux-system","#,
+            r#""text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""mrkdwn_in":["text"],"fields":[{{"title":"revision","value":"{}","short":false}}]}}]}}"#
+        ),
+        channel, REVISION
+    )
+}
+
+/// The whole event as Flux's generic webhook posts it.
+fn generic_body() -> String {
+    format!(
+        concat!(
+            r#"{{"involvedObject":{{"kind":"Kustomization","namespace":"flux-system","name":"webapp","apiVersion":"kustomize.toolkit.fluxcd.io/v1"}},"#,
+            r#""severity":"error","timestamp":"2024-01-01T10:00:00Z","#,
+            r#""message":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""reason":"ValidationFailed","metadata":{{"revision":"{}"}},"reportingController":"kustomize-controller"}}"#
+        ),
+        REVISION
+    )
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "slack incoming webhook",
+            provider_type: "slack",
+            fake: || FakeServer::slack().boxed(),
+            provider: |p, _| p.channel("general"),
+            secret: |fake| vec![("address", fake.url("/services/T0/B0/X0"))],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/services/T0/B0/X0",
+                headers: vec![header(JSON)],
+                body: slack_body("general"),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "slack chat.postMessage with a bot token",
+            provider_type: "slack",
+            fake: || FakeServer::slack().boxed(),
+            provider: |p, fake| {
+                p.channel("C0123")
+                    .address(&fake.url("/api/chat.postMessage"))
+            },
+            secret: |_| vec![("token", slack::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/api/chat.postMessage",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", slack::TOKEN)),
+                ],
+                body: slack_body("C0123"),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "generic",
+            provider_type: "generic",
+            fake: || FakeServer::webhook().boxed(),
+            provider: |p, fake| p.address(&fake.url("/hook")),
+            secret: |_| Vec::new(),
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/hook",
+                headers: vec![header(JSON)],
+                body: generic_body(),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "generic-hmac",
+            provider_type: "generic-hmac",
+            fake: || FakeServer::webhook_hmac(HMAC_KEY).boxed(),
+            provider: |p, fake| p.address(&fake.url("/signed")),
+            secret: |_| vec![("token", HMAC_KEY.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/signed",
+                headers: vec![
+                    header(JSON),
+                    (
+                        "x-signature",
+                        format!(
+                            "sha256={}",
+                            webhook::signature(HMAC_KEY, generic_body().as_bytes())
+                        ),
+                    ),
+                ],
+                body: generic_body(),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "grafana",
+            provider_type: "grafana",
+            fake: || async { FakeGrafana::start().await.server() }.boxed(),
+            provider: |p, fake| p.address(&fake.url("/api/annotations")),
+            secret: |_| vec![("token", grafana::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/api/annotations",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", grafana::TOKEN)),
+                ],
+                body: format!(
+                    r#"{{"when":1704103200,"text":"kustomization/webapp.flux-system","tags":["flux","kustomize-controller","revision: {}","kind: Kustomization","name: webapp","namespace: flux-system"]}}"#,
+                    REVISION.replace(':', "|")
+                ),
+            },
+            rate_limit: true,
+        },
+    ]
+}
+
+/// The Provider, its Secret if any, and an Alert on every Kustomization.
+fn manifests(row: &Row, fake: &FakeServer) -> String {
+    let mut provider = Provider::new(NAMESPACE, "provider", row.provider_type);
+    let secret = (row.secret)(fake);
+    let mut out = String::new();
+    if !secret.is_empty() {
+        provider = provider.secret_ref("provider-secret");
+        let secret = secret
+            .iter()
+            .fold(Secret::new(NAMESPACE, "provider-secret"), |s, (k, v)| {
+                s.data(k, v)
+            });
+        out.push_str(&secret.to_string());
+    }
+    out.push_str(&(row.provider)(provider, fake).to_string());
+    out.push_str(
+        &Alert::new(NAMESPACE, "all", "provider")
+            .source("Kustomization", "*")
+            .to_string(),
+    );
+    out
+}
+
+fn check(row: &Row, request: &Recorded) {
+    let name = row.name;
+    let expect = &row.expect;
+    assert_eq!(request.method, expect.method, "{name}: method");
+    assert_eq!(request.path, expect.path, "{name}: path");
+    for (header, value) in &expect.headers {
+        assert_eq!(
+            request.header(header).as_deref(),
+            Some(value.as_str()),
+            "{name}: header {header}"
+        );
+    }
+    assert_eq!(request.text(), expect.body, "{name}: body");
+    assert!(
+        (200..300).contains(&request.answered),
+        "{name}: the fake refused the request with {}",
+        request.answered
+    );
+}
+
+/// The vendor answers its own 429 asking to wait [`RETRY_AFTER`], then
+/// accepts: nothing is sent before the wait, and the event is delivered
+/// exactly once.
+async fn rate_limited_then_delivered(
+    name: &str,
+    herald: &TestHerald,
+    nats: &TestNats,
+    fake: &FakeServer,
+    event: Event,
+) {
+    let before = fake.requests().len();
+    fake.rate_limit_next(RETRY_AFTER);
+    assert_eq!(herald.post(event).await.0, 202, "{name}: ingest accepts");
+    let requests = fake.wait_for(before + 2).await;
+    let (limited, retried) = (&requests[before], &requests[before + 1]);
+    assert_eq!(limited.answered, 429, "{name}: the vendor's 429");
+    assert!(
+        (200..300).contains(&retried.answered),
+        "{name}: the retry is accepted, got {}",
+        retried.answered
+    );
+    // A little slack for the clocks the wait is computed with; a request
+    // that ignores Retry-After comes at once.
+    let waited = retried.at - limited.at;
+    assert!(
+        waited + Duration::from_millis(100) >= RETRY_AFTER,
+        "{name}: sent again {waited:?} after a 429 asking for {RETRY_AFTER:?}"
+    );
+    deliveries_drained(nats).await;
+    let after = fake.requests();
+    assert_eq!(after.len(), before + 2, "{name}: delivered exactly once");
+}
+
+#[tokio::test]
+async fn every_chat_and_webhook_provider_sends_what_its_vendor_expects() {
+    for row in rows() {
+        let nats = TestNats::start().await;
+        let fake = (row.fake)().await;
+        let dir = config_dir(&manifests(&row, &fake));
+        let herald = TestHerald::start(nats.url(), dir.path()).await;
+
+        assert_eq!(
+            herald.post(&row.event).await.0,
+            202,
+            "{}: ingest accepts",
+            row.name
+        );
+        let requests = fake.wait_for(1).await;
+        check(&row, &requests[0]);
+        deliveries_drained(&nats).await;
+        assert_eq!(fake.requests().len(), 1, "{}: sent once", row.name);
+
+        if row.rate_limit {
+            let again = row.event.clone().message("sent after a rate limit");
+            rate_limited_then_delivered(row.name, &herald, &nats, &fake, again).await;
+        }
+        herald.shutdown().await;
+    }
+}
