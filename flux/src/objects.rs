@@ -330,10 +330,8 @@ impl Provider {
         let proxy_scheme_ok =
             spec.proxy.starts_with("http://") || spec.proxy.starts_with("https://");
         if !spec.proxy.is_empty() && !proxy_scheme_ok {
-            return Err(format!(
-                "spec.proxy {:?} must start with http:// or https://",
-                spec.proxy
-            ));
+            // The value may hold credentials: never repeat it.
+            return Err("spec.proxy must start with http:// or https://".to_owned());
         }
         if !spec.commit_status_expr.is_empty() && !provider_type.is_commit_status() {
             return Err(format!(

@@ -51,6 +51,10 @@ impl fmt::Debug for Resolved {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("has_proxy", &!self.proxy.is_empty())
             .field("has_ca", &self.ca_pem.is_some())
+            .field(
+                "has_client_certificate",
+                &self.client_identity_pem.is_some(),
+            )
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -65,6 +69,24 @@ impl Resolved {
             out.push(self.address.as_str());
         }
         out.extend(self.headers.values().map(String::as_str));
+        out.extend(self.proxy_credentials());
+        out
+    }
+
+    /// The proxy URL, its `user:password` and its password, when it holds
+    /// credentials (as written in the URL, percent-encoded).
+    fn proxy_credentials(&self) -> Vec<&str> {
+        let Some((_, rest)) = self.proxy.split_once("://") else {
+            return Vec::new();
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let Some((userinfo, _)) = authority.rsplit_once('@') else {
+            return Vec::new();
+        };
+        let mut out = vec![self.proxy.as_str(), userinfo];
+        if let Some((_, password)) = userinfo.split_once(':') {
+            out.push(password);
+        }
         out
     }
 
@@ -131,7 +153,13 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             resolved.address_is_secret = true;
         }
         if let Some(proxy) = text(data, "proxy") {
-            resolved.proxy = proxy.trim().to_owned();
+            let proxy = proxy.trim();
+            resolved.proxy = if proxy.is_empty() {
+                String::new()
+            } else {
+                let from = format!("Secret {namespace}/{}: proxy", secret_ref.name);
+                crate::transport::check_proxy(proxy, &from)?.to_string()
+            };
         }
         if let Some(headers) = text(data, "headers") {
             resolved.headers = serde_saphyr::from_str(&headers).map_err(|_| {
@@ -162,57 +190,37 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             .is_some_and(|t| t.is_commit_status())
             && spec.cert_secret_ref.is_none()
         {
-            resolved.ca_pem = data.get("ca.crt").cloned();
+            let secret = format!("{namespace}/{}", secret_ref.name);
+            if let Some(tls) = crate::transport::tls_material(data, &secret, false)? {
+                resolved.ca_pem = tls.ca_pem;
+                resolved.client_identity_pem = tls.identity_pem;
+            }
         }
     }
     if let Some(proxy_ref) = &spec.proxy_secret_ref {
         let secret = secret_of(&proxy_ref.name, "spec.proxySecretRef")?;
+        let from = format!("Secret {namespace}/{}", proxy_ref.name);
         let address = text(&secret.data, "address")
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| format!("Secret {namespace}/{}: address is required", proxy_ref.name))?;
-        let mut url = reqwest::Url::parse(&address).map_err(|_| {
-            format!(
-                "Secret {namespace}/{}: address is not a URL",
-                proxy_ref.name
-            )
-        })?;
+            .ok_or_else(|| format!("{from}: address (the proxy URL) is required"))?;
+        let mut url = crate::transport::check_proxy(&address, &format!("{from}: address"))?;
+        // As Flux: a username alone, or a username and its password; a
+        // password without a username is ignored.
         if let Some(user) = text(&secret.data, "username") {
             let password = text(&secret.data, "password");
             url.set_username(&user)
                 .and_then(|()| url.set_password(password.as_deref()))
-                .map_err(|()| {
-                    format!(
-                        "Secret {namespace}/{}: address cannot carry a username",
-                        proxy_ref.name
-                    )
-                })?;
+                .map_err(|()| format!("{from}: address cannot carry a username"))?;
         }
         resolved.proxy = url.to_string();
     }
     if let Some(cert_ref) = &spec.cert_secret_ref {
         let secret = secret_of(&cert_ref.name, "spec.certSecretRef")?;
-        let data = &secret.data;
-        let ca = data.get("ca.crt").or_else(|| data.get("caFile")).cloned();
-        let cert = data.get("tls.crt").or_else(|| data.get("certFile"));
-        let key = data.get("tls.key").or_else(|| data.get("keyFile"));
-        resolved.client_identity_pem = match (cert, key) {
-            (Some(cert), Some(key)) => Some([cert.as_slice(), b"\n", key.as_slice()].concat()),
-            (None, None) => None,
-            _ => {
-                return Err(format!(
-                    "Secret {namespace}/{}: tls.crt and tls.key must be set together",
-                    cert_ref.name
-                ));
-            }
-        };
-        if ca.is_none() && resolved.client_identity_pem.is_none() {
-            return Err(format!(
-                "Secret {namespace}/{}: needs ca.crt or a tls.crt and tls.key pair",
-                cert_ref.name
-            ));
-        }
-        resolved.ca_pem = ca;
+        let name = format!("{namespace}/{}", cert_ref.name);
+        let tls = crate::transport::tls_material(&secret.data, &name, true)?.unwrap_or_default();
+        resolved.ca_pem = tls.ca_pem;
+        resolved.client_identity_pem = tls.identity_pem;
     }
     Ok(resolved)
 }
@@ -284,7 +292,7 @@ mod tests {
                 format!(
                     "{P}spec: {{type: generic, certSecretRef: {{name: s}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{other: x}}"
                 ),
-                "needs ca.crt or a tls.crt and tls.key pair",
+                "Secret ns/s must hold ca.crt, or both tls.crt and tls.key",
             ),
             (
                 format!("{P}spec: {{type: azuredevops, serviceAccountName: sa}}"),
@@ -306,5 +314,52 @@ mod tests {
         ));
         let r = resolve(&provider(&s), &s).unwrap();
         assert_eq!(r.proxy, "http://a:b@proxy:8080/");
+        let secrets = r.secrets();
+        assert!(secrets.contains(&"http://a:b@proxy:8080/") && secrets.contains(&"a:b"));
+        assert!(!format!("{r:?}").contains("a:b"));
+    }
+
+    #[test]
+    fn the_last_proxy_wins_and_each_is_checked_without_showing_it() {
+        let spec_only = snapshot(&format!(
+            "{P}spec: {{type: generic, address: 'http://x', proxy: 'http://spec:3128', secretRef: {{name: s}}}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{token: t}}"
+        ));
+        let r = resolve(&provider(&spec_only), &spec_only).unwrap();
+        assert_eq!(r.proxy, "http://spec:3128");
+        let socks = snapshot(&format!(
+            "{P}spec: {{type: generic, address: 'http://x', proxy: 'http://spec:3128', secretRef: {{name: s}}, proxySecretRef: {{name: px}}}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {{proxy: ' http://secret:3128 '}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: px}}\nstringData: {{address: 'socks5://socks:1080', username: only}}"
+        ));
+        let r = resolve(&provider(&socks), &socks).unwrap();
+        assert_eq!(r.proxy, "socks5://only@socks:1080");
+        let cases = [
+            (
+                "{proxy: 'ftp://u:S3cret@proxy'}",
+                "{address: 'http://p:1'}",
+                "Secret ns/s: proxy: the proxy address must start with http://",
+            ),
+            (
+                "{token: t}",
+                "{username: u, password: S3cret}",
+                "Secret ns/px: address (the proxy URL) is required",
+            ),
+            (
+                "{token: t}",
+                "{address: 'u:S3cret@proxy:3128'}",
+                "Secret ns/px: address: the proxy address must start with http://",
+            ),
+        ];
+        for (secret, proxy_secret, needle) in cases {
+            let s = snapshot(&format!(
+                "{P}spec: {{type: generic, address: 'http://x', secretRef: {{name: s}}, proxySecretRef: {{name: px}}}}\n---\n\
+                 apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {secret}\n---\n\
+                 apiVersion: v1\nkind: Secret\nmetadata: {{name: px}}\nstringData: {proxy_secret}"
+            ));
+            let error = resolve(&provider(&s), &s).unwrap_err();
+            assert!(error.starts_with(needle), "{error:?} is not {needle:?}");
+            assert!(!error.contains("S3cret"), "{error}");
+        }
     }
 }

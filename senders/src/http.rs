@@ -3,7 +3,6 @@
 //! client certificate), so connections are reused across deliveries.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -71,7 +70,18 @@ pub fn masker(resolved: &Resolved, url: &reqwest::Url) -> Masker {
 /// HTTP clients by TLS and proxy settings.
 #[derive(Clone, Default)]
 pub struct HttpSender {
-    clients: Arc<Mutex<HashMap<u64, reqwest::Client>>>,
+    clients: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
+}
+
+/// What makes two clients differ: the whole settings, not a hash of them
+/// (two Providers must never share a client by a collision). The
+/// environment's proxy settings are read when a client is built; they are
+/// the process's and do not change.
+#[derive(PartialEq, Eq, Hash)]
+struct ClientKey {
+    proxy: String,
+    ca_pem: Option<Vec<u8>>,
+    identity_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for HttpSender {
@@ -97,43 +107,22 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 // === impl HttpSender ===
 
 impl HttpSender {
+    /// The client for `resolved`'s proxy and TLS settings. Without a
+    /// Provider proxy, the environment's `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` (upper or lower case) apply; a Provider
+    /// proxy replaces them for every request, as in Flux. A CA replaces the
+    /// system's roots.
     fn client_for(&self, resolved: &Resolved) -> Result<reqwest::Client, String> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (
-            &resolved.proxy,
-            &resolved.ca_pem,
-            &resolved.client_identity_pem,
-        )
-            .hash(&mut hasher);
-        let key = hasher.finish();
+        let key = ClientKey {
+            proxy: resolved.proxy.clone(),
+            ca_pem: resolved.ca_pem.clone(),
+            identity_pem: resolved.client_identity_pem.clone(),
+        };
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
-        builder = if resolved.proxy.is_empty() {
-            builder.no_proxy()
-        } else {
-            let proxy = reqwest::Proxy::all(&resolved.proxy)
-                .map_err(|_| "invalid proxy URL in the Provider or its Secret".to_owned())?;
-            builder.proxy(proxy)
-        };
-        if let Some(pem) = &resolved.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| format!("ca.crt is not a PEM certificate bundle: {e}"))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some(pem) = &resolved.client_identity_pem {
-            let identity = reqwest::Identity::from_pem(pem)
-                .map_err(|e| format!("tls.crt/tls.key are not a PEM certificate and key: {e}"))?;
-            builder = builder.identity(identity);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        let client = build_client(&key)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -217,6 +206,44 @@ impl HttpSender {
     }
 }
 
+/// Builds a client. Errors never hold the proxy URL, a certificate or a key.
+fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
+    if !key.proxy.is_empty() {
+        let proxy = reqwest::Proxy::all(socks_resolved_by_proxy(&key.proxy))
+            .map_err(|_| "the Provider's proxy is not a usable URL".to_owned())?;
+        builder = builder.proxy(proxy);
+    }
+    if let Some(pem) = &key.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|_| "the CA certificate (ca.crt) cannot be used".to_owned())?;
+        builder = builder.tls_certs_only(certs);
+    }
+    if let Some(pem) = &key.identity_pem {
+        let identity = reqwest::Identity::from_pem(pem).map_err(|_| {
+            "the client certificate (tls.crt and tls.key) cannot be used".to_owned()
+        })?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+/// Go's SOCKS5 dialer, which Flux uses, sends the destination's name to the
+/// proxy: reqwest does so for `socks5h://`, and resolves locally for
+/// `socks5://`. A cluster that must go through a proxy often cannot resolve
+/// outside names itself.
+fn socks_resolved_by_proxy(proxy: &str) -> String {
+    match proxy.strip_prefix("socks5://") {
+        Some(rest) => format!("socks5h://{rest}"),
+        None => proxy.to_owned(),
+    }
+}
+
 async fn exchange(
     builder: reqwest::RequestBuilder,
     resolved: &Resolved,
@@ -248,5 +275,39 @@ async fn exchange(
             status,
             error: masker.mask(&error_chain(&error.without_url())),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_shared_by_equal_settings_only() {
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+        let http = HttpSender::default();
+        let mut resolved = Resolved::default();
+        http.client_for(&resolved).unwrap();
+        http.client_for(&resolved).unwrap();
+        resolved.proxy = "socks5://u:p@127.0.0.1:1080".to_owned();
+        http.client_for(&resolved).unwrap();
+        resolved.proxy = "http://127.0.0.1:3128".to_owned();
+        http.client_for(&resolved).unwrap();
+        assert_eq!(http.clients.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn socks5_names_are_resolved_by_the_proxy() {
+        assert_eq!(
+            socks_resolved_by_proxy("socks5://p:1080"),
+            "socks5h://p:1080"
+        );
+        assert_eq!(
+            socks_resolved_by_proxy("socks5h://p:1080"),
+            "socks5h://p:1080"
+        );
+        assert_eq!(socks_resolved_by_proxy("http://p:3128"), "http://p:3128");
     }
 }

@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod pacing;
 pub mod policy;
 pub mod providers;
+pub mod transport;
 pub mod worker;
 
 use std::time::Duration;
