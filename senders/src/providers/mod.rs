@@ -153,12 +153,12 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Slack => &slack::Slack,
         T::Generic => &generic::Generic { hmac: false },
         T::GenericHmac => &generic::Generic { hmac: true },
-        T::GitHub => &git::github::GitHub,
-        T::GitLab => &git::gitlab::GitLab,
-        T::Gitea => &git::gitea::Gitea,
-        T::Bitbucket => &git::bitbucket::Bitbucket,
-        T::BitbucketServer => &git::bitbucket_server::BitbucketServer,
-        T::AzureDevOps => &git::azure_devops::AzureDevOps,
+        T::GitHub => &git::CommitStatus(git::github::plan),
+        T::GitLab => &git::CommitStatus(git::gitlab::plan),
+        T::Gitea => &git::CommitStatus(git::gitea::plan),
+        T::Bitbucket => &git::CommitStatus(git::bitbucket::plan),
+        T::BitbucketServer => &git::CommitStatus(git::bitbucket_server::plan),
+        T::AzureDevOps => &git::CommitStatus(git::azure_devops::plan),
         T::GitHubDispatch => &git::github_dispatch::GitHubDispatch,
         T::GitHubPullRequestComment | T::GitLabMergeRequestComment | T::GiteaPullRequestComment => {
             &git::pull_request_comment::PullRequestComment

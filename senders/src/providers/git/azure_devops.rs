@@ -20,9 +20,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::{basic, path_escape};
-use crate::providers::{
-    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
-};
+use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
 
 /// The API version Herald asks for.
 const API_VERSION: &str = "6.0";
@@ -43,26 +41,13 @@ static SESSION: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// `azuredevops`.
-pub(in crate::providers) struct AzureDevOps;
-
-impl Provider for AzureDevOps {
-    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        let identifier = input.identifier()?;
-        super::commit_status(
-            input.resolved,
-            plan(input.resolved, input.event, identifier),
-        )
-    }
-}
-
 /// Plans the status of `event`, or `None` when Azure DevOps gets none (a
 /// `Progressing` event).
 ///
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-fn plan(
+pub(in crate::providers) fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,

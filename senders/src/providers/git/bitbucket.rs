@@ -13,25 +13,10 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::basic;
-use crate::providers::{
-    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
-};
+use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
 
 /// The `url` of every status, as Flux sends it.
 const STATUS_URL: &str = "https://bitbucket.org";
-
-/// `bitbucket`.
-pub(in crate::providers) struct Bitbucket;
-
-impl Provider for Bitbucket {
-    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        let identifier = input.identifier()?;
-        super::commit_status(
-            input.resolved,
-            plan(input.resolved, input.event, identifier),
-        )
-    }
-}
 
 /// Plans the status of `event`, or `None` when Bitbucket gets none (a
 /// `Progressing` event).
@@ -39,7 +24,7 @@ impl Provider for Bitbucket {
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-fn plan(
+pub(in crate::providers) fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,

@@ -17,22 +17,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::basic;
-use crate::providers::{
-    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
-};
-
-/// `bitbucketserver`.
-pub(in crate::providers) struct BitbucketServer;
-
-impl Provider for BitbucketServer {
-    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        let identifier = input.identifier()?;
-        super::commit_status(
-            input.resolved,
-            plan(input.resolved, input.event, identifier),
-        )
-    }
-}
+use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event`, or `None` when Bitbucket Server gets none
 /// (a `Progressing` event).
@@ -40,7 +25,7 @@ impl Provider for BitbucketServer {
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-fn plan(
+pub(in crate::providers) fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,

@@ -16,29 +16,14 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::path_escape;
-use crate::providers::{
-    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
-};
-
-/// `gitea`.
-pub(in crate::providers) struct Gitea;
-
-impl Provider for Gitea {
-    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        let identifier = input.identifier()?;
-        super::commit_status(
-            input.resolved,
-            plan(input.resolved, input.event, identifier),
-        )
-    }
-}
+use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event` (Gitea gets one for every event).
 ///
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-fn plan(
+pub(in crate::providers) fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,

@@ -11,22 +11,7 @@ use super::{StatusCalls, github_headers as headers};
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
-use crate::providers::{
-    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
-};
-
-/// `github`.
-pub(in crate::providers) struct GitHub;
-
-impl Provider for GitHub {
-    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        let identifier = input.identifier()?;
-        super::commit_status(
-            input.resolved,
-            plan(input.resolved, input.event, identifier),
-        )
-    }
-}
+use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event`, or `None` when GitHub gets none (a
 /// `Progressing` event).
@@ -34,7 +19,7 @@ impl Provider for GitHub {
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-fn plan(
+pub(in crate::providers) fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,

@@ -13,22 +13,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::query_escape;
-use crate::providers::{
-    CommitStatusPlan, Input, Plan, Provider, ProviderError, StatusWrite, Writing,
-};
-
-/// `gitlab`.
-pub(in crate::providers) struct GitLab;
-
-impl Provider for GitLab {
-    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        let identifier = input.identifier()?;
-        super::commit_status(
-            input.resolved,
-            plan(input.resolved, input.event, identifier),
-        )
-    }
-}
+use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event`, or `None` when GitLab gets none (a
 /// `Progressing` event).
@@ -36,7 +21,7 @@ impl Provider for GitLab {
 /// # Errors
 ///
 /// Why this Provider and event cannot give a status (dead letter).
-fn plan(
+pub(in crate::providers) fn plan(
     resolved: &Resolved,
     event: &FluxEvent,
     identifier: String,

@@ -15,22 +15,34 @@ pub(super) mod pull_request_comment;
 
 use serde::Serialize;
 
-use super::{CommitStatusPlan, Plan, ProviderError};
+use herald_flux::FluxEvent;
+
+use super::{CommitStatusPlan, Input, Plan, Provider, ProviderError};
 use crate::classify::{self, Judge, Masker};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender};
 use crate::outcome::Outcome;
 
-/// A commit-status provider's plan: `None` (a `Progressing` event) sends
-/// nothing; a host module's error names the type.
-fn commit_status(
-    resolved: &Resolved,
-    planned: Result<Option<CommitStatusPlan>, String>,
-) -> Result<Plan, ProviderError> {
-    match planned {
-        Ok(Some(plan)) => Ok(Plan::CommitStatus(plan)),
-        Ok(None) => Ok(Plan::Skip("progressing")),
-        Err(problem) => Err(ProviderError::invalid(&resolved.provider_type, problem)),
+/// How a git host plans one commit status: `None` when the event gives none
+/// (a `Progressing` event), else the status with how the host writes it.
+pub(super) type PlanStatus =
+    fn(&Resolved, &FluxEvent, String) -> Result<Option<CommitStatusPlan>, String>;
+
+/// A commit-status provider: the preamble every host shares (the
+/// identifier, the skip, the error naming the type) around its `plan`.
+pub(super) struct CommitStatus(pub PlanStatus);
+
+impl Provider for CommitStatus {
+    fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
+        let identifier = input.identifier()?;
+        match (self.0)(input.resolved, input.event, identifier) {
+            Ok(Some(plan)) => Ok(Plan::CommitStatus(plan)),
+            Ok(None) => Ok(Plan::Skip("progressing")),
+            Err(problem) => Err(ProviderError::invalid(
+                &input.resolved.provider_type,
+                problem,
+            )),
+        }
     }
 }
 
