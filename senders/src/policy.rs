@@ -32,6 +32,14 @@ pub struct PolicyOverride {
     pub max_age: Option<Duration>,
 }
 
+/// A Flux provider type's name, or why it is none.
+fn known_type(text: &str) -> Result<String, String> {
+    text.trim()
+        .parse::<ProviderType>()
+        .map(|t| t.as_str().to_owned())
+        .map_err(|e| e.to_string())
+}
+
 impl FromStr for PolicyOverride {
     type Err = String;
 
@@ -41,8 +49,9 @@ impl FromStr for PolicyOverride {
                 "{text:?}: expected TYPE:key=value,... such as slack:max-attempts=20,max-age=6h"
             )
         })?;
+        let provider_type = known_type(provider_type)?;
         let mut out = Self {
-            provider_type: provider_type.trim().to_owned(),
+            provider_type,
             max_attempts: None,
             base: None,
             max: None,
@@ -112,7 +121,7 @@ impl FromStr for PaceSetting {
             Some(Duration::from_secs_f64(period / count))
         };
         Ok(Self {
-            provider_type: provider_type.trim().to_owned(),
+            provider_type: known_type(provider_type)?,
             interval,
         })
     }
@@ -227,6 +236,13 @@ mod tests {
         assert_eq!(custom.pace("slack"), None);
         assert_eq!(custom.pace("generic"), Some(Duration::from_millis(500)));
         assert!("slack=0/s".parse::<PaceSetting>().is_err());
+        assert!(
+            "slak=1/s"
+                .parse::<PaceSetting>()
+                .unwrap_err()
+                .contains("unknown provider type")
+        );
+        assert!("gthub:max-attempts=3".parse::<PolicyOverride>().is_err());
         assert!("slack=1/d".parse::<PaceSetting>().is_err());
     }
 }
