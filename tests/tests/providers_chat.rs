@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, slack, webhook};
+use herald_tests::fake::{FakeServer, Recorded, slack, webex, webhook};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -201,6 +201,32 @@ fn rows() -> Vec<Row> {
                 ),
             },
             rate_limit: true,
+        },
+        Row {
+            name: "webex",
+            provider_type: "webex",
+            fake: || FakeServer::webex().boxed(),
+            provider: |p, fake| p.channel(webex::ROOM).address(&fake.url("/v1/messages")),
+            secret: |_| vec![("token", webex::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/v1/messages",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", webex::TOKEN)),
+                ],
+                body: format!(
+                    concat!(
+                        r#"{{"roomId":"{}","markdown":"💣 **kustomization/webapp.flux-system**\n"#,
+                        r#"service/apps/webapp validation error: spec.type: Unsupported value: Ingress\n"#,
+                        r#"\u003e**revision**: {}\n"}}"#
+                    ),
+                    webex::ROOM,
+                    REVISION
+                ),
+            },
+            rate_limit: false,
         },
     ]
 }

@@ -15,6 +15,7 @@ mod git;
 mod grafana;
 mod shared;
 mod slack;
+mod webex;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -164,11 +165,11 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
             &git::pull_request_comment::PullRequestComment
         }
         T::Grafana => &grafana::Grafana,
+        T::Webex => &webex::Webex,
         T::Discord
         | T::MsTeams
         | T::Rocket
         | T::GoogleChat
-        | T::Webex
         | T::Telegram
         | T::Lark
         | T::Matrix

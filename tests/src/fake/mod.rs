@@ -29,6 +29,7 @@ pub mod github;
 pub mod gitlab;
 pub mod grafana;
 pub mod slack;
+pub mod webex;
 pub mod webhook;
 
 use std::any::Any;
