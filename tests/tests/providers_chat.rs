@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, slack, webex, webhook};
+use herald_tests::fake::{FakeServer, Recorded, lark, slack, webex, webhook};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -223,6 +223,34 @@ fn rows() -> Vec<Row> {
                         r#"\u003e**revision**: {}\n"}}"#
                     ),
                     webex::ROOM,
+                    REVISION
+                ),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "lark",
+            provider_type: "lark",
+            fake: || FakeServer::lark().boxed(),
+            provider: |p, _| p,
+            secret: |fake| {
+                vec![(
+                    "address",
+                    fake.url(&format!("/open-apis/bot/v2/hook/{}", lark::HOOK)),
+                )]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/open-apis/bot/v2/hook/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+                headers: vec![header(JSON)],
+                body: format!(
+                    concat!(
+                        r#"{{"msg_type":"interactive","card":{{"config":{{"wide_screen_mode":true}},"#,
+                        r#""header":{{"title":{{"tag":"plain_text","content":"🚨 kustomization/webapp.flux-system"}},"template":"red"}},"#,
+                        r#""elements":[{{"tag":"div","text":{{"tag":"lark_md","#,
+                        r#""content":"**service/apps/webapp validation error: spec.type: Unsupported value: Ingress**\n\nrevision: {}\n"}}}}]}}}}"#
+                    ),
                     REVISION
                 ),
             },

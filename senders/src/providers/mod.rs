@@ -13,6 +13,7 @@
 mod generic;
 mod git;
 mod grafana;
+mod lark;
 mod shared;
 mod slack;
 mod webex;
@@ -166,12 +167,12 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         }
         T::Grafana => &grafana::Grafana,
         T::Webex => &webex::Webex,
+        T::Lark => &lark::Lark,
         T::Discord
         | T::MsTeams
         | T::Rocket
         | T::GoogleChat
         | T::Telegram
-        | T::Lark
         | T::Matrix
         | T::Zulip
         | T::Zoom
