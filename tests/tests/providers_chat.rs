@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, lark, slack, webex, webhook};
+use herald_tests::fake::{FakeServer, Recorded, lark, slack, webex, webhook, zoom};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -250,6 +250,36 @@ fn rows() -> Vec<Row> {
                         r#""header":{{"title":{{"tag":"plain_text","content":"🚨 kustomization/webapp.flux-system"}},"template":"red"}},"#,
                         r#""elements":[{{"tag":"div","text":{{"tag":"lark_md","#,
                         r#""content":"**service/apps/webapp validation error: spec.type: Unsupported value: Ingress**\n\nrevision: {}\n"}}}}]}}}}"#
+                    ),
+                    REVISION
+                ),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "zoom",
+            provider_type: "zoom",
+            fake: || FakeServer::zoom().boxed(),
+            provider: |p, _| p,
+            secret: |fake| {
+                vec![
+                    (
+                        "address",
+                        fake.url(&format!("/chat/webhooks/incomingwebhook/{}", zoom::HOOK)),
+                    ),
+                    ("token", zoom::TOKEN.to_owned()),
+                ]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/chat/webhooks/incomingwebhook/hK9tC0dZQwuFlux",
+                headers: vec![header(JSON), ("authorization", zoom::TOKEN.to_owned())],
+                body: format!(
+                    concat!(
+                        r#"{{"content":{{"head":{{"text":"kustomization/webapp.flux-system","sub_head":{{"text":"error"}}}},"#,
+                        r#""body":[{{"type":"message","text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress"}},"#,
+                        r#"{{"type":"fields","items":[{{"key":"revision","value":"{}"}}]}}]}}}}"#
                     ),
                     REVISION
                 ),

@@ -17,6 +17,7 @@ mod lark;
 mod shared;
 mod slack;
 mod webex;
+mod zoom;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -168,6 +169,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Grafana => &grafana::Grafana,
         T::Webex => &webex::Webex,
         T::Lark => &lark::Lark,
+        T::Zoom => &zoom::Zoom,
         T::Discord
         | T::MsTeams
         | T::Rocket
@@ -175,7 +177,6 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         | T::Telegram
         | T::Matrix
         | T::Zulip
-        | T::Zoom
         | T::IncidentIo
         | T::GooglePubSub
         | T::Sentry

@@ -32,6 +32,7 @@ pub mod lark;
 pub mod slack;
 pub mod webex;
 pub mod webhook;
+pub mod zoom;
 
 use std::any::Any;
 use std::collections::VecDeque;
