@@ -13,6 +13,7 @@
 mod generic;
 mod git;
 mod grafana;
+mod incident_io;
 mod lark;
 mod shared;
 mod slack;
@@ -170,6 +171,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Webex => &webex::Webex,
         T::Lark => &lark::Lark,
         T::Zoom => &zoom::Zoom,
+        T::IncidentIo => &incident_io::IncidentIo,
         T::Discord
         | T::MsTeams
         | T::Rocket
@@ -177,7 +179,6 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         | T::Telegram
         | T::Matrix
         | T::Zulip
-        | T::IncidentIo
         | T::GooglePubSub
         | T::Sentry
         | T::AzureEventHub

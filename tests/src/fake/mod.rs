@@ -28,6 +28,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
+pub mod incident_io;
 pub mod lark;
 pub mod slack;
 pub mod webex;
