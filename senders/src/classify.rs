@@ -4,10 +4,10 @@
 //! whatever is kept of them (reasons, body excerpts) through a [`Masker`].
 //!
 //! - 2xx is delivered, unless the vendor's body says it failed (Slack's Web
-//!   API and Telegram answer `ok: false`).
+//!   API and Telegram answer `ok: false`, Lark a non-zero `code`).
 //! - 408, 429 and 5xx but 501 are retried; so are the vendors' "wait" bodies
 //!   (Slack `ratelimited`, Telegram `parameters.retry_after`, Discord's JSON
-//!   `retry_after`) and git hosts' rate-limit 403s.
+//!   `retry_after`, Lark's code `11232`) and git hosts' rate-limit 403s.
 //! - The wait is the destination's: `Retry-After` (seconds or an HTTP date),
 //!   a vendor body's `retry_after`, `X-RateLimit-Reset-After`, or the reset
 //!   time of `X-RateLimit-Reset` / `RateLimit-Reset`.
@@ -36,6 +36,10 @@ pub enum Judge {
     Discord,
     /// A git host's REST API: rate-limit 403s, and the host's `message`.
     GitHost,
+    /// Lark custom bots: `200` with `{"code": n, "msg"}` (older answers
+    /// `StatusCode`, `StatusMessage`), `n` not 0 on failures; `11232` is
+    /// its rate limit.
+    Lark,
 }
 
 /// What a destination answered.
@@ -375,6 +379,7 @@ fn vendor_verdict(answer: &Answer, judge: Judge, masker: &Masker) -> Verdict {
             }
             Verdict::Message(message)
         }
+        Judge::Lark => lark(answer, masker),
         Judge::GitHost => {
             if ok {
                 return Verdict::Fine;
@@ -430,6 +435,35 @@ fn slack_web_api(answer: &Answer, masker: &Masker) -> Verdict {
             message,
             transient: false,
         },
+    }
+}
+
+/// Lark's code `11232` ("frequency limited"): it allows 100 messages a
+/// minute and 5 a second per bot.
+const LARK_RATE_LIMITED: i64 = 11232;
+
+/// Lark answers `{"code": n, "msg"}` (or `StatusCode`, `StatusMessage`),
+/// with `200` whatever `n` is.
+fn lark(answer: &Answer, masker: &Masker) -> Verdict {
+    let body = json(&answer.body);
+    let code = body["code"]
+        .as_i64()
+        .or_else(|| body["StatusCode"].as_i64());
+    let Some(code) = code.filter(|code| *code != 0) else {
+        return Verdict::Fine;
+    };
+    let msg = body["msg"]
+        .as_str()
+        .or_else(|| body["StatusMessage"].as_str())
+        .unwrap_or_default();
+    let message = format!("Lark responded with code {code}: {}", masker.mask(msg));
+    if code == LARK_RATE_LIMITED {
+        Verdict::Wait {
+            message,
+            after: None,
+        }
+    } else {
+        Verdict::Message(message)
     }
 }
 
@@ -579,6 +613,61 @@ mod tests {
         assert!(matches!(
             judge(&answer(200, &[], r#"{"ok":true}"#), Judge::SlackWebApi),
             Outcome::Delivered { .. }
+        ));
+    }
+
+    #[test]
+    fn lark_codes_are_read_from_its_200s() {
+        for ok in [
+            r#"{"StatusCode":0,"StatusMessage":"success","code":0,"data":{},"msg":"success"}"#,
+            r#"{"code":0,"data":{},"msg":"success"}"#,
+            "",
+        ] {
+            assert!(
+                matches!(
+                    judge(&answer(200, &[], ok), Judge::Lark),
+                    Outcome::Delivered { .. }
+                ),
+                "{ok}"
+            );
+        }
+        let keyword = answer(
+            200,
+            &[],
+            r#"{"code":19024,"data":{},"msg":"Key Words Not Found"}"#,
+        );
+        assert!(matches!(
+            judge(&keyword, Judge::Lark),
+            Outcome::Dead { reason, status: 200, .. }
+                if reason == "Lark responded with code 19024: Key Words Not Found"
+        ));
+        let legacy = answer(
+            200,
+            &[],
+            r#"{"StatusCode":19021,"StatusMessage":"sign match fail"}"#,
+        );
+        assert!(matches!(
+            judge(&legacy, Judge::Lark),
+            Outcome::Dead { reason, .. } if reason.contains("sign match fail")
+        ));
+        let limited = answer(
+            200,
+            &[],
+            r#"{"code":11232,"data":{},"msg":"frequency limited psm[lark.oapi.app_platform_runtime]appID[1]"}"#,
+        );
+        assert!(matches!(
+            judge(&limited, Judge::Lark),
+            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(60)
+        ));
+        let bad_request = answer(400, &[], r#"{"code":9499,"msg":"Bad Request","data":{}}"#);
+        assert!(matches!(
+            judge(&bad_request, Judge::Lark),
+            Outcome::Dead { reason, status: 400, .. }
+                if reason == "destination answered 400: Lark responded with code 9499: Bad Request"
+        ));
+        assert!(matches!(
+            judge(&answer(502, &[], "<html>bad gateway</html>"), Judge::Lark),
+            Outcome::Retry { .. }
         ));
     }
 

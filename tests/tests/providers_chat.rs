@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, slack, webhook};
+use herald_tests::fake::{FakeServer, Recorded, incident_io, lark, slack, webex, webhook, zoom};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -36,6 +36,8 @@ const REVISION: &str = "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
 const HMAC_KEY: &str = "hmac-key";
 /// How long the vendor's 429 asks to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The involved object's uid, incident.io's deduplication key.
+const UID: &str = "5b5c2a40-8f0e-4a0a-9d5e-0c2f3a1b7e61";
 
 /// One provider type, as Herald must talk to its vendor.
 struct Row {
@@ -101,6 +103,20 @@ fn generic_body() -> String {
             r#""reason":"ValidationFailed","metadata":{{"revision":"{}"}},"reportingController":"kustomize-controller"}}"#
         ),
         REVISION
+    )
+}
+
+/// The alert event Flux posts to incident.io for [`event()`].
+fn incident_io_body() -> String {
+    format!(
+        concat!(
+            r#"{{"title":"kustomization/webapp.flux-system: ValidationFailed","status":"firing","#,
+            r#""deduplication_key":"{}","#,
+            r#""description":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""metadata":{{"reason":"ValidationFailed","reportingController":"kustomize-controller","#,
+            r#""revision":"{}","severity":"error"}}}}"#
+        ),
+        UID, REVISION
     )
 }
 
@@ -201,6 +217,110 @@ fn rows() -> Vec<Row> {
                 ),
             },
             rate_limit: true,
+        },
+        Row {
+            name: "webex",
+            provider_type: "webex",
+            fake: || FakeServer::webex().boxed(),
+            provider: |p, fake| p.channel(webex::ROOM).address(&fake.url("/v1/messages")),
+            secret: |_| vec![("token", webex::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/v1/messages",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", webex::TOKEN)),
+                ],
+                body: format!(
+                    concat!(
+                        r#"{{"roomId":"{}","markdown":"💣 **kustomization/webapp.flux-system**\n"#,
+                        r#"service/apps/webapp validation error: spec.type: Unsupported value: Ingress\n"#,
+                        r#"\u003e**revision**: {}\n"}}"#
+                    ),
+                    webex::ROOM,
+                    REVISION
+                ),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "lark",
+            provider_type: "lark",
+            fake: || FakeServer::lark().boxed(),
+            provider: |p, _| p,
+            secret: |fake| {
+                vec![(
+                    "address",
+                    fake.url(&format!("/open-apis/bot/v2/hook/{}", lark::HOOK)),
+                )]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/open-apis/bot/v2/hook/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+                headers: vec![header(JSON)],
+                body: format!(
+                    concat!(
+                        r#"{{"msg_type":"interactive","card":{{"config":{{"wide_screen_mode":true}},"#,
+                        r#""header":{{"title":{{"tag":"plain_text","content":"🚨 kustomization/webapp.flux-system"}},"template":"red"}},"#,
+                        r#""elements":[{{"tag":"div","text":{{"tag":"lark_md","#,
+                        r#""content":"**service/apps/webapp validation error: spec.type: Unsupported value: Ingress**\n\nrevision: {}\n"}}}}]}}}}"#
+                    ),
+                    REVISION
+                ),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "zoom",
+            provider_type: "zoom",
+            fake: || FakeServer::zoom().boxed(),
+            provider: |p, _| p,
+            secret: |fake| {
+                vec![
+                    (
+                        "address",
+                        fake.url(&format!("/chat/webhooks/incomingwebhook/{}", zoom::HOOK)),
+                    ),
+                    ("token", zoom::TOKEN.to_owned()),
+                ]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/chat/webhooks/incomingwebhook/hK9tC0dZQwuFlux",
+                headers: vec![header(JSON), ("authorization", zoom::TOKEN.to_owned())],
+                body: format!(
+                    concat!(
+                        r#"{{"content":{{"head":{{"text":"kustomization/webapp.flux-system","sub_head":{{"text":"error"}}}},"#,
+                        r#""body":[{{"type":"message","text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress"}},"#,
+                        r#"{{"type":"fields","items":[{{"key":"revision","value":"{}"}}]}}]}}}}"#
+                    ),
+                    REVISION
+                ),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "incident.io",
+            provider_type: "incident.io",
+            fake: || FakeServer::incident_io().boxed(),
+            provider: |p, fake| {
+                p.address(&fake.url(&format!("/v2/alert_events/http/{}", incident_io::SOURCE)))
+            },
+            secret: |_| vec![("token", incident_io::TOKEN.to_owned())],
+            event: event().uid(UID),
+            expect: Expect {
+                method: "POST",
+                path: "/v2/alert_events/http/01HZ0FAKEALERTSOURCE0000",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", incident_io::TOKEN)),
+                ],
+                body: incident_io_body(),
+            },
+            rate_limit: false,
         },
     ]
 }
@@ -306,4 +426,36 @@ async fn every_chat_and_webhook_provider_sends_what_its_vendor_expects() {
         }
         herald.shutdown().await;
     }
+}
+
+/// incident.io, as Flux: a `Progressing` event neither fires nor resolves
+/// an alert, so nothing is sent for it; the error that follows is.
+#[tokio::test]
+async fn incident_io_sends_nothing_for_progressing_events() {
+    let nats = TestNats::start().await;
+    let fake = FakeServer::incident_io().await;
+    let row = rows()
+        .into_iter()
+        .find(|row| row.provider_type == "incident.io")
+        .expect("the incident.io row");
+    let dir = config_dir(&manifests(&row, &fake));
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
+
+    let progressing = Event::new("Kustomization", NAMESPACE, "webapp")
+        .uid(UID)
+        .message("Reconciliation in progress")
+        .timestamp("2024-01-01T09:59:00Z");
+    // The Progressing event goes first: once the error that follows is
+    // delivered and every delivery is acked, it was planned and skipped.
+    assert_eq!(herald.post(&progressing).await.0, 202, "ingest accepts");
+    assert_eq!(herald.post(&row.event).await.0, 202, "ingest accepts");
+    let requests = fake.wait_for(1).await;
+    check(&row, &requests[0]);
+    deliveries_drained(&nats).await;
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "only the error is sent, nothing for Progressing"
+    );
+    herald.shutdown().await;
 }

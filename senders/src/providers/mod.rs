@@ -13,8 +13,12 @@
 mod generic;
 mod git;
 mod grafana;
+mod incident_io;
+mod lark;
 mod shared;
 mod slack;
+mod webex;
+mod zoom;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -164,17 +168,17 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
             &git::pull_request_comment::PullRequestComment
         }
         T::Grafana => &grafana::Grafana,
+        T::Webex => &webex::Webex,
+        T::Lark => &lark::Lark,
+        T::Zoom => &zoom::Zoom,
+        T::IncidentIo => &incident_io::IncidentIo,
         T::Discord
         | T::MsTeams
         | T::Rocket
         | T::GoogleChat
-        | T::Webex
         | T::Telegram
-        | T::Lark
         | T::Matrix
         | T::Zulip
-        | T::Zoom
-        | T::IncidentIo
         | T::GooglePubSub
         | T::Sentry
         | T::AzureEventHub

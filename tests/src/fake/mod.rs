@@ -28,8 +28,12 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
+pub mod incident_io;
+pub mod lark;
 pub mod slack;
+pub mod webex;
 pub mod webhook;
+pub mod zoom;
 
 use std::any::Any;
 use std::collections::VecDeque;
