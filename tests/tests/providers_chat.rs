@@ -26,7 +26,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
 use herald_tests::fake::{FakeServer, Recorded, slack, webhook};
-use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
+use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -99,6 +99,34 @@ fn generic_body() -> String {
             r#""severity":"error","timestamp":"2024-01-01T10:00:00Z","#,
             r#""message":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
             r#""reason":"ValidationFailed","metadata":{{"revision":"{}"}},"reportingController":"kustomize-controller"}}"#
+        ),
+        REVISION
+    )
+}
+
+/// The MessageCard Flux posts to an Office 365 connector for [`event()`].
+fn teams_message_card() -> String {
+    format!(
+        concat!(
+            r#"{{"@type":"MessageCard","@context":"http://schema.org/extensions","themeColor":"FF0000","#,
+            r#""summary":"kustomization/webapp.flux-system","#,
+            r#""sections":[{{"activityTitle":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""activitySubtitle":"kustomization/webapp.flux-system","facts":[{{"name":"revision","value":"{}"}}]}}]}}"#
+        ),
+        REVISION
+    )
+}
+
+/// The Adaptive Card Flux posts to a Workflows address for [`event()`].
+fn teams_adaptive_card() -> String {
+    format!(
+        concat!(
+            r#"{{"type":"message","attachments":[{{"contentType":"application/vnd.microsoft.card.adaptive","#,
+            r#""content":{{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","type":"AdaptiveCard","version":"1.4","#,
+            r#""body":[{{"type":"Container","items":["#,
+            r#"{{"type":"TextBlock","text":"kustomization/webapp.flux-system","size":"large","weight":"bolder","wrap":true}},"#,
+            r#"{{"type":"TextBlock","text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","color":"attention","wrap":true}},"#,
+            r#"{{"type":"FactSet","facts":[{{"title":"revision","value":"{}"}}]}}]}}],"msteams":{{"width":"Full"}}}}}}]}}"#
         ),
         REVISION
     )
@@ -180,6 +208,54 @@ fn rows() -> Vec<Row> {
                 body: generic_body(),
             },
             rate_limit: false,
+        },
+        Row {
+            name: "msteams Office 365 connector (MessageCard)",
+            provider_type: "msteams",
+            fake: || FakeServer::teams().boxed(),
+            provider: |p, _| p,
+            // The connector host must be *.webhook.office.com: the fake is
+            // reached as the Provider's proxy.
+            secret: |fake| {
+                vec![
+                    (
+                        "address",
+                        "http://herald.webhook.office.com/webhookb2/g0@t0/IncomingWebhook/i0/o0"
+                            .to_owned(),
+                    ),
+                    ("proxy", fake.url("")),
+                ]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/webhookb2/g0@t0/IncomingWebhook/i0/o0",
+                headers: vec![header(JSON), header(("host", "herald.webhook.office.com"))],
+                body: teams_message_card(),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "msteams Workflows (Adaptive Card, 202 Accepted)",
+            provider_type: "msteams",
+            fake: || FakeServer::teams().boxed(),
+            provider: |p, _| p,
+            secret: |fake| {
+                vec![(
+                    "address",
+                    fake.url(
+                        "/workflows/w0/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=s0",
+                    ),
+                )]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/workflows/w0/triggers/manual/paths/invoke",
+                headers: vec![header(JSON)],
+                body: teams_adaptive_card(),
+            },
+            rate_limit: true,
         },
         Row {
             name: "grafana",
@@ -306,4 +382,26 @@ async fn every_chat_and_webhook_provider_sends_what_its_vendor_expects() {
         }
         herald.shutdown().await;
     }
+}
+
+/// Teams Workflows answer `202 Accepted` (the flow runs later): Herald
+/// counts that as delivered, never retries it and never dead-letters it.
+#[tokio::test]
+async fn teams_workflows_accepted_is_delivered_once() {
+    let row = rows()
+        .into_iter()
+        .find(|row| row.name.starts_with("msteams Workflows"))
+        .expect("the Workflows row");
+    let nats = TestNats::start().await;
+    let fake = (row.fake)().await;
+    let dir = config_dir(&manifests(&row, &fake));
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
+    assert_eq!(herald.post(&row.event).await.0, 202);
+    fake.wait_for(1).await;
+    deliveries_drained(&nats).await;
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1, "sent once");
+    assert_eq!(requests[0].answered, 202, "Workflows accept with 202");
+    assert!(dead_letters(&nats).await.is_empty(), "not dead-lettered");
+    herald.shutdown().await;
 }

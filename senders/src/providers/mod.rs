@@ -13,6 +13,7 @@
 mod generic;
 mod git;
 mod grafana;
+mod msteams;
 mod shared;
 mod slack;
 
@@ -151,6 +152,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
     use ProviderType as T;
     Some(match provider_type {
         T::Slack => &slack::Slack,
+        T::MsTeams => &msteams::MsTeams,
         T::Generic => &generic::Generic { hmac: false },
         T::GenericHmac => &generic::Generic { hmac: true },
         T::GitHub => &git::github::GitHub,
@@ -165,7 +167,6 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         }
         T::Grafana => &grafana::Grafana,
         T::Discord
-        | T::MsTeams
         | T::Rocket
         | T::GoogleChat
         | T::Webex
