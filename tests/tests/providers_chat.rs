@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, slack, webhook};
+use herald_tests::fake::{FakeServer, Recorded, discord, slack, webhook};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -72,6 +72,11 @@ fn event() -> Event {
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// A path built at run time, for [`Expect::path`].
+fn leak(path: String) -> &'static str {
+    Box::leak(path.into_boxed_str())
+}
 
 fn header((name, value): (&'static str, &str)) -> (&'static str, String) {
     (name, value.to_owned())
@@ -129,6 +134,20 @@ fn teams_adaptive_card() -> String {
             r#"{{"type":"FactSet","facts":[{{"title":"revision","value":"{}"}}]}}]}}],"msteams":{{"width":"Full"}}}}}}]}}"#
         ),
         REVISION
+    )
+}
+
+/// The Slack attachment Discord's and Rocket.Chat's Flux senders build
+/// for [`event()`]: no fallback text.
+fn slack_compatible_body(channel: &str, username: &str, color: &str) -> String {
+    format!(
+        concat!(
+            r#"{{"channel":"{}","username":"{}","icon_url":"","icon_emoji":"","#,
+            r#""attachments":[{{"fallback":"","color":"{}","author_name":"kustomization/webapp.flux-system","#,
+            r#""text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""mrkdwn_in":["text"],"fields":[{{"title":"revision","value":"{}","short":false}}]}}]}}"#
+        ),
+        channel, username, color, REVISION
     )
 }
 
@@ -254,6 +273,35 @@ fn rows() -> Vec<Row> {
                 path: "/workflows/w0/triggers/manual/paths/invoke",
                 headers: vec![header(JSON)],
                 body: teams_adaptive_card(),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "discord (its Slack-compatible endpoint)",
+            provider_type: "discord",
+            fake: || FakeServer::discord().boxed(),
+            // Flux ignores the channel.
+            provider: |p, _| p.channel("ignored"),
+            secret: |fake| {
+                vec![(
+                    "address",
+                    fake.url(&format!(
+                        "/api/webhooks/{}/{}",
+                        discord::WEBHOOK_ID,
+                        discord::TOKEN
+                    )),
+                )]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: leak(format!(
+                    "/api/webhooks/{}/{}/slack",
+                    discord::WEBHOOK_ID,
+                    discord::TOKEN
+                )),
+                headers: vec![header(JSON)],
+                body: slack_compatible_body("", "kustomize-controller", "danger"),
             },
             rate_limit: true,
         },

@@ -10,6 +10,7 @@
 //! line in [`registry`], its fake in `tests/`, one row in its category's
 //! table test, and its row in the README.
 
+mod discord;
 mod generic;
 mod git;
 mod grafana;
@@ -152,6 +153,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
     use ProviderType as T;
     Some(match provider_type {
         T::Slack => &slack::Slack,
+        T::Discord => &discord::Discord,
         T::MsTeams => &msteams::MsTeams,
         T::Generic => &generic::Generic { hmac: false },
         T::GenericHmac => &generic::Generic { hmac: true },
@@ -166,8 +168,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
             &git::pull_request_comment::PullRequestComment
         }
         T::Grafana => &grafana::Grafana,
-        T::Discord
-        | T::Rocket
+        T::Rocket
         | T::GoogleChat
         | T::Webex
         | T::Telegram

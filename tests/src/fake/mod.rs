@@ -24,6 +24,7 @@
 pub mod azure_devops;
 pub mod bitbucket;
 pub mod bitbucket_server;
+pub mod discord;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
