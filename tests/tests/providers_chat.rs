@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, discord, slack, webhook};
+use herald_tests::fake::{FakeServer, Recorded, discord, rocket, slack, webhook};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -304,6 +304,33 @@ fn rows() -> Vec<Row> {
                 body: slack_compatible_body("", "kustomize-controller", "danger"),
             },
             rate_limit: true,
+        },
+        Row {
+            name: "rocket",
+            provider_type: "rocket",
+            fake: || FakeServer::rocket().boxed(),
+            provider: |p, fake| {
+                p.channel("#flux")
+                    .spec("username: flux")
+                    .address(&fake.url(&format!(
+                        "/hooks/{}/{}",
+                        rocket::INTEGRATION_ID,
+                        rocket::TOKEN
+                    )))
+            },
+            secret: |_| Vec::new(),
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: leak(format!(
+                    "/hooks/{}/{}",
+                    rocket::INTEGRATION_ID,
+                    rocket::TOKEN
+                )),
+                headers: vec![header(JSON)],
+                body: slack_compatible_body("#flux", "flux", "#FF0000"),
+            },
+            rate_limit: false,
         },
         Row {
             name: "grafana",

@@ -15,6 +15,7 @@ mod generic;
 mod git;
 mod grafana;
 mod msteams;
+mod rocket;
 mod shared;
 mod slack;
 
@@ -155,6 +156,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Slack => &slack::Slack,
         T::Discord => &discord::Discord,
         T::MsTeams => &msteams::MsTeams,
+        T::Rocket => &rocket::Rocket,
         T::Generic => &generic::Generic { hmac: false },
         T::GenericHmac => &generic::Generic { hmac: true },
         T::GitHub => &git::github::GitHub,
@@ -168,8 +170,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
             &git::pull_request_comment::PullRequestComment
         }
         T::Grafana => &grafana::Grafana,
-        T::Rocket
-        | T::GoogleChat
+        T::GoogleChat
         | T::Webex
         | T::Telegram
         | T::Lark

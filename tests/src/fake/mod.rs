@@ -29,6 +29,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
+pub mod rocket;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
