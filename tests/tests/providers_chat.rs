@@ -25,8 +25,10 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, incident_io, lark, slack, webex, webhook, zoom};
-use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
+use herald_tests::fake::{
+    FakeServer, Recorded, discord, incident_io, lark, rocket, slack, webex, webhook, zoom,
+};
+use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -75,6 +77,11 @@ fn event() -> Event {
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
+/// A path built at run time, for [`Expect::path`].
+fn leak(path: String) -> &'static str {
+    Box::leak(path.into_boxed_str())
+}
+
 fn header((name, value): (&'static str, &str)) -> (&'static str, String) {
     (name, value.to_owned())
 }
@@ -117,6 +124,48 @@ fn incident_io_body() -> String {
             r#""revision":"{}","severity":"error"}}}}"#
         ),
         UID, REVISION
+    )
+}
+
+/// The MessageCard Flux posts to an Office 365 connector for [`event()`].
+fn teams_message_card() -> String {
+    format!(
+        concat!(
+            r#"{{"@type":"MessageCard","@context":"http://schema.org/extensions","themeColor":"FF0000","#,
+            r#""summary":"kustomization/webapp.flux-system","#,
+            r#""sections":[{{"activityTitle":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""activitySubtitle":"kustomization/webapp.flux-system","facts":[{{"name":"revision","value":"{}"}}]}}]}}"#
+        ),
+        REVISION
+    )
+}
+
+/// The Adaptive Card Flux posts to a Workflows address for [`event()`].
+fn teams_adaptive_card() -> String {
+    format!(
+        concat!(
+            r#"{{"type":"message","attachments":[{{"contentType":"application/vnd.microsoft.card.adaptive","#,
+            r#""content":{{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","type":"AdaptiveCard","version":"1.4","#,
+            r#""body":[{{"type":"Container","items":["#,
+            r#"{{"type":"TextBlock","text":"kustomization/webapp.flux-system","size":"large","weight":"bolder","wrap":true}},"#,
+            r#"{{"type":"TextBlock","text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","color":"attention","wrap":true}},"#,
+            r#"{{"type":"FactSet","facts":[{{"title":"revision","value":"{}"}}]}}]}}],"msteams":{{"width":"Full"}}}}}}]}}"#
+        ),
+        REVISION
+    )
+}
+
+/// The Slack attachment Discord's and Rocket.Chat's Flux senders build
+/// for [`event()`]: no fallback text.
+fn slack_compatible_body(channel: &str, username: &str, color: &str) -> String {
+    format!(
+        concat!(
+            r#"{{"channel":"{}","username":"{}","icon_url":"","icon_emoji":"","#,
+            r#""attachments":[{{"fallback":"","color":"{}","author_name":"kustomization/webapp.flux-system","#,
+            r#""text":"service/apps/webapp validation error: spec.type: Unsupported value: Ingress","#,
+            r#""mrkdwn_in":["text"],"fields":[{{"title":"revision","value":"{}","short":false}}]}}]}}"#
+        ),
+        channel, username, color, REVISION
     )
 }
 
@@ -194,6 +243,110 @@ fn rows() -> Vec<Row> {
                     ),
                 ],
                 body: generic_body(),
+            },
+            rate_limit: false,
+        },
+        Row {
+            name: "msteams Office 365 connector (MessageCard)",
+            provider_type: "msteams",
+            fake: || FakeServer::teams().boxed(),
+            provider: |p, _| p,
+            // The connector host must be *.webhook.office.com: the fake is
+            // reached as the Provider's proxy.
+            secret: |fake| {
+                vec![
+                    (
+                        "address",
+                        "http://herald.webhook.office.com/webhookb2/g0@t0/IncomingWebhook/i0/o0"
+                            .to_owned(),
+                    ),
+                    ("proxy", fake.url("")),
+                ]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/webhookb2/g0@t0/IncomingWebhook/i0/o0",
+                headers: vec![header(JSON), header(("host", "herald.webhook.office.com"))],
+                body: teams_message_card(),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "msteams Workflows (Adaptive Card, 202 Accepted)",
+            provider_type: "msteams",
+            fake: || FakeServer::teams().boxed(),
+            provider: |p, _| p,
+            secret: |fake| {
+                vec![(
+                    "address",
+                    fake.url(
+                        "/workflows/w0/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=s0",
+                    ),
+                )]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/workflows/w0/triggers/manual/paths/invoke",
+                headers: vec![header(JSON)],
+                body: teams_adaptive_card(),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "discord (its Slack-compatible endpoint)",
+            provider_type: "discord",
+            fake: || FakeServer::discord().boxed(),
+            // Flux ignores the channel.
+            provider: |p, _| p.channel("ignored"),
+            secret: |fake| {
+                vec![(
+                    "address",
+                    fake.url(&format!(
+                        "/api/webhooks/{}/{}",
+                        discord::WEBHOOK_ID,
+                        discord::TOKEN
+                    )),
+                )]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: leak(format!(
+                    "/api/webhooks/{}/{}/slack",
+                    discord::WEBHOOK_ID,
+                    discord::TOKEN
+                )),
+                headers: vec![header(JSON)],
+                body: slack_compatible_body("", "kustomize-controller", "danger"),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "rocket",
+            provider_type: "rocket",
+            fake: || FakeServer::rocket().boxed(),
+            provider: |p, fake| {
+                p.channel("#flux")
+                    .spec("username: flux")
+                    .address(&fake.url(&format!(
+                        "/hooks/{}/{}",
+                        rocket::INTEGRATION_ID,
+                        rocket::TOKEN
+                    )))
+            },
+            secret: |_| Vec::new(),
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: leak(format!(
+                    "/hooks/{}/{}",
+                    rocket::INTEGRATION_ID,
+                    rocket::TOKEN
+                )),
+                headers: vec![header(JSON)],
+                body: slack_compatible_body("#flux", "flux", "#FF0000"),
             },
             rate_limit: false,
         },
@@ -457,5 +610,27 @@ async fn incident_io_sends_nothing_for_progressing_events() {
         1,
         "only the error is sent, nothing for Progressing"
     );
+    herald.shutdown().await;
+}
+
+/// Teams Workflows answer `202 Accepted` (the flow runs later): Herald
+/// counts that as delivered, never retries it and never dead-letters it.
+#[tokio::test]
+async fn teams_workflows_accepted_is_delivered_once() {
+    let row = rows()
+        .into_iter()
+        .find(|row| row.name.starts_with("msteams Workflows"))
+        .expect("the Workflows row");
+    let nats = TestNats::start().await;
+    let fake = (row.fake)().await;
+    let dir = config_dir(&manifests(&row, &fake));
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
+    assert_eq!(herald.post(&row.event).await.0, 202);
+    fake.wait_for(1).await;
+    deliveries_drained(&nats).await;
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1, "sent once");
+    assert_eq!(requests[0].answered, 202, "Workflows accept with 202");
+    assert!(dead_letters(&nats).await.is_empty(), "not dead-lettered");
     herald.shutdown().await;
 }

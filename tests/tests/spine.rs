@@ -390,11 +390,11 @@ async fn an_unusable_provider_is_dead_lettered_with_its_reason_and_no_secret() {
         "{}{}{}{}",
         "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: slack, namespace: flux-system}\n\
          spec: {type: slack, secretRef: {name: missing}}\n---\n",
-        Provider::new("flux-system", "teams", "msteams").address("http://127.0.0.1:9/x"),
+        Provider::new("flux-system", "eventhub", "azureeventhub").address("http://127.0.0.1:9/x"),
         Alert::new("flux-system", "a", "slack")
             .severity("info")
             .source("Kustomization", "*"),
-        Alert::new("flux-system", "b", "teams")
+        Alert::new("flux-system", "b", "eventhub")
             .severity("info")
             .source("Kustomization", "*")
     ));
@@ -411,7 +411,7 @@ async fn an_unusable_provider_is_dead_lettered_with_its_reason_and_no_secret() {
         reasons.into_iter().collect::<Vec<_>>(),
         [
             "Provider flux-system/slack cannot be used: spec.secretRef names Secret flux-system/missing, which does not exist",
-            "provider type \"msteams\" is not supported by this version of Herald",
+            "provider type \"azureeventhub\" is not supported by this version of Herald",
         ]
     );
     herald.shutdown().await;

@@ -10,11 +10,14 @@
 //! line in [`registry`], its fake in `tests/`, one row in its category's
 //! table test, and its row in the README.
 
+mod discord;
 mod generic;
 mod git;
 mod grafana;
 mod incident_io;
 mod lark;
+mod msteams;
+mod rocket;
 mod shared;
 mod slack;
 mod webex;
@@ -155,6 +158,9 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
     use ProviderType as T;
     Some(match provider_type {
         T::Slack => &slack::Slack,
+        T::Discord => &discord::Discord,
+        T::MsTeams => &msteams::MsTeams,
+        T::Rocket => &rocket::Rocket,
         T::Generic => &generic::Generic { hmac: false },
         T::GenericHmac => &generic::Generic { hmac: true },
         T::GitHub => &git::CommitStatus(git::github::plan),
@@ -172,10 +178,7 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Lark => &lark::Lark,
         T::Zoom => &zoom::Zoom,
         T::IncidentIo => &incident_io::IncidentIo,
-        T::Discord
-        | T::MsTeams
-        | T::Rocket
-        | T::GoogleChat
+        T::GoogleChat
         | T::Telegram
         | T::Matrix
         | T::Zulip

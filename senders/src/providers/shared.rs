@@ -8,6 +8,10 @@ use herald_flux::FluxEvent;
 use super::ProviderError;
 use crate::config::Resolved;
 
+mod slack_payload;
+
+pub use slack_payload::SlackPayload;
+
 /// Parses a Provider address that must be an absolute http(s) URL.
 ///
 /// # Errors

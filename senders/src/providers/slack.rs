@@ -1,9 +1,7 @@
 //! `slack`: incoming webhooks, and `chat.postMessage` with a bot token
 //! (flux-providers §4.3).
 
-use serde::Serialize;
-
-use super::shared::{bearer, is_error, json_content, object_name, parse_address};
+use super::shared::{SlackPayload, bearer, is_error, json_content, object_name, parse_address};
 use super::{Input, Plan, Provider, ProviderError};
 use crate::classify::Judge;
 use crate::config::Resolved;
@@ -19,32 +17,6 @@ impl Provider for Slack {
     }
 }
 
-#[derive(Serialize)]
-struct Payload<'a> {
-    channel: &'a str,
-    username: &'a str,
-    icon_url: &'a str,
-    icon_emoji: &'a str,
-    attachments: [Attachment<'a>; 1],
-}
-
-#[derive(Serialize)]
-struct Attachment<'a> {
-    fallback: String,
-    color: &'a str,
-    author_name: String,
-    text: &'a str,
-    mrkdwn_in: [&'a str; 1],
-    fields: Vec<Field<'a>>,
-}
-
-#[derive(Serialize)]
-struct Field<'a> {
-    title: &'a str,
-    value: &'a str,
-    short: bool,
-}
-
 /// Builds the Slack request.
 fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Request, ProviderError> {
     let url = parse_address(resolved, "slack")?;
@@ -55,28 +27,9 @@ fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Request, ProviderErro
     } else {
         &resolved.username
     };
-    let payload = Payload {
-        channel: &resolved.channel,
-        username,
-        icon_url: "",
-        icon_emoji: "",
-        attachments: [Attachment {
-            fallback: format!("{object}: {first_line}"),
-            color: if is_error(event) { "danger" } else { "good" },
-            author_name: object,
-            text: &event.message,
-            mrkdwn_in: ["text"],
-            fields: event
-                .metadata
-                .iter()
-                .map(|(title, value)| Field {
-                    title,
-                    value,
-                    short: false,
-                })
-                .collect(),
-        }],
-    };
+    let color = if is_error(event) { "danger" } else { "good" };
+    let payload = SlackPayload::new(event, &resolved.channel, username, color)
+        .fallback(format!("{object}: {first_line}"));
     let mut headers = vec![json_content()];
     if !resolved.token.is_empty() {
         headers.push(("Authorization".to_owned(), bearer(&resolved.token)));
@@ -88,7 +41,7 @@ fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Request, ProviderErro
     } else {
         Judge::Status
     };
-    Ok(Request::post(url, headers, herald_flux::gojson::to_vec(&payload)).judged_by(judge))
+    Ok(Request::post(url, headers, payload.to_go_json()).judged_by(judge))
 }
 
 #[cfg(test)]

@@ -24,13 +24,16 @@
 pub mod azure_devops;
 pub mod bitbucket;
 pub mod bitbucket_server;
+pub mod discord;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
 pub mod incident_io;
 pub mod lark;
+pub mod rocket;
 pub mod slack;
+pub mod teams;
 pub mod webex;
 pub mod webhook;
 pub mod zoom;
