@@ -79,12 +79,16 @@ impl Answer {
             .trim()
             .parse::<f64>()
             .ok()?;
-        if reset > 1_000_000_000.0 {
-            let wait = reset - now.as_millisecond() as f64 / 1000.0;
-            Some(Duration::from_secs_f64(wait.max(0.0)))
+        let now_seconds = now.as_millisecond() as f64 / 1000.0;
+        let wait = if reset > 1e12 {
+            // Unix milliseconds (Rocket.Chat).
+            reset / 1000.0 - now_seconds
+        } else if reset > 1e9 {
+            reset - now_seconds
         } else {
-            seconds(&reset.to_string())
-        }
+            reset
+        };
+        seconds(&wait.max(0.0).to_string())
     }
 }
 
@@ -565,6 +569,12 @@ mod tests {
         assert_eq!(a.asked_wait(now), Some(Duration::from_secs(30)));
         let a = answer(429, &[("ratelimit-reset", "7")], "");
         assert_eq!(a.asked_wait(now), Some(Duration::from_secs(7)));
+        let millis = (now.as_millisecond() + 5_000).to_string();
+        let a = answer(429, &[("x-ratelimit-reset", &millis)], "");
+        assert_eq!(a.asked_wait(now), Some(Duration::from_secs(5)));
+        // Never more than a day, whatever the header says.
+        let a = answer(429, &[("ratelimit-reset", "999999999")], "");
+        assert_eq!(a.asked_wait(now), Some(Duration::from_secs(86_400)));
         let a = answer(429, &[("x-ratelimit-reset-after", "1.5")], "");
         assert_eq!(a.asked_wait(now), Some(Duration::from_millis(1500)));
         let a = answer(429, &[("retry-after", "4"), ("ratelimit-reset", "9")], "");
