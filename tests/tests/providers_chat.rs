@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, slack, webhook};
+use herald_tests::fake::{FakeServer, Recorded, slack, telegram, webhook};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -198,6 +198,35 @@ fn rows() -> Vec<Row> {
                 body: format!(
                     r#"{{"when":1704103200,"text":"kustomization/webapp.flux-system","tags":["flux","kustomize-controller","revision: {}","kind: Kustomization","name: webapp","namespace: flux-system"]}}"#,
                     REVISION.replace(':', "|")
+                ),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "telegram forum topic",
+            provider_type: "telegram",
+            fake: || FakeServer::telegram().boxed(),
+            // Flux ignores the address; Herald takes it as the API base.
+            provider: |p, fake| {
+                p.channel(&format!("{}:{}", telegram::FORUM, telegram::TOPIC))
+                    .address(&fake.url(""))
+            },
+            secret: |_| vec![("token", telegram::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: telegram::SEND_MESSAGE,
+                headers: vec![header(JSON)],
+                body: format!(
+                    concat!(
+                        r#"{{"chat_id":"{}","message_thread_id":"{}","#,
+                        r#""text":"*🚨 kustomization/webapp/flux\\-system*\n"#,
+                        r#"service/apps/webapp validation error: spec\\.type: Unsupported value: Ingress\n"#,
+                        r#"\\- *revision*: main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1\n","#,
+                        r#""parse_mode":"MarkdownV2"}}"#
+                    ),
+                    telegram::FORUM,
+                    telegram::TOPIC
                 ),
             },
             rate_limit: true,

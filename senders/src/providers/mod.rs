@@ -15,6 +15,7 @@ mod git;
 mod grafana;
 mod shared;
 mod slack;
+mod telegram;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -164,12 +165,12 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
             &git::pull_request_comment::PullRequestComment
         }
         T::Grafana => &grafana::Grafana,
+        T::Telegram => &telegram::Telegram,
         T::Discord
         | T::MsTeams
         | T::Rocket
         | T::GoogleChat
         | T::Webex
-        | T::Telegram
         | T::Lark
         | T::Matrix
         | T::Zulip

@@ -29,6 +29,7 @@ pub mod github;
 pub mod gitlab;
 pub mod grafana;
 pub mod slack;
+pub mod telegram;
 pub mod webhook;
 
 use std::any::Any;
