@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, slack, telegram, webhook};
+use herald_tests::fake::{FakeServer, Recorded, matrix, slack, telegram, webhook};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -227,6 +227,32 @@ fn rows() -> Vec<Row> {
                     ),
                     telegram::FORUM,
                     telegram::TOPIC
+                ),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "matrix",
+            provider_type: "matrix",
+            fake: || FakeServer::matrix().boxed(),
+            provider: |p, fake| p.channel(matrix::ROOM).address(&fake.url("")),
+            secret: |_| vec![("token", matrix::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "PUT",
+                // The transaction id is the SHA-1 of generic_body().
+                path: "/_matrix/client/r0/rooms/!ZDjRYYbZLvBLLbHwWp:matrix.example.org/send/m.room.message/98e85e5c2561dc8c8f6533431ee59f89cf57230c",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", matrix::TOKEN)),
+                ],
+                body: format!(
+                    concat!(
+                        r#"{{"body":"🚨 kustomization/webapp.flux-system\n"#,
+                        r#"service/apps/webapp validation error: spec.type: Unsupported value: Ingress\n"#,
+                        r#"- revision: {}\n","msgtype":"m.text"}}"#
+                    ),
+                    REVISION
                 ),
             },
             rate_limit: true,

@@ -13,6 +13,7 @@
 mod generic;
 mod git;
 mod grafana;
+mod matrix;
 mod shared;
 mod slack;
 mod telegram;
@@ -166,13 +167,13 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         }
         T::Grafana => &grafana::Grafana,
         T::Telegram => &telegram::Telegram,
+        T::Matrix => &matrix::Matrix,
         T::Discord
         | T::MsTeams
         | T::Rocket
         | T::GoogleChat
         | T::Webex
         | T::Lark
-        | T::Matrix
         | T::Zulip
         | T::Zoom
         | T::IncidentIo

@@ -28,6 +28,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod grafana;
+pub mod matrix;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
