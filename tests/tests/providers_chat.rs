@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
-use herald_tests::fake::{FakeServer, Recorded, matrix, slack, telegram, webhook};
+use herald_tests::fake::{FakeServer, Recorded, matrix, slack, telegram, webhook, zulip};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
@@ -253,6 +253,44 @@ fn rows() -> Vec<Row> {
                         r#"- revision: {}\n","msgtype":"m.text"}}"#
                     ),
                     REVISION
+                ),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "zulip",
+            provider_type: "zulip",
+            fake: || FakeServer::zulip().boxed(),
+            // Flux replaces the address's path with /api/v1/messages.
+            provider: |p, fake| {
+                p.channel(&format!("{}/webapp", zulip::STREAM))
+                    .address(&fake.url("/"))
+            },
+            secret: |_| {
+                vec![
+                    ("username", zulip::BOT_EMAIL.to_owned()),
+                    ("password", zulip::API_KEY.to_owned()),
+                ]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/api/v1/messages",
+                headers: vec![
+                    (
+                        "content-type",
+                        "application/x-www-form-urlencoded".to_owned(),
+                    ),
+                    ("authorization", zulip::BASIC.to_owned()),
+                ],
+                body: format!(
+                    concat!(
+                        "content=%23%23+Flux+Status%0A%0A%E2%9A%A0%EF%B8%8F+Kustomization%2Fflux-system%2Fwebapp%0A%0A",
+                        "service%2Fapps%2Fwebapp+validation+error%3A+spec.type%3A+Unsupported+value%3A+Ingress%0A%0A",
+                        "Metadata%3A%0A%2A+%60revision%60%3A+main%40sha1%3A{}%0A",
+                        "&to=flux+alerts&topic=webapp&type=stream"
+                    ),
+                    &REVISION["main@sha1:".len()..]
                 ),
             },
             rate_limit: true,

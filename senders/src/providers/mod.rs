@@ -17,6 +17,7 @@ mod matrix;
 mod shared;
 mod slack;
 mod telegram;
+mod zulip;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -168,13 +169,13 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Grafana => &grafana::Grafana,
         T::Telegram => &telegram::Telegram,
         T::Matrix => &matrix::Matrix,
+        T::Zulip => &zulip::Zulip,
         T::Discord
         | T::MsTeams
         | T::Rocket
         | T::GoogleChat
         | T::Webex
         | T::Lark
-        | T::Zulip
         | T::Zoom
         | T::IncidentIo
         | T::GooglePubSub

@@ -32,6 +32,7 @@ pub mod matrix;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
+pub mod zulip;
 
 use std::any::Any;
 use std::collections::VecDeque;
