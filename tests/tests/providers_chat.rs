@@ -295,6 +295,32 @@ fn rows() -> Vec<Row> {
             },
             rate_limit: true,
         },
+        Row {
+            name: "googlechat",
+            provider_type: "googlechat",
+            fake: || FakeServer::googlechat().boxed(),
+            provider: |p, _| p,
+            // A webhook URL holds its key and token: kept in the Secret.
+            secret: |fake| vec![("address", fake.googlechat_webhook())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/v1/spaces/AAAAbcdEfGh/messages",
+                headers: vec![header(JSON)],
+                body: format!(
+                    concat!(
+                        r#"{{"cards":[{{"header":{{"title":"kustomization/webapp.flux-system","subtitle":"kustomize-controller","#,
+                        r#""imageUrl":null,"imageStyle":null}},"sections":["#,
+                        r##"{{"header":"","widgets":[{{"textParagraph":{{"text":"\u003cfont color=\"#ff0000\"\u003eservice/apps/webapp validation error: spec.type: Unsupported value: Ingress\u003c/font\u003e"}},"keyValue":null}}]}},"##,
+                        r#"{{"header":"","widgets":[{{"textParagraph":null,"keyValue":{{"topLabel":"revision","content":"{}","contentMultiline":false,"bottomLabel":null,"icon":null}}}}]}}"#,
+                        r#"]}}]}}"#
+                    ),
+                    REVISION
+                ),
+            },
+            // Google's 429 names no wait: Herald backs off on its own.
+            rate_limit: false,
+        },
     ]
 }
 

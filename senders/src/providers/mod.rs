@@ -12,6 +12,7 @@
 
 mod generic;
 mod git;
+mod googlechat;
 mod grafana;
 mod matrix;
 mod shared;
@@ -170,10 +171,10 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Telegram => &telegram::Telegram,
         T::Matrix => &matrix::Matrix,
         T::Zulip => &zulip::Zulip,
+        T::GoogleChat => &googlechat::GoogleChat,
         T::Discord
         | T::MsTeams
         | T::Rocket
-        | T::GoogleChat
         | T::Webex
         | T::Lark
         | T::Zoom

@@ -27,6 +27,7 @@ pub mod bitbucket_server;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
+pub mod googlechat;
 pub mod grafana;
 pub mod matrix;
 pub mod slack;
