@@ -7,7 +7,7 @@
 //!   API and Telegram answer `ok: false`, Lark a non-zero `code`).
 //! - 408, 429 and 5xx but 501 are retried; so are the vendors' "wait" bodies
 //!   (Slack `ratelimited`, Telegram `parameters.retry_after`, Discord's JSON
-//!   `retry_after`, Lark's code `11232`) and git hosts' rate-limit 403s.
+//!   `retry_after`, Lark's code `11232`, Matrix's `retry_after_ms`) and git hosts' rate-limit 403s.
 //! - The wait is the destination's: `Retry-After` (seconds or an HTTP date),
 //!   a vendor body's `retry_after`, `X-RateLimit-Reset-After`, or the reset
 //!   time of `X-RateLimit-Reset` / `RateLimit-Reset`.
@@ -34,6 +34,9 @@ pub enum Judge {
     Telegram,
     /// Discord: a 429 carries `{"retry_after": seconds, "global": bool}`.
     Discord,
+    /// A Matrix homeserver: errors are `{"errcode", "error"}`, and a 429
+    /// (`M_LIMIT_EXCEEDED`) may carry its wait only as `retry_after_ms`.
+    Matrix,
     /// A git host's REST API: rate-limit 403s, and the host's `message`.
     GitHost,
     /// Lark custom bots: `200` with `{"code": n, "msg"}` (older answers
@@ -384,6 +387,26 @@ fn vendor_verdict(answer: &Answer, judge: Judge, masker: &Masker) -> Verdict {
             Verdict::Message(message)
         }
         Judge::Lark => lark(answer, masker),
+        Judge::Matrix => {
+            if ok {
+                return Verdict::Fine;
+            }
+            let body = json(&answer.body);
+            let message = match (body["errcode"].as_str(), body["error"].as_str()) {
+                (Some(code), Some(error)) => masker.mask(&format!("{code}: {error}")),
+                (Some(text), None) | (None, Some(text)) => masker.mask(text),
+                (None, None) => String::new(),
+            };
+            if answer.status == 429 || body["errcode"] == "M_LIMIT_EXCEEDED" {
+                return Verdict::Wait {
+                    message,
+                    after: body["retry_after_ms"]
+                        .as_f64()
+                        .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)),
+                };
+            }
+            Verdict::Message(message)
+        }
         Judge::GitHost => {
             if ok {
                 return Verdict::Fine;
@@ -609,6 +632,36 @@ mod tests {
         assert!(matches!(
             judge(&discord, Judge::Discord),
             Outcome::Retry { after: Some(d), .. } if d == Duration::from_millis(750)
+        ));
+        let matrix = answer(
+            429,
+            &[],
+            r#"{"errcode":"M_LIMIT_EXCEEDED","error":"Too Many Requests","retry_after_ms":1500}"#,
+        );
+        assert!(matches!(
+            judge(&matrix, Judge::Matrix),
+            Outcome::Retry { after: Some(d), reason, .. }
+                if d == Duration::from_millis(1500) && reason.contains("M_LIMIT_EXCEEDED")
+        ));
+        // Without retry_after_ms, the Retry-After header of newer servers.
+        let matrix = answer(
+            429,
+            &[("retry-after", "2")],
+            r#"{"errcode":"M_LIMIT_EXCEEDED"}"#,
+        );
+        assert!(matches!(
+            judge(&matrix, Judge::Matrix),
+            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(2)
+        ));
+        let forbidden = answer(
+            403,
+            &[],
+            r#"{"errcode":"M_FORBIDDEN","error":"User @flux:example.org not in room"}"#,
+        );
+        assert!(matches!(
+            judge(&forbidden, Judge::Matrix),
+            Outcome::Dead { reason, .. }
+                if reason == "destination answered 403: M_FORBIDDEN: User @flux:example.org not in room"
         ));
         let slack = answer(200, &[], r#"{"ok":false,"error":"ratelimited"}"#);
         assert!(matches!(

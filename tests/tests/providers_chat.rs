@@ -26,7 +26,8 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use herald_tests::fake::grafana::{self, FakeGrafana};
 use herald_tests::fake::{
-    FakeServer, Recorded, discord, incident_io, lark, rocket, slack, webex, webhook, zoom,
+    FakeServer, Recorded, discord, incident_io, lark, matrix, rocket, slack, telegram, webex,
+    webhook, zoom, zulip,
 };
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
@@ -473,6 +474,125 @@ fn rows() -> Vec<Row> {
                 ],
                 body: incident_io_body(),
             },
+            rate_limit: false,
+        },
+        Row {
+            name: "telegram forum topic",
+            provider_type: "telegram",
+            fake: || FakeServer::telegram().boxed(),
+            // Flux ignores the address; Herald takes it as the API base.
+            provider: |p, fake| {
+                p.channel(&format!("{}:{}", telegram::FORUM, telegram::TOPIC))
+                    .address(&fake.url(""))
+            },
+            secret: |_| vec![("token", telegram::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: telegram::SEND_MESSAGE,
+                headers: vec![header(JSON)],
+                body: format!(
+                    concat!(
+                        r#"{{"chat_id":"{}","message_thread_id":"{}","#,
+                        r#""text":"*🚨 kustomization/webapp/flux\\-system*\n"#,
+                        r#"service/apps/webapp validation error: spec\\.type: Unsupported value: Ingress\n"#,
+                        r#"\\- *revision*: main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1\n","#,
+                        r#""parse_mode":"MarkdownV2"}}"#
+                    ),
+                    telegram::FORUM,
+                    telegram::TOPIC
+                ),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "matrix",
+            provider_type: "matrix",
+            fake: || FakeServer::matrix().boxed(),
+            provider: |p, fake| p.channel(matrix::ROOM).address(&fake.url("")),
+            secret: |_| vec![("token", matrix::TOKEN.to_owned())],
+            event: event(),
+            expect: Expect {
+                method: "PUT",
+                // The transaction id is the SHA-1 of generic_body().
+                path: "/_matrix/client/r0/rooms/!ZDjRYYbZLvBLLbHwWp:matrix.example.org/send/m.room.message/98e85e5c2561dc8c8f6533431ee59f89cf57230c",
+                headers: vec![
+                    header(JSON),
+                    ("authorization", format!("Bearer {}", matrix::TOKEN)),
+                ],
+                body: format!(
+                    concat!(
+                        r#"{{"body":"🚨 kustomization/webapp.flux-system\n"#,
+                        r#"service/apps/webapp validation error: spec.type: Unsupported value: Ingress\n"#,
+                        r#"- revision: {}\n","msgtype":"m.text"}}"#
+                    ),
+                    REVISION
+                ),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "zulip",
+            provider_type: "zulip",
+            fake: || FakeServer::zulip().boxed(),
+            // Flux replaces the address's path with /api/v1/messages.
+            provider: |p, fake| {
+                p.channel(&format!("{}/webapp", zulip::STREAM))
+                    .address(&fake.url("/"))
+            },
+            secret: |_| {
+                vec![
+                    ("username", zulip::BOT_EMAIL.to_owned()),
+                    ("password", zulip::API_KEY.to_owned()),
+                ]
+            },
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/api/v1/messages",
+                headers: vec![
+                    (
+                        "content-type",
+                        "application/x-www-form-urlencoded".to_owned(),
+                    ),
+                    ("authorization", zulip::BASIC.to_owned()),
+                ],
+                body: format!(
+                    concat!(
+                        "content=%23%23+Flux+Status%0A%0A%E2%9A%A0%EF%B8%8F+Kustomization%2Fflux-system%2Fwebapp%0A%0A",
+                        "service%2Fapps%2Fwebapp+validation+error%3A+spec.type%3A+Unsupported+value%3A+Ingress%0A%0A",
+                        "Metadata%3A%0A%2A+%60revision%60%3A+main%40sha1%3A{}%0A",
+                        "&to=flux+alerts&topic=webapp&type=stream"
+                    ),
+                    &REVISION["main@sha1:".len()..]
+                ),
+            },
+            rate_limit: true,
+        },
+        Row {
+            name: "googlechat",
+            provider_type: "googlechat",
+            fake: || FakeServer::googlechat().boxed(),
+            provider: |p, _| p,
+            // A webhook URL holds its key and token: kept in the Secret.
+            secret: |fake| vec![("address", fake.googlechat_webhook())],
+            event: event(),
+            expect: Expect {
+                method: "POST",
+                path: "/v1/spaces/AAAAbcdEfGh/messages",
+                headers: vec![header(JSON)],
+                body: format!(
+                    concat!(
+                        r#"{{"cards":[{{"header":{{"title":"kustomization/webapp.flux-system","subtitle":"kustomize-controller","#,
+                        r#""imageUrl":null,"imageStyle":null}},"sections":["#,
+                        r##"{{"header":"","widgets":[{{"textParagraph":{{"text":"\u003cfont color=\"#ff0000\"\u003eservice/apps/webapp validation error: spec.type: Unsupported value: Ingress\u003c/font\u003e"}},"keyValue":null}}]}},"##,
+                        r#"{{"header":"","widgets":[{{"textParagraph":null,"keyValue":{{"topLabel":"revision","content":"{}","contentMultiline":false,"bottomLabel":null,"icon":null}}}}]}}"#,
+                        r#"]}}]}}"#
+                    ),
+                    REVISION
+                ),
+            },
+            // Google's 429 names no wait: Herald backs off on its own.
             rate_limit: false,
         },
     ]

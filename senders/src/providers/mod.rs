@@ -13,15 +13,19 @@
 mod discord;
 mod generic;
 mod git;
+mod googlechat;
 mod grafana;
 mod incident_io;
 mod lark;
+mod matrix;
 mod msteams;
 mod rocket;
 mod shared;
 mod slack;
+mod telegram;
 mod webex;
 mod zoom;
+mod zulip;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -178,11 +182,11 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Lark => &lark::Lark,
         T::Zoom => &zoom::Zoom,
         T::IncidentIo => &incident_io::IncidentIo,
-        T::GoogleChat
-        | T::Telegram
-        | T::Matrix
-        | T::Zulip
-        | T::GooglePubSub
+        T::Telegram => &telegram::Telegram,
+        T::Matrix => &matrix::Matrix,
+        T::Zulip => &zulip::Zulip,
+        T::GoogleChat => &googlechat::GoogleChat,
+        T::GooglePubSub
         | T::Sentry
         | T::AzureEventHub
         | T::Opsgenie
