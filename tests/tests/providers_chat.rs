@@ -676,29 +676,38 @@ async fn rate_limited_then_delivered(
 
 #[tokio::test]
 async fn every_chat_and_webhook_provider_sends_what_its_vendor_expects() {
-    for row in rows() {
-        let nats = TestNats::start().await;
-        let fake = (row.fake)().await;
-        let dir = config_dir(&manifests(&row, &fake));
-        let herald = TestHerald::start(nats.url(), dir.path()).await;
+    use futures::StreamExt as _;
+    // Rows are independent (each has its own nats-server and fake): a few
+    // run at once.
+    futures::stream::iter(rows())
+        .map(run_row)
+        .buffer_unordered(4)
+        .collect::<Vec<()>>()
+        .await;
+}
 
-        assert_eq!(
-            herald.post(&row.event).await.0,
-            202,
-            "{}: ingest accepts",
-            row.name
-        );
-        let requests = fake.wait_for(1).await;
-        check(&row, &requests[0]);
-        deliveries_drained(&nats).await;
-        assert_eq!(fake.requests().len(), 1, "{}: sent once", row.name);
+async fn run_row(row: Row) {
+    let nats = TestNats::start().await;
+    let fake = (row.fake)().await;
+    let dir = config_dir(&manifests(&row, &fake));
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
 
-        if row.rate_limit {
-            let again = row.event.clone().message("sent after a rate limit");
-            rate_limited_then_delivered(row.name, &herald, &nats, &fake, again).await;
-        }
-        herald.shutdown().await;
+    assert_eq!(
+        herald.post(&row.event).await.0,
+        202,
+        "{}: ingest accepts",
+        row.name
+    );
+    let requests = fake.wait_for(1).await;
+    check(&row, &requests[0]);
+    deliveries_drained(&nats).await;
+    assert_eq!(fake.requests().len(), 1, "{}: sent once", row.name);
+
+    if row.rate_limit {
+        let again = row.event.clone().message("sent after a rate limit");
+        rate_limited_then_delivered(row.name, &herald, &nats, &fake, again).await;
     }
+    herald.shutdown().await;
 }
 
 /// incident.io, as Flux: a `Progressing` event neither fires nor resolves
