@@ -109,25 +109,54 @@ fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
+/// Why a Provider cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// A `secretRef`, `proxySecretRef` or `certSecretRef` names no Secret.
+    #[error("{field} names Secret {namespace}/{name}, which does not exist")]
+    MissingSecret {
+        field: &'static str,
+        namespace: String,
+        name: String,
+    },
+    /// `spec.serviceAccountName` (workload identity).
+    #[error(
+        "spec.serviceAccountName (workload identity) is not supported; put a token in the Secret of spec.secretRef"
+    )]
+    WorkloadIdentity,
+    /// A Secret holds a value that cannot be used; never the value itself.
+    #[error("Secret {secret}: {problem}")]
+    BadSecret { secret: String, problem: String },
+    /// A proxy or TLS setting that cannot be used (the text names the Secret
+    /// and key, never a value).
+    #[error("{0}")]
+    Transport(String),
+}
+
 /// Resolves `provider` against the catalog's Secrets.
 ///
 /// # Errors
 ///
 /// A reason the Provider cannot be used, for its dead letters: a missing
 /// Secret, an over-long address, unparsable headers, half of a basic-auth pair.
-pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, String> {
+pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, ResolveError> {
     let spec = &provider.spec;
     let namespace = &provider.meta.namespace;
-    let secret_of = |name: &str, field: &str| {
+    let secret_of = |name: &str, field: &'static str| {
         snapshot
             .secret(namespace, name)
-            .ok_or_else(|| format!("{field} names Secret {namespace}/{name}, which does not exist"))
+            .ok_or_else(|| ResolveError::MissingSecret {
+                field,
+                namespace: namespace.clone(),
+                name: name.to_owned(),
+            })
+    };
+    let bad = |name: &str, problem: &str| ResolveError::BadSecret {
+        secret: format!("{namespace}/{name}"),
+        problem: problem.to_owned(),
     };
     if !spec.service_account_name.is_empty() {
-        return Err(
-            "spec.serviceAccountName (workload identity) is not supported; put a token in the Secret of spec.secretRef"
-                .to_owned(),
-        );
+        return Err(ResolveError::WorkloadIdentity);
     }
     let mut resolved = Resolved {
         provider_type: spec.type_.clone(),
@@ -144,10 +173,7 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
         let data = &secret.data;
         if let Some(address) = text(data, "address") {
             if address.len() > 2048 {
-                return Err(format!(
-                    "Secret {namespace}/{}: address is longer than 2048 bytes",
-                    secret_ref.name
-                ));
+                return Err(bad(&secret_ref.name, "address is longer than 2048 bytes"));
             }
             resolved.address = address.trim().to_owned();
             resolved.address_is_secret = true;
@@ -158,14 +184,16 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
                 String::new()
             } else {
                 let from = format!("Secret {namespace}/{}: proxy", secret_ref.name);
-                crate::transport::check_proxy(proxy, &from)?.to_string()
+                crate::transport::check_proxy(proxy, &from)
+                    .map_err(ResolveError::Transport)?
+                    .to_string()
             };
         }
         if let Some(headers) = text(data, "headers") {
             resolved.headers = serde_saphyr::from_str(&headers).map_err(|_| {
-                format!(
-                    "Secret {namespace}/{}: headers must be a YAML map of header names to values",
-                    secret_ref.name
+                bad(
+                    &secret_ref.name,
+                    "headers must be a YAML map of header names to values",
                 )
             })?;
         }
@@ -179,9 +207,9 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             }
             (None, None) => {}
             _ => {
-                return Err(format!(
-                    "Secret {namespace}/{}: username and password must be set together",
-                    secret_ref.name
+                return Err(bad(
+                    &secret_ref.name,
+                    "username and password must be set together",
                 ));
             }
         }
@@ -191,7 +219,9 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
             && spec.cert_secret_ref.is_none()
         {
             let secret = format!("{namespace}/{}", secret_ref.name);
-            if let Some(tls) = crate::transport::tls_material(data, &secret, false)? {
+            if let Some(tls) = crate::transport::tls_material(data, &secret, false)
+                .map_err(ResolveError::Transport)?
+            {
                 resolved.ca_pem = tls.ca_pem;
                 resolved.client_identity_pem = tls.identity_pem;
             }
@@ -203,22 +233,25 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Str
         let address = text(&secret.data, "address")
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| format!("{from}: address (the proxy URL) is required"))?;
-        let mut url = crate::transport::check_proxy(&address, &format!("{from}: address"))?;
+            .ok_or_else(|| bad(&proxy_ref.name, "address (the proxy URL) is required"))?;
+        let mut url = crate::transport::check_proxy(&address, &format!("{from}: address"))
+            .map_err(ResolveError::Transport)?;
         // As Flux: a username alone, or a username and its password; a
         // password without a username is ignored.
         if let Some(user) = text(&secret.data, "username") {
             let password = text(&secret.data, "password");
             url.set_username(&user)
                 .and_then(|()| url.set_password(password.as_deref()))
-                .map_err(|()| format!("{from}: address cannot carry a username"))?;
+                .map_err(|()| bad(&proxy_ref.name, "address cannot carry a username"))?;
         }
         resolved.proxy = url.to_string();
     }
     if let Some(cert_ref) = &spec.cert_secret_ref {
         let secret = secret_of(&cert_ref.name, "spec.certSecretRef")?;
         let name = format!("{namespace}/{}", cert_ref.name);
-        let tls = crate::transport::tls_material(&secret.data, &name, true)?.unwrap_or_default();
+        let tls = crate::transport::tls_material(&secret.data, &name, true)
+            .map_err(ResolveError::Transport)?
+            .unwrap_or_default();
         resolved.ca_pem = tls.ca_pem;
         resolved.client_identity_pem = tls.identity_pem;
     }
@@ -301,7 +334,7 @@ mod tests {
         ];
         for (yaml, needle) in cases {
             let s = snapshot(&yaml);
-            let err = resolve(&provider(&s), &s).unwrap_err();
+            let err = resolve(&provider(&s), &s).unwrap_err().to_string();
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
     }
@@ -357,7 +390,7 @@ mod tests {
                  apiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\nstringData: {secret}\n---\n\
                  apiVersion: v1\nkind: Secret\nmetadata: {{name: px}}\nstringData: {proxy_secret}"
             ));
-            let error = resolve(&provider(&s), &s).unwrap_err();
+            let error = resolve(&provider(&s), &s).unwrap_err().to_string();
             assert!(error.starts_with(needle), "{error:?} is not {needle:?}");
             assert!(!error.contains("S3cret"), "{error}");
         }
