@@ -36,6 +36,22 @@ pub const PACING_BUCKET: &str = "HERALD_PACING";
 /// commit, identifier).
 pub const COMMIT_STATUS_BUCKET: &str = "HERALD_COMMIT_STATUS";
 
+/// The key-value bucket of what Herald knows of each Alert and Provider from
+/// its deliveries, keyed by [`object_entry`].
+pub const OBJECTS_BUCKET: &str = "HERALD_OBJECTS";
+
+/// The HERALD_OBJECTS key of an object: `<Kind>.<namespace>.<name>`, each an
+/// escaped token.
+#[must_use]
+pub fn object_entry(kind: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        escape_token(kind),
+        escape_token(namespace),
+        escape_token(name)
+    )
+}
+
 /// The router's durable pull consumer on [`EVENTS_STREAM`].
 pub const ROUTER_CONSUMER: &str = "herald-router";
 /// The senders' durable pull consumer on [`DELIVERIES_STREAM`].

@@ -76,6 +76,9 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+/// How many key-value buckets Herald keeps, each with `--kv-max-bytes`.
+pub const KV_BUCKETS: u64 = 4;
+
 /// The byte budget of each stream and bucket (per replica; a stream with
 /// three replicas reserves three times its budget in the cluster).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -91,7 +94,7 @@ pub struct Budgets {
     #[arg(long, env = "HERALD_DEAD_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub dead_max_bytes: u64,
     /// The budget of each key-value bucket (HERALD_DEDUPE, HERALD_PACING,
-    /// HERALD_COMMIT_STATUS).
+    /// HERALD_COMMIT_STATUS, HERALD_OBJECTS).
     #[arg(long, env = "HERALD_KV_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub kv_max_bytes: u64,
 }
@@ -114,7 +117,7 @@ impl Budgets {
         self.events_max_bytes
             + self.deliveries_max_bytes
             + self.dead_max_bytes
-            + 3 * self.kv_max_bytes
+            + KV_BUCKETS * self.kv_max_bytes
     }
 }
 

@@ -328,6 +328,31 @@ impl Nats {
             })
     }
 
+    /// Creates or updates the HERALD_OBJECTS key-value bucket (what Herald
+    /// knows of each Alert and Provider from its deliveries).
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_objects_bucket(&self) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+        self.jetstream
+            .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                bucket: names::OBJECTS_BUCKET.to_owned(),
+                description: "What Herald knows of each Alert and Provider from its deliveries."
+                    .to_owned(),
+                history: 1,
+                max_age: Duration::from_secs(90 * 86_400),
+                max_bytes: budget(self.args.budgets.kv_max_bytes),
+                storage: stream::StorageType::File,
+                num_replicas: self.args.stream_replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                self.setup_error(names::OBJECTS_BUCKET, self.args.budgets.kv_max_bytes, &e)
+            })
+    }
+
     async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
         let name = config.name.clone();
         let max_bytes = u64::try_from(config.max_bytes).unwrap_or(0);

@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod pacing;
 pub mod policy;
 pub mod providers;
+pub mod records;
 pub mod transport;
 pub mod worker;
 
@@ -103,6 +104,8 @@ impl App {
             nats.ensure_commit_status_bucket()
         })
         .await?;
+        let objects_store =
+            retry_until_ready("HERALD_OBJECTS", cancel, || nats.ensure_objects_bucket()).await?;
         let consumer = retry_until_ready("the sender consumer", cancel, || async {
             nats.ensure_deliveries_stream().await?;
             nats.ensure_dead_stream().await?;
@@ -145,6 +148,7 @@ impl App {
                     ack_wait: args.sender_ack_wait,
                     requeue_delay: args.retry_base,
                 },
+                records: records::Records::new(objects_store, readiness.clone()),
             },
             consumer,
         })
@@ -171,6 +175,13 @@ impl App {
                     .await;
             }
         });
+        let records = self.worker.records.clone();
+        tokio::spawn(records.clone().run(cancel.clone()));
         self.worker.run(self.consumer, cancel).await;
+        // The last notes, once the deliveries in hand are done; bounded, so a
+        // lost NATS cannot hold the shutdown.
+        tokio::time::timeout(Duration::from_secs(2), records.flush())
+            .await
+            .ok();
     }
 }

@@ -23,6 +23,7 @@ use crate::outcome::Outcome;
 use crate::pacing::{self, Pacer, Turn};
 use crate::policy::{Policies, RetryPolicy};
 use crate::providers::{self, Input, Plan};
+use crate::records::Noted;
 
 /// Retry, pacing and concurrency settings, resolved.
 #[derive(Debug, Clone)]
@@ -68,6 +69,7 @@ pub struct Worker {
     pub(crate) pacer: Pacer,
     pub(crate) order: StatusOrder,
     pub(crate) settings: WorkerSettings,
+    pub(crate) records: crate::records::Records,
 }
 
 // === impl Worker ===
@@ -235,6 +237,7 @@ impl Worker {
                         .observe(age.as_secs_f64().max(0.0));
                 }
                 tracing::debug!(delivery.id = %delivery.id, status, "Delivered.");
+                self.note(&delivery, &Noted::Delivered);
                 if let Err(error) = message.ack().await {
                     tracing::warn!(error = %error, delivery.id = %delivery.id, "Cannot ack a delivered message; it may be sent again.");
                 }
@@ -250,10 +253,29 @@ impl Worker {
                     status,
                     body,
                 };
+                self.note(
+                    &delivery,
+                    &Noted::Dead {
+                        reason: death.reason.clone(),
+                        status,
+                    },
+                );
                 self.bury(&message, Some(delivery), &provider_type, attempts, death)
                     .await;
             }
-            Step::Failed(Outcome::Retry { reason, after, .. }) => {
+            Step::Failed(Outcome::Retry {
+                reason,
+                after,
+                status,
+                ..
+            }) => {
+                self.note(
+                    &delivery,
+                    &Noted::Retried {
+                        reason: reason.clone(),
+                        status,
+                    },
+                );
                 span.record("herald.outcome", "retry");
                 span.record("otel.status_code", "error");
                 span.record("error.type", "retry");
@@ -279,6 +301,13 @@ impl Worker {
                 status,
                 body,
             }) => {
+                self.note(
+                    &delivery,
+                    &Noted::Dead {
+                        reason: reason.clone(),
+                        status,
+                    },
+                );
                 let death = Death {
                     reason,
                     status,
@@ -290,6 +319,18 @@ impl Worker {
             Step::Failed(Outcome::Delivered { status }) => {
                 unreachable!("a send that delivered ({status}) is Step::Delivered")
             }
+        }
+    }
+
+    /// Notes an outcome for the delivery's Provider and Alert.
+    fn note(&self, delivery: &Delivery, outcome: &Noted) {
+        if let Some(provider) = &delivery.provider {
+            self.records
+                .note("Provider", &provider.namespace, &provider.name, outcome);
+        }
+        if let Some(alert) = &delivery.alert {
+            self.records
+                .note("Alert", &alert.namespace, &alert.name, outcome);
         }
     }
 
