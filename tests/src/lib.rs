@@ -7,6 +7,7 @@
 pub mod fake;
 pub mod fixtures;
 pub mod herald;
+pub mod kube;
 pub mod nats;
 pub mod process;
 
