@@ -422,13 +422,8 @@ async fn run(
     });
 
     let open_catalog = |args: &CatalogArgs, tasks: &mut JoinSet<anyhow::Result<()>>| {
-        let catalog = catalog::open_folder(args, &readiness)?;
-        tasks.spawn(run_to_ok(catalog::watch_folder(
-            catalog.clone(),
-            args.clone(),
-            readiness.clone(),
-            cancel.clone(),
-        )));
+        let (catalog, source) = catalog::FolderSource::open(args, &readiness)?;
+        tasks.spawn(run_to_ok(source.run(cancel.clone())));
         Ok::<_, anyhow::Error>(catalog)
     };
 

@@ -165,6 +165,51 @@ pub enum Object {
     Secret(Secret),
 }
 
+// === impl Object ===
+
+impl Object {
+    /// `Alert`, `Provider` or `Secret`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Alert(_) => "Alert",
+            Self::Provider(_) => "Provider",
+            Self::Secret(_) => "Secret",
+        }
+    }
+
+    /// Its metadata.
+    #[must_use]
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Alert(a) => &a.meta,
+            Self::Provider(p) => &p.meta,
+            Self::Secret(s) => &s.meta,
+        }
+    }
+
+    /// `Kind/namespace/name`, as problems name objects.
+    #[must_use]
+    pub fn id(&self) -> String {
+        let meta = self.meta();
+        format!("{}/{}/{}", self.kind(), meta.namespace, meta.name)
+    }
+
+    /// Checks the object against the rules of its kind (the CRDs' validation;
+    /// a Secret has none beyond decoding).
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words the author can act on.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Alert(a) => a.validate(),
+            Self::Provider(p) => p.validate(),
+            Self::Secret(_) => Ok(()),
+        }
+    }
+}
+
 /// Why a document is not a usable object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{object}: {reason}")]
@@ -224,7 +269,12 @@ impl Alert {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the spec against the CRD's rules.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words the author can act on.
+    pub fn validate(&self) -> Result<(), String> {
         let spec = &self.spec;
         if spec.provider_ref.name.is_empty() {
             return Err("spec.providerRef.name is required".to_owned());
@@ -291,7 +341,12 @@ impl Provider {
         self.spec.type_.parse().ok()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the spec against the CRD's rules and the types Herald sends to.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words the author can act on.
+    pub fn validate(&self) -> Result<(), String> {
         let spec = &self.spec;
         if spec.type_.is_empty() {
             return Err("spec.type is required".to_owned());
@@ -394,7 +449,9 @@ fn read_all<T: serde::de::DeserializeOwned>(text: &str) -> Vec<Result<T, String>
 /// Parses a multi-document YAML text into objects.
 ///
 /// Documents that are not Alerts, Providers or Secrets (or are empty) are
-/// skipped; each one that is but cannot be used gives a [`ParseError`].
+/// skipped; each one that is but cannot be decoded (wrong field types, no
+/// name, an apiVersion not served, bad base64) gives a [`ParseError`]. The
+/// spec is not checked here: see [`Object::validate`].
 /// Objects without a namespace get `default_namespace`. Scalars are read as
 /// the field they land in asks (`namespace: no` is the string "no"), as
 /// Kubernetes reads manifests.
@@ -448,20 +505,14 @@ pub fn parse_documents(
                     meta: doc.metadata.clone(),
                     spec: doc.spec.clone().unwrap_or_default(),
                 };
-                (
-                    alert.meta.clone(),
-                    alert.validate().map(|()| Object::Alert(alert)),
-                )
+                (alert.meta.clone(), Ok(Object::Alert(alert)))
             }),
             "Provider" => take(&providers, i, |doc: &Doc<ProviderSpec>| {
                 let provider = Provider {
                     meta: doc.metadata.clone(),
                     spec: doc.spec.clone().unwrap_or_default(),
                 };
-                (
-                    provider.meta.clone(),
-                    provider.validate().map(|()| Object::Provider(provider)),
-                )
+                (provider.meta.clone(), Ok(Object::Provider(provider)))
             }),
             _ => take(&secrets, i, |doc: &Doc<NoSpec>| {
                 let data = decode_secret(&doc.data, &doc.string_data);
@@ -690,7 +741,10 @@ metadata:
         ];
         for (yaml, needle) in cases {
             let results = parse_documents(yaml, "default").unwrap();
-            let err = results[0].clone().unwrap_err().to_string();
+            let err = match results[0].clone() {
+                Ok(object) => format!("{}: {}", object.id(), object.validate().unwrap_err()),
+                Err(e) => e.to_string(),
+            };
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
         assert!(parse_documents("a: [", "default").is_err());
