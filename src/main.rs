@@ -83,7 +83,8 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
-    /// Check a folder of Alerts, Providers and Secrets; one line per problem.
+    /// Check a folder of Alerts, Providers and Secrets; one line per problem
+    /// or warning, exit code 1 when there is a problem.
     Validate {
         /// The folder to check.
         dir: PathBuf,
@@ -263,12 +264,13 @@ fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
                 println!("{problem}");
             }
             let (alerts, providers, secrets) = snapshot.counts();
+            let (errors, warnings) = snapshot.problem_counts();
             eprintln!(
-                "{}: {alerts} alerts, {providers} providers, {secrets} secrets, {} problems",
+                "{}: {alerts} alerts, {providers} providers, {secrets} secrets, {errors} problems, {warnings} warnings",
                 dir.display(),
-                snapshot.problems.len()
             );
-            if snapshot.problems.is_empty() {
+            // Warnings are printed but never fail the check.
+            if errors == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

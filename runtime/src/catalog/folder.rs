@@ -129,7 +129,9 @@ fn manifest_files(dir: &Path) -> std::io::Result<Fingerprint> {
 type FolderRead = (Vec<(PathBuf, Object)>, Vec<Problem>);
 
 /// Decodes every manifest below `dir`: the objects, each with its file
-/// relative to `dir`, and the files and documents that cannot be decoded.
+/// relative to `dir`, the files and documents that cannot be decoded
+/// (errors), and the values Flux would substitute or decrypt on applying the
+/// manifests (warnings).
 fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRead> {
     let mut objects = Vec::new();
     let mut problems = Vec::new();
@@ -138,29 +140,34 @@ fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRea
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(error) => {
-                problems.push(Problem {
-                    file: relative,
-                    object: String::new(),
-                    reason: format!("cannot read: {error}"),
-                });
+                problems.push(Problem::error(
+                    relative,
+                    String::new(),
+                    format!("cannot read: {error}"),
+                ));
                 continue;
             }
         };
         match parse_documents(&text, default_namespace) {
-            Err(reason) => problems.push(Problem {
-                file: relative,
-                object: String::new(),
-                reason: format!("invalid YAML: {reason}"),
-            }),
+            Err(reason) => problems.push(Problem::error(
+                relative,
+                String::new(),
+                format!("invalid YAML: {reason}"),
+            )),
             Ok(results) => {
                 for result in results {
                     match result {
-                        Ok(object) => objects.push((relative.clone(), object)),
-                        Err(e) => problems.push(Problem {
-                            file: relative.clone(),
-                            object: e.object,
-                            reason: e.reason,
-                        }),
+                        Ok(object) => {
+                            // Kubernetes holds what Flux applied; a folder
+                            // holds what Flux would apply.
+                            problems.extend(object.unprocessed_values().into_iter().map(
+                                |reason| Problem::warning(relative.clone(), object.id(), reason),
+                            ));
+                            objects.push((relative.clone(), object));
+                        }
+                        Err(e) => {
+                            problems.push(Problem::error(relative.clone(), e.object, e.reason))
+                        }
                     }
                 }
             }
@@ -170,8 +177,8 @@ fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRea
 }
 
 /// Reads every manifest below `dir` into a snapshot, without a catalog (what
-/// `herald validate` shows). Unusable files and objects become
-/// [`Problem`]s; every valid object is kept.
+/// `herald validate` shows). Unusable files and objects become error
+/// [`Problem`]s, doubtful values warnings; every valid object is kept.
 ///
 /// # Errors
 ///
@@ -194,7 +201,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(
             dir.path().join("sub/b.yml"),
-            format!("{PROVIDER}---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: a, namespace: n}}\nspec: {{providerRef: {{name: p}}, eventSources: [{{kind: Nope, name: x}}]}}\n"),
+            format!("{PROVIDER}---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: a, namespace: n}}\nspec: {{providerRef: {{name: p}}, eventSources: [{{kind: '', name: x}}]}}\n"),
         )
         .unwrap();
         std::fs::write(dir.path().join("c.yaml"), "a: [").unwrap();
@@ -207,6 +214,31 @@ mod tests {
         assert!(problems[0].starts_with("c.yaml: invalid YAML"));
         assert!(problems[1].starts_with("sub/b.yml: Alert/n/a: spec.eventSources[0].kind"));
         assert!(problems[2].starts_with("sub/b.yml: Provider/n/p: already defined in a.yaml"));
+    }
+
+    #[test]
+    fn values_flux_would_process_are_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\n\
+             spec: {type: slack, channel: '${CHANNEL}', secretRef: {name: s}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: n}\n\
+             data: {address: 'ENC[AES256_GCM,data:aGk=,iv:a=,tag:b=,type:str]'}\n",
+        )
+        .unwrap();
+        let snapshot = load_folder(dir.path(), "default").unwrap();
+        assert_eq!(snapshot.counts(), (0, 1, 1), "both are kept");
+        let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(snapshot.problem_counts(), (0, 2), "{problems:?}");
+        assert!(problems[0].starts_with(
+            "warning: p.yaml: Provider/n/p: spec.channel holds the variable ${CHANNEL}"
+        ));
+        assert!(
+            problems[1].starts_with(
+                "warning: p.yaml: Secret/n/s: key address is SOPS-encrypted (ENC[...])"
+            )
+        );
     }
 
     #[tokio::test]

@@ -37,9 +37,23 @@ pub use folder::{CatalogArgs, FolderSource, load_folder};
 /// The readiness check, and the topic of the `/readyz` details, of the catalog.
 const READINESS: &str = "catalog";
 
-/// Something in the catalog's objects that cannot be used.
+/// How bad a [`Problem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Something is not used: a file, an object, or a part of one (an
+    /// invalid regex). `herald validate` fails on it.
+    Error,
+    /// Used as written, but probably not what the author meant or not what
+    /// Flux itself would do with it.
+    Warning,
+}
+
+/// Something in the catalog's objects that cannot be used (an error) or
+/// may not work as meant (a warning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Whether the object (or file) is left out.
+    pub severity: Severity,
     /// Where the object came from: the file, relative to the folder (empty
     /// for a source without files).
     pub file: PathBuf,
@@ -49,8 +63,44 @@ pub struct Problem {
     pub reason: String,
 }
 
+// === impl Problem ===
+
+impl Problem {
+    /// Something in `file` that is not used.
+    #[must_use]
+    pub fn error(file: PathBuf, object: String, reason: String) -> Self {
+        Self {
+            severity: Severity::Error,
+            file,
+            object,
+            reason,
+        }
+    }
+
+    /// Something in `file` that is used but may not work as meant.
+    #[must_use]
+    pub fn warning(file: PathBuf, object: String, reason: String) -> Self {
+        Self {
+            severity: Severity::Warning,
+            file,
+            object,
+            reason,
+        }
+    }
+
+    /// Whether this is an error (not a warning).
+    #[must_use]
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// `file: object: reason`, with `warning: ` before a warning.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
         let mut parts = Vec::with_capacity(3);
         let file = self.file.display().to_string();
         if !file.is_empty() {
@@ -73,7 +123,8 @@ pub struct Snapshot {
     pub alerts: AlertIndex,
     providers: HashMap<Key, Arc<Provider>>,
     secrets: HashMap<Key, Arc<Secret>>,
-    /// Every unusable file or object, in file order.
+    /// Every unusable file or object (errors) and every doubtful one
+    /// (warnings), in file order.
     pub problems: Vec<Problem>,
 }
 
@@ -84,20 +135,24 @@ impl Snapshot {
     /// with the file it came from) and the problems it met reading them.
     ///
     /// Each object is checked against its kind's rules; one that breaks them
-    /// is left out with a problem, as is a second object of the same kind,
-    /// namespace and name. Alerts are compiled, and an invalid regex is a
-    /// problem too.
+    /// is left out with an error, as is a second object of the same kind,
+    /// namespace and name. What is accepted but differs from Flux (an event
+    /// source kind outside Flux's enum) is a warning. Alerts are compiled,
+    /// and an invalid regex is an error too.
     #[must_use]
     pub fn from_objects(objects: Vec<(PathBuf, Object)>, mut problems: Vec<Problem>) -> Self {
         let mut valid = Vec::with_capacity(objects.len());
         for (file, object) in objects {
+            let id = object.id();
+            problems.extend(
+                object
+                    .warnings()
+                    .into_iter()
+                    .map(|reason| Problem::warning(file.clone(), id.clone(), reason)),
+            );
             match object.validate() {
                 Ok(()) => valid.push((file, object)),
-                Err(reason) => problems.push(Problem {
-                    file,
-                    object: object.id(),
-                    reason,
-                }),
+                Err(reason) => problems.push(Problem::error(file, id, reason)),
             }
         }
         let mut alerts: Vec<(PathBuf, Alert)> = Vec::new();
@@ -108,14 +163,11 @@ impl Snapshot {
             let kind = object.kind();
             let key = (object.meta().namespace.clone(), object.meta().name.clone());
             if let Some(first) = seen.get(&(kind, key.clone())) {
-                problems.push(Problem {
-                    object: object.id(),
-                    reason: format!(
-                        "already defined in {}; this copy is ignored",
-                        first.display()
-                    ),
-                    file,
-                });
+                let reason = format!(
+                    "already defined in {}; this copy is ignored",
+                    first.display()
+                );
+                problems.push(Problem::error(file, object.id(), reason));
                 continue;
             }
             seen.insert((kind, key.clone()), file.clone());
@@ -136,11 +188,13 @@ impl Snapshot {
         let mut compiled = Vec::with_capacity(alerts.len());
         for (file, alert) in alerts {
             let alert = CompiledAlert::new(alert);
-            problems.extend(alert.warnings.iter().map(|warning| Problem {
-                file: file.clone(),
-                object: format!("Alert/{}", alert.alert.key()),
-                reason: warning.clone(),
-            }));
+            let id = format!("Alert/{}", alert.alert.key());
+            problems.extend(
+                alert
+                    .warnings
+                    .iter()
+                    .map(|warning| Problem::error(file.clone(), id.clone(), warning.clone())),
+            );
             compiled.push(Arc::new(alert));
         }
         problems.sort_by(|a, b| a.file.cmp(&b.file));
@@ -166,6 +220,13 @@ impl Snapshot {
         self.secrets
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
+    }
+
+    /// How many problems are errors and how many are warnings.
+    #[must_use]
+    pub fn problem_counts(&self) -> (usize, usize) {
+        let errors = self.problems.iter().filter(|p| p.is_error()).count();
+        (errors, self.problems.len() - errors)
     }
 
     /// How many Alerts, Providers and Secrets the snapshot holds.
@@ -249,16 +310,22 @@ impl CatalogWriter {
     ) -> Arc<Snapshot> {
         let snapshot = Snapshot::from_objects(objects, problems);
         let (alerts, providers, secrets) = snapshot.counts();
+        let (errors, warnings) = snapshot.problem_counts();
         tracing::info!(
             source = %self.source,
             alerts,
             providers,
             secrets,
-            problems = snapshot.problems.len(),
+            problems = errors,
+            warnings,
             "Catalog loaded."
         );
         for problem in &snapshot.problems {
-            tracing::warn!(problem = %problem, "Catalog object cannot be used.");
+            if problem.is_error() {
+                tracing::warn!(problem = %problem, "Catalog object cannot be used.");
+            } else {
+                tracing::warn!(problem = %problem, "Catalog object may not work as meant.");
+            }
         }
         self.readiness.set_details(
             READINESS,
@@ -319,11 +386,37 @@ mod tests {
         assert_eq!(catalog.snapshot().counts(), (1, 0, 0));
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("f.yaml: Provider/n/p: spec.type \"pigeon\""));
+        assert_eq!(catalog.snapshot().problem_counts(), (2, 0));
         assert_eq!(
             problems[1],
             "f.yaml: Alert/n/a: failed to compile inclusion regex: ("
         );
         let details = &readiness.report().details["catalog"];
         assert_eq!(details, &problems);
+    }
+
+    #[test]
+    fn an_alert_with_a_kind_beyond_flux_is_kept_with_a_warning() {
+        let readiness = Readiness::default();
+        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        writer.publish(
+            objects(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                 spec: {providerRef: {name: p}, eventSources: [{kind: Kustomization, name: '*'}, {kind: FluxInstance, name: flux}]}\n",
+            ),
+            Vec::new(),
+        );
+        let snapshot = catalog.snapshot();
+        assert_eq!(snapshot.counts(), (1, 0, 0));
+        assert_eq!(snapshot.problem_counts(), (0, 1));
+        let warning = snapshot.problems[0].to_string();
+        assert!(
+            warning.starts_with(
+                "warning: f.yaml: Alert/n/a: spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind"
+            ),
+            "{warning}"
+        );
+        assert_eq!(readiness.report().details["catalog"], [warning]);
+        assert!(readiness.report().checks["catalog"]);
     }
 }
