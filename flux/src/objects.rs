@@ -429,8 +429,8 @@ impl Alert {
             out.push(if FLUX_OPERATOR_KINDS.contains(&kind) {
                 format!(
                     "spec.eventSources[{i}].kind {kind:?} is a Flux Operator kind, not one of Flux's \
-                     ({flux}); it is kept and matched like any other kind, as where Flux Operator \
-                     extends the Alert CRD"
+                     ({flux}); it is kept and matches events of kind {kind:?} exactly, as the \
+                     notification-controller does where Flux Operator extends the Alert CRD"
                 )
             } else {
                 format!(

@@ -124,7 +124,7 @@ pub struct Snapshot {
     providers: HashMap<Key, Arc<Provider>>,
     secrets: HashMap<Key, Arc<Secret>>,
     /// Every unusable file or object (errors) and every doubtful one
-    /// (warnings), in file order.
+    /// (warnings), in file order, errors first within a file.
     pub problems: Vec<Problem>,
 }
 
@@ -197,7 +197,8 @@ impl Snapshot {
             );
             compiled.push(Arc::new(alert));
         }
-        problems.sort_by(|a, b| a.file.cmp(&b.file));
+        // Per file, errors first.
+        problems.sort_by(|a, b| (&a.file, a.severity).cmp(&(&b.file, b.severity)));
         Self {
             alerts: AlertIndex::new(compiled),
             providers,
@@ -393,6 +394,27 @@ mod tests {
         );
         let details = &readiness.report().details["catalog"];
         assert_eq!(details, &problems);
+    }
+
+    #[test]
+    fn within_a_file_errors_come_before_warnings() {
+        let snapshot = Snapshot::from_objects(
+            objects(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                 spec: {providerRef: {name: p}, eventSources: [{kind: ResourceSet, name: '*'}]}\n---\n\
+                 apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: b}\nspec: {}\n",
+            ),
+            vec![Problem::warning("a.yaml".into(), String::new(), "w".into())],
+        );
+        let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems[0], "warning: a.yaml: w");
+        assert!(problems[1].starts_with("f.yaml: Alert/n/b: spec.providerRef.name is required"));
+        assert!(
+            problems[2].starts_with(
+                "warning: f.yaml: Alert/n/a: spec.eventSources[0].kind \"ResourceSet\""
+            )
+        );
     }
 
     #[test]
