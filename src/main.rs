@@ -83,7 +83,8 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
-    /// Check a folder of Alerts, Providers and Secrets; one line per problem.
+    /// Check a folder of Alerts, Providers and Secrets; one line per problem
+    /// or warning, exit code 1 when there is a problem.
     Validate {
         /// The folder to check.
         dir: PathBuf,
@@ -263,12 +264,13 @@ fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
                 println!("{problem}");
             }
             let (alerts, providers, secrets) = snapshot.counts();
+            let (errors, warnings) = snapshot.problem_counts();
             eprintln!(
-                "{}: {alerts} alerts, {providers} providers, {secrets} secrets, {} problems",
+                "{}: {alerts} alerts, {providers} providers, {secrets} secrets, {errors} problems, {warnings} warnings",
                 dir.display(),
-                snapshot.problems.len()
             );
-            if snapshot.problems.is_empty() {
+            // Warnings are printed but never fail the check.
+            if errors == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -422,13 +424,8 @@ async fn run(
     });
 
     let open_catalog = |args: &CatalogArgs, tasks: &mut JoinSet<anyhow::Result<()>>| {
-        let catalog = catalog::open_folder(args, &readiness)?;
-        tasks.spawn(run_to_ok(catalog::watch_folder(
-            catalog.clone(),
-            args.clone(),
-            readiness.clone(),
-            cancel.clone(),
-        )));
+        let (catalog, source) = catalog::FolderSource::open(args, &readiness)?;
+        tasks.spawn(run_to_ok(source.run(cancel.clone())));
         Ok::<_, anyhow::Error>(catalog)
     };
 

@@ -52,6 +52,63 @@ fn validate_prints_one_line_per_problem_and_fails() {
         "a.yaml: Alert/n/a: spec.providerRef.name is required"
     );
     assert!(lines[2].starts_with("b.yaml: invalid YAML"));
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("0 alerts, 0 providers, 0 secrets, 3 problems, 0 warnings"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn validate_prints_warnings_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alerts.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: platform, namespace: flux-system}\n\
+         spec: {providerRef: {name: slack}, eventSources: [{kind: Kustomization, name: '*'}, {kind: FluxInstance, name: flux}]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("providers.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: slack, namespace: flux-system}\n\
+         spec: {type: slack, channel: '${SLACK_CHANNEL:=alerts}', secretRef: {name: slack}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: slack, namespace: flux-system}\n\
+         stringData: {address: 'ENC[AES256_GCM,data:c2VjcmV0,iv:aXY=,tag:dGFn,type:str]'}\n",
+    )
+    .unwrap();
+    let output = Command::new(HERALD)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run herald");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(
+            "warning: alerts.yaml: Alert/flux-system/platform: spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind, not one of Flux's (Bucket, GitRepository,"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "warning: providers.yaml: Provider/flux-system/slack: spec.channel holds the variable ${SLACK_CHANNEL}; Flux's kustomize-controller substitutes it"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "warning: providers.yaml: Secret/flux-system/slack: key address is SOPS-encrypted (ENC[...])"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("c2VjcmV0"), "never prints a value");
+    assert!(
+        stderr.contains("1 alerts, 1 providers, 1 secrets, 0 problems, 3 warnings"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

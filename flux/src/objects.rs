@@ -29,6 +29,11 @@ pub const SOURCE_KINDS: &[&str] = &[
     "ExternalArtifact",
 ];
 
+/// Event source kinds Flux Operator adds to the Alert CRD's enum: its own
+/// objects emit events to the notification-controller.
+pub const FLUX_OPERATOR_KINDS: &[&str] =
+    &["FluxInstance", "ResourceSet", "ResourceSetInputProvider"];
+
 /// The default Provider timeout.
 pub const DEFAULT_PROVIDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -165,6 +170,152 @@ pub enum Object {
     Secret(Secret),
 }
 
+// === impl Object ===
+
+impl Object {
+    /// `Alert`, `Provider` or `Secret`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Alert(_) => "Alert",
+            Self::Provider(_) => "Provider",
+            Self::Secret(_) => "Secret",
+        }
+    }
+
+    /// Its metadata.
+    #[must_use]
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Alert(a) => &a.meta,
+            Self::Provider(p) => &p.meta,
+            Self::Secret(s) => &s.meta,
+        }
+    }
+
+    /// `Kind/namespace/name`, as problems name objects.
+    #[must_use]
+    pub fn id(&self) -> String {
+        let meta = self.meta();
+        format!("{}/{}/{}", self.kind(), meta.namespace, meta.name)
+    }
+
+    /// Checks the object against the rules of its kind (the CRDs' validation;
+    /// a Secret has none beyond decoding).
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words the author can act on.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::Alert(a) => a.validate(),
+            Self::Provider(p) => p.validate(),
+            Self::Secret(_) => Ok(()),
+        }
+    }
+
+    /// What is accepted but differs from Flux's rules (see
+    /// [`Alert::warnings`]).
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            Self::Alert(a) => a.warnings(),
+            Self::Provider(_) | Self::Secret(_) => Vec::new(),
+        }
+    }
+
+    /// Values that only make sense once Flux's kustomize-controller has
+    /// applied the manifest: a postBuild variable (`${VAR}`,
+    /// `${VAR:=default}`) it would substitute, or a SOPS value
+    /// (`ENC[AES256_GCM,...]`) it would decrypt. Read from a folder as
+    /// written, they would be used literally.
+    ///
+    /// Looks at what a Provider sends with: its `address`, `channel`,
+    /// `username` and `proxy`, and the Secret keys Providers read. Never
+    /// repeats a value, only a variable's name.
+    #[must_use]
+    pub fn unprocessed_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            Self::Provider(p) => {
+                for (field, value) in [
+                    ("address", &p.spec.address),
+                    ("channel", &p.spec.channel),
+                    ("username", &p.spec.username),
+                    ("proxy", &p.spec.proxy),
+                ] {
+                    out.extend(unprocessed(&format!("spec.{field}"), value));
+                }
+            }
+            Self::Secret(s) => {
+                for (key, value) in &s.data {
+                    if PROVIDER_SECRET_KEYS.contains(&key.as_str()) {
+                        out.extend(unprocessed(
+                            &format!("key {key}"),
+                            &String::from_utf8_lossy(value),
+                        ));
+                    }
+                }
+            }
+            Self::Alert(_) => {}
+        }
+        out
+    }
+}
+
+/// The Secret keys a Provider reads (`secretRef`, `proxySecretRef`,
+/// `certSecretRef`).
+const PROVIDER_SECRET_KEYS: &[&str] = &[
+    "address", "token", "username", "password", "headers", "proxy", "ca.crt", "tls.crt", "tls.key",
+    "caFile",
+];
+
+/// Why `value` of `field` is not what Flux would use, if it is not.
+fn unprocessed(field: &str, value: &str) -> Option<String> {
+    if is_sops(value) {
+        return Some(format!(
+            "{field} is SOPS-encrypted (ENC[...]); Flux's kustomize-controller decrypts it \
+             when it applies the manifest, but Herald reads the folder as written and \
+             cannot decrypt it"
+        ));
+    }
+    substitution(value).map(|var| {
+        format!(
+            "{field} holds the variable ${{{var}}}; Flux's kustomize-controller substitutes \
+             it (postBuild) when it applies the manifest, but Herald reads the folder as \
+             written and uses it literally"
+        )
+    })
+}
+
+/// A SOPS-encrypted value: `ENC[AES256_GCM,data:...,type:str]`.
+fn is_sops(value: &str) -> bool {
+    let value = value.trim();
+    value.starts_with("ENC[") && value.ends_with(']')
+}
+
+/// The name of the first postBuild variable in `value` (`${VAR}`,
+/// `${VAR:=default}`, `${VAR:-default}`).
+fn substitution(value: &str) -> Option<&str> {
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..end];
+        let starts_well = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+        let closed = after[end..].starts_with('}')
+            || (after[end..].starts_with(':') || after[end..].starts_with('-'))
+                && after[end..].contains('}');
+        if starts_well && closed {
+            return Some(name);
+        }
+        rest = after;
+    }
+    None
+}
+
 /// Why a document is not a usable object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{object}: {reason}")]
@@ -224,7 +375,12 @@ impl Alert {
         }
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the spec against the CRD's rules.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words the author can act on.
+    pub fn validate(&self) -> Result<(), String> {
         let spec = &self.spec;
         if spec.provider_ref.name.is_empty() {
             return Err("spec.providerRef.name is required".to_owned());
@@ -236,12 +392,9 @@ impl Alert {
             ));
         }
         for (i, source) in spec.event_sources.iter().enumerate() {
-            if !SOURCE_KINDS.contains(&source.kind.as_str()) {
-                return Err(format!(
-                    "spec.eventSources[{i}].kind {:?} must be one of {}",
-                    source.kind,
-                    SOURCE_KINDS.join(", ")
-                ));
+            // A kind outside Flux's enum is a warning (see `warnings`).
+            if source.kind.is_empty() {
+                return Err(format!("spec.eventSources[{i}].kind is required"));
             }
             if source.name.is_empty() || source.name.len() > 253 {
                 return Err(format!(
@@ -258,6 +411,36 @@ impl Alert {
             return Err("spec.summary must have at most 255 characters".to_owned());
         }
         Ok(())
+    }
+
+    /// What is accepted but differs from Flux's own CRD: event source kinds
+    /// outside its enum. Such a source is kept and matches events of its
+    /// kind exactly like any other; dropping the Alert would silently lose
+    /// every notification of its other sources.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, source) in self.spec.event_sources.iter().enumerate() {
+            let kind = source.kind.as_str();
+            if kind.is_empty() || SOURCE_KINDS.contains(&kind) {
+                continue;
+            }
+            let flux = SOURCE_KINDS.join(", ");
+            out.push(if FLUX_OPERATOR_KINDS.contains(&kind) {
+                format!(
+                    "spec.eventSources[{i}].kind {kind:?} is a Flux Operator kind, not one of Flux's \
+                     ({flux}); it is kept and matches events of kind {kind:?} exactly, as the \
+                     notification-controller does where Flux Operator extends the Alert CRD"
+                )
+            } else {
+                format!(
+                    "spec.eventSources[{i}].kind {kind:?} is not one of Flux's ({flux}); Flux's \
+                     Alert CRD would reject this Alert; it is kept and matches events of kind \
+                     {kind:?} exactly"
+                )
+            });
+        }
+        out
     }
 }
 
@@ -291,7 +474,12 @@ impl Provider {
         self.spec.type_.parse().ok()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the spec against the CRD's rules and the types Herald sends to.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, in words the author can act on.
+    pub fn validate(&self) -> Result<(), String> {
         let spec = &self.spec;
         if spec.type_.is_empty() {
             return Err("spec.type is required".to_owned());
@@ -394,7 +582,9 @@ fn read_all<T: serde::de::DeserializeOwned>(text: &str) -> Vec<Result<T, String>
 /// Parses a multi-document YAML text into objects.
 ///
 /// Documents that are not Alerts, Providers or Secrets (or are empty) are
-/// skipped; each one that is but cannot be used gives a [`ParseError`].
+/// skipped; each one that is but cannot be decoded (wrong field types, no
+/// name, an apiVersion not served, bad base64) gives a [`ParseError`]. The
+/// spec is not checked here: see [`Object::validate`].
 /// Objects without a namespace get `default_namespace`. Scalars are read as
 /// the field they land in asks (`namespace: no` is the string "no"), as
 /// Kubernetes reads manifests.
@@ -448,20 +638,14 @@ pub fn parse_documents(
                     meta: doc.metadata.clone(),
                     spec: doc.spec.clone().unwrap_or_default(),
                 };
-                (
-                    alert.meta.clone(),
-                    alert.validate().map(|()| Object::Alert(alert)),
-                )
+                (alert.meta.clone(), Ok(Object::Alert(alert)))
             }),
             "Provider" => take(&providers, i, |doc: &Doc<ProviderSpec>| {
                 let provider = Provider {
                     meta: doc.metadata.clone(),
                     spec: doc.spec.clone().unwrap_or_default(),
                 };
-                (
-                    provider.meta.clone(),
-                    provider.validate().map(|()| Object::Provider(provider)),
-                )
+                (provider.meta.clone(), Ok(Object::Provider(provider)))
             }),
             _ => take(&secrets, i, |doc: &Doc<NoSpec>| {
                 let data = decode_secret(&doc.data, &doc.string_data);
@@ -557,6 +741,12 @@ fn decode_secret(
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = BTreeMap::new();
     for (key, value) in data {
+        if is_sops(value) {
+            // Encrypted before encoding: kept as written, and reported by
+            // `Object::unprocessed_values`.
+            out.insert(key.clone(), value.trim().as_bytes().to_vec());
+            continue;
+        }
         let compact: String = value.split_ascii_whitespace().collect();
         let bytes = engine
             .decode(compact.as_bytes())
@@ -664,8 +854,8 @@ metadata:
                 "Alert/x/a: spec.providerRef.name is required",
             ),
             (
-                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\nspec: {providerRef: {name: p}, eventSources: [{kind: Deployment, name: x}]}",
-                "spec.eventSources[0].kind \"Deployment\" must be one of",
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\nspec: {providerRef: {name: p}, eventSources: [{name: x}]}",
+                "spec.eventSources[0].kind is required",
             ),
             (
                 "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack, timeout: 1h}",
@@ -690,10 +880,72 @@ metadata:
         ];
         for (yaml, needle) in cases {
             let results = parse_documents(yaml, "default").unwrap();
-            let err = results[0].clone().unwrap_err().to_string();
+            let err = match results[0].clone() {
+                Ok(object) => format!("{}: {}", object.id(), object.validate().unwrap_err()),
+                Err(e) => e.to_string(),
+            };
             assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         }
         assert!(parse_documents("a: [", "default").is_err());
+    }
+
+    fn one(yaml: &str) -> Object {
+        parse_documents(yaml, "n").unwrap().remove(0).unwrap()
+    }
+
+    #[test]
+    fn kinds_beyond_flux_are_kept_with_a_warning() {
+        let alert = one(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+             spec: {providerRef: {name: p}, eventSources: [{kind: Kustomization, name: '*'}, \
+             {kind: FluxInstance, name: flux}, {kind: Deployment, name: web}]}",
+        );
+        assert_eq!(alert.validate(), Ok(()));
+        let warnings = alert.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind, not one of Flux's (Bucket, GitRepository,"
+            ),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].starts_with(
+                "spec.eventSources[2].kind \"Deployment\" is not one of Flux's (Bucket,"
+            ) && warnings[1].contains("ExternalArtifact)"),
+            "{}",
+            warnings[1]
+        );
+    }
+
+    #[test]
+    fn values_flux_would_substitute_or_decrypt_are_named() {
+        let provider = one(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\n\
+             spec: {type: slack, address: 'https://hooks.slack.com/${HOOK_PATH}', channel: '${CHANNEL:=alerts}', \
+             username: 'ENC[AES256_GCM,data:abc=,iv:x=,tag:y=,type:str]', proxy: 'http://proxy:3128'}",
+        );
+        assert_eq!(provider.validate(), Ok(()));
+        let warnings = provider.unprocessed_values();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].starts_with("spec.address holds the variable ${HOOK_PATH}; Flux's kustomize-controller substitutes it (postBuild)"));
+        assert!(warnings[1].starts_with("spec.channel holds the variable ${CHANNEL};"));
+        assert!(warnings[2].starts_with("spec.username is SOPS-encrypted (ENC[...]);"));
+        assert!(!warnings[2].contains("abc="), "never repeats the value");
+
+        let secret = one("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n\
+             data: {token: 'ENC[AES256_GCM,data:Zm9v,iv:x=,tag:y=,type:str]', other: 'ENC[AES256_GCM,data:x]'}\n\
+             stringData: {address: 'https://${HOST}/hook', headers: 'X-Price: $5 {a}'}");
+        let warnings = secret.unprocessed_values();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("key address holds the variable ${HOST}"));
+        assert!(warnings[1].starts_with("key token is SOPS-encrypted"));
+        assert!(
+            one("apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: generic, address: 'https://x/$1/${}/${1A}'}")
+                .unprocessed_values()
+                .is_empty()
+        );
     }
 
     #[test]

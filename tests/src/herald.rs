@@ -144,13 +144,9 @@ impl TestHerald {
             default_namespace: "default".to_owned(),
             reload_interval: options.reload_interval,
         };
-        let catalog = catalog::open_folder(&catalog_args, &readiness).expect("catalog");
-        tasks.spawn(catalog::watch_folder(
-            catalog.clone(),
-            catalog_args,
-            readiness.clone(),
-            cancel.clone(),
-        ));
+        let (catalog, source) =
+            catalog::FolderSource::open(&catalog_args, &readiness).expect("catalog");
+        tasks.spawn(source.run(cancel.clone()));
         if options.sender {
             let app = herald_senders::App::build(
                 &options.sender_args,

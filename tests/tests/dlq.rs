@@ -409,7 +409,8 @@ async fn a_letter_for_a_missing_provider_is_delivered_once_the_provider_exists()
         format!(
             "{}{}",
             provider("late", &late.url("/hook")),
-            // Never valid: once /readyz reports it, the new file is loaded.
+            // Kept with a warning (not a Flux kind): once /readyz reports
+            // it, the new file is loaded.
             alert("probe", "late", "Deployment"),
         ),
     )

@@ -22,6 +22,7 @@ fn event(
 ) -> String {
     let group = match kind {
         "HelmRelease" => "helm.toolkit.fluxcd.io/v2",
+        "FluxInstance" => "fluxcd.controlplane.io/v1",
         "GitRepository" => "source.toolkit.fluxcd.io/v1",
         _ => "kustomize.toolkit.fluxcd.io/v1",
     };
@@ -588,7 +589,7 @@ async fn the_catalog_reloads_while_events_flow_without_losing_any() {
                     "apps",
                     "broken",
                     "after",
-                    "eventSources: [{kind: Deployment, name: '*'}]"
+                    "eventSeverity: warning, eventSources: [{kind: Kustomization, name: '*'}]"
                 ),
             ),
         )
@@ -610,7 +611,9 @@ async fn the_catalog_reloads_while_events_flow_without_losing_any() {
     let (status, ready) = herald.admin("/readyz").await;
     assert_eq!(status, 200);
     assert!(
-        ready.contains("catalog: more.yaml: Alert/apps/broken: spec.eventSources[0].kind \"Deployment\" must be one of"),
+        ready.contains(
+            "catalog: more.yaml: Alert/apps/broken: spec.eventSeverity \"warning\" must be"
+        ),
         "{ready}"
     );
 
@@ -638,5 +641,68 @@ async fn the_catalog_reloads_while_events_flow_without_losing_any() {
     before.wait_for(accepted.len() + 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(after.requests().len(), count);
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_alert_naming_a_flux_operator_kind_routes_every_source() {
+    let nats = TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let dir = config_dir(&format!(
+        "{}{}",
+        provider("flux-system", "hook", "generic", &hook.url("/e"), ""),
+        alert(
+            "flux-system",
+            "platform",
+            "hook",
+            "eventSources: [{kind: Kustomization, name: '*'}, {kind: FluxInstance, name: flux}]"
+        ),
+    ));
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
+    let (status, ready) = herald.admin("/readyz").await;
+    assert_eq!(
+        status, 200,
+        "a warning does not make Herald unready: {ready}"
+    );
+    assert!(
+        ready.contains(
+            "catalog: warning: config.yaml: Alert/flux-system/platform: spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind"
+        ),
+        "{ready}"
+    );
+
+    for (kind, name) in [
+        ("Kustomization", "apps"),
+        ("FluxInstance", "flux"),
+        ("FluxInstance", "other"),
+    ] {
+        let message = format!("{kind} {name}");
+        let (status, _) = herald
+            .post(event(kind, "flux-system", name, "info", &message, ""))
+            .await;
+        assert_eq!(status, 202);
+    }
+    hook.wait_for(2).await;
+    // FluxInstance/other is not a source: nothing more comes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 2);
+    let delivered: BTreeSet<_> = requests
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (
+                body["involvedObject"]["kind"].as_str().unwrap().to_owned(),
+                body["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        BTreeSet::from([
+            ("FluxInstance".to_owned(), "FluxInstance flux".to_owned()),
+            ("Kustomization".to_owned(), "Kustomization apps".to_owned()),
+        ])
+    );
     herald.shutdown().await;
 }

@@ -1,0 +1,285 @@
+//! The folder source: Flux YAML read from a folder, published again whenever
+//! a manifest is added, changed or removed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use herald_flux::objects::{Object, parse_documents};
+use tokio_util::sync::CancellationToken;
+
+use super::{Catalog, CatalogWriter, Problem, Snapshot};
+use crate::health::Readiness;
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogArgs {
+    /// A folder of Flux Alert, Provider and Secret manifests (YAML, searched recursively).
+    #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "examples/config")]
+    pub config_dir: PathBuf,
+    /// The namespace of objects whose manifest names none.
+    #[arg(long, env = "HERALD_DEFAULT_NAMESPACE", default_value = "default")]
+    pub default_namespace: String,
+    /// How often the folder is checked for changes.
+    #[arg(long, env = "HERALD_RELOAD_INTERVAL", default_value = "2s", value_parser = crate::nats::parse_duration)]
+    pub reload_interval: Duration,
+}
+
+/// The manifest files of a folder with their times and sizes: what a reload
+/// compares.
+type Fingerprint = Vec<(PathBuf, SystemTime, u64)>;
+
+/// A folder of manifests feeding a catalog.
+#[derive(Debug)]
+pub struct FolderSource {
+    args: CatalogArgs,
+    writer: CatalogWriter,
+    /// The folder as it was just before the last read (`None`: unreadable).
+    last: Option<Fingerprint>,
+}
+
+// === impl FolderSource ===
+
+impl FolderSource {
+    /// Reads the folder once and returns the catalog holding it, with the
+    /// source that keeps it current (see [`FolderSource::run`]).
+    ///
+    /// # Errors
+    ///
+    /// When the folder itself cannot be read.
+    pub fn open(args: &CatalogArgs, readiness: &Readiness) -> anyhow::Result<(Catalog, Self)> {
+        // Taken before reading, so a change made meanwhile is seen by the first check.
+        let last = manifest_files(&args.config_dir).ok();
+        let (objects, problems) =
+            read_folder(&args.config_dir, &args.default_namespace).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the config folder {}: {e}",
+                    args.config_dir.display()
+                )
+            })?;
+        let (catalog, writer) =
+            Catalog::with_source(args.config_dir.display().to_string(), readiness);
+        writer.publish(objects, problems);
+        let source = Self {
+            args: args.clone(),
+            writer,
+            last,
+        };
+        Ok((catalog, source))
+    }
+
+    /// Reads the folder again whenever a manifest is added, changed or
+    /// removed, until `cancel` fires. Events keep flowing against the old
+    /// snapshot meanwhile; a folder that cannot be read keeps it.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(self.args.reload_interval) => {}
+            }
+            let current = manifest_files(&self.args.config_dir).ok();
+            if current == self.last {
+                continue;
+            }
+            self.last = current;
+            let dir = &self.args.config_dir;
+            match read_folder(dir, &self.args.default_namespace) {
+                Ok((objects, problems)) => {
+                    self.writer.publish(objects, problems);
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, dir = %dir.display(), "Cannot reload the catalog; keeping the previous one.");
+                }
+            }
+        }
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// The manifest files below `dir`, sorted, with their modification times and sizes.
+fn manifest_files(dir: &Path) -> std::io::Result<Fingerprint> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let meta = std::fs::metadata(&path)?;
+            if meta.is_dir() {
+                pending.push(path);
+            } else if is_manifest(&path) {
+                out.push((path, meta.modified()?, meta.len()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What a folder holds: its objects, each with its file, and its problems.
+type FolderRead = (Vec<(PathBuf, Object)>, Vec<Problem>);
+
+/// Decodes every manifest below `dir`: the objects, each with its file
+/// relative to `dir`, the files and documents that cannot be decoded
+/// (errors), and the values Flux would substitute or decrypt on applying the
+/// manifests (warnings).
+fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRead> {
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    for (path, _, _) in manifest_files(dir)? {
+        let relative = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                problems.push(Problem::error(
+                    relative,
+                    String::new(),
+                    format!("cannot read: {error}"),
+                ));
+                continue;
+            }
+        };
+        match parse_documents(&text, default_namespace) {
+            Err(reason) => problems.push(Problem::error(
+                relative,
+                String::new(),
+                format!("invalid YAML: {reason}"),
+            )),
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(object) => {
+                            // Kubernetes holds what Flux applied; a folder
+                            // holds what Flux would apply.
+                            problems.extend(object.unprocessed_values().into_iter().map(
+                                |reason| Problem::warning(relative.clone(), object.id(), reason),
+                            ));
+                            objects.push((relative.clone(), object));
+                        }
+                        Err(e) => {
+                            problems.push(Problem::error(relative.clone(), e.object, e.reason))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok((objects, problems))
+}
+
+/// Reads every manifest below `dir` into a snapshot, without a catalog (what
+/// `herald validate` shows). Unusable files and objects become error
+/// [`Problem`]s, doubtful values warnings; every valid object is kept.
+///
+/// # Errors
+///
+/// When `dir` itself cannot be read.
+pub fn load_folder(dir: &Path, default_namespace: &str) -> std::io::Result<Snapshot> {
+    let (objects, problems) = read_folder(dir, default_namespace)?;
+    Ok(Snapshot::from_objects(objects, problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROVIDER: &str = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\nspec: {type: slack}\n";
+
+    #[test]
+    fn loads_valid_objects_and_reports_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), PROVIDER).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(
+            dir.path().join("sub/b.yml"),
+            format!("{PROVIDER}---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: a, namespace: n}}\nspec: {{providerRef: {{name: p}}, eventSources: [{{kind: '', name: x}}]}}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("c.yaml"), "a: [").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+        let snapshot = load_folder(dir.path(), "default").unwrap();
+        assert!(snapshot.provider("n", "p").is_some());
+        assert_eq!(snapshot.counts(), (0, 1, 0));
+        let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("c.yaml: invalid YAML"));
+        assert!(problems[1].starts_with("sub/b.yml: Alert/n/a: spec.eventSources[0].kind"));
+        assert!(problems[2].starts_with("sub/b.yml: Provider/n/p: already defined in a.yaml"));
+    }
+
+    #[test]
+    fn values_flux_would_process_are_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.yaml"),
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\n\
+             spec: {type: slack, channel: '${CHANNEL}', secretRef: {name: s}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: n}\n\
+             data: {address: 'ENC[AES256_GCM,data:aGk=,iv:a=,tag:b=,type:str]'}\n",
+        )
+        .unwrap();
+        let snapshot = load_folder(dir.path(), "default").unwrap();
+        assert_eq!(snapshot.counts(), (0, 1, 1), "both are kept");
+        let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(snapshot.problem_counts(), (0, 2), "{problems:?}");
+        assert!(problems[0].starts_with(
+            "warning: p.yaml: Provider/n/p: spec.channel holds the variable ${CHANNEL}"
+        ));
+        assert!(
+            problems[1].starts_with(
+                "warning: p.yaml: Secret/n/s: key address is SOPS-encrypted (ENC[...])"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn run_picks_up_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = CatalogArgs {
+            config_dir: dir.path().to_path_buf(),
+            default_namespace: "default".into(),
+            reload_interval: Duration::from_millis(20),
+        };
+        let readiness = Readiness::default();
+        let (catalog, source) = FolderSource::open(&args, &readiness).unwrap();
+        assert_eq!(catalog.snapshot().counts(), (0, 0, 0));
+        assert!(readiness.report().checks["catalog"]);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(source.run(cancel.clone()));
+        std::fs::write(dir.path().join("p.yaml"), PROVIDER).unwrap();
+        for _ in 0..500 {
+            if catalog.snapshot().counts().1 == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            catalog.snapshot().counts(),
+            (0, 1, 0),
+            "{:?}",
+            catalog.snapshot().problems
+        );
+        cancel.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_folder_fails_to_open() {
+        let args = CatalogArgs {
+            config_dir: PathBuf::from("/nonexistent/herald"),
+            default_namespace: "default".into(),
+            reload_interval: Duration::from_secs(1),
+        };
+        let error = FolderSource::open(&args, &Readiness::default()).unwrap_err();
+        assert!(error.to_string().contains("cannot read the config folder"));
+    }
+}

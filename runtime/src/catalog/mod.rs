@@ -1,0 +1,444 @@
+//! The catalog: the Alerts, Providers and Secrets the router and senders work
+//! from, behind one read side whatever their source.
+//!
+//! The router and the senders hold a [`Catalog`] and ask it for a
+//! [`Snapshot`]; they never know where the objects came from. A source holds
+//! the [`CatalogWriter`] of its catalog and publishes every complete set of
+//! objects it reads. Checking each object against its kind's rules, dropping
+//! the unusable ones, compiling the Alerts and collecting [`Problem`]s are done
+//! here, the same for every source.
+//!
+//! Sources:
+//!
+//! - [`folder`]: a folder of Flux YAML, reloaded when a file changes.
+//! - `kubernetes` (planned): Flux's own Alerts, Providers and Secrets watched
+//!   in the cluster. It fits the same contract: list, then publish the whole
+//!   set after the first full list and again after each change.
+//!
+//! A snapshot is immutable; a publish builds a new one and swaps it in, so an
+//! event is always routed against one consistent set of objects and nothing
+//! waits on a lock.
+
+pub mod folder;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use herald_flux::objects::Object;
+use herald_flux::{Alert, AlertIndex, CompiledAlert, Provider, Secret};
+
+use crate::health::Readiness;
+
+pub use folder::{CatalogArgs, FolderSource, load_folder};
+
+/// The readiness check, and the topic of the `/readyz` details, of the catalog.
+const READINESS: &str = "catalog";
+
+/// How bad a [`Problem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Something is not used: a file, an object, or a part of one (an
+    /// invalid regex). `herald validate` fails on it.
+    Error,
+    /// Used as written, but probably not what the author meant or not what
+    /// Flux itself would do with it.
+    Warning,
+}
+
+/// Something in the catalog's objects that cannot be used (an error) or
+/// may not work as meant (a warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Whether the object (or file) is left out.
+    pub severity: Severity,
+    /// Where the object came from: the file, relative to the folder (empty
+    /// for a source without files).
+    pub file: PathBuf,
+    /// `Kind/namespace/name`, or empty when the whole file is unreadable.
+    pub object: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+// === impl Problem ===
+
+impl Problem {
+    /// Something in `file` that is not used.
+    #[must_use]
+    pub fn error(file: PathBuf, object: String, reason: String) -> Self {
+        Self {
+            severity: Severity::Error,
+            file,
+            object,
+            reason,
+        }
+    }
+
+    /// Something in `file` that is used but may not work as meant.
+    #[must_use]
+    pub fn warning(file: PathBuf, object: String, reason: String) -> Self {
+        Self {
+            severity: Severity::Warning,
+            file,
+            object,
+            reason,
+        }
+    }
+
+    /// Whether this is an error (not a warning).
+    #[must_use]
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// `file: object: reason`, with `warning: ` before a warning.
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        let mut parts = Vec::with_capacity(3);
+        let file = self.file.display().to_string();
+        if !file.is_empty() {
+            parts.push(file.as_str());
+        }
+        if !self.object.is_empty() {
+            parts.push(self.object.as_str());
+        }
+        parts.push(self.reason.as_str());
+        f.write_str(&parts.join(": "))
+    }
+}
+
+type Key = (String, String);
+
+/// One consistent set of objects.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Alerts, indexed for matching.
+    pub alerts: AlertIndex,
+    providers: HashMap<Key, Arc<Provider>>,
+    secrets: HashMap<Key, Arc<Secret>>,
+    /// Every unusable file or object (errors) and every doubtful one
+    /// (warnings), in file order, errors first within a file.
+    pub problems: Vec<Problem>,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Builds a snapshot from the objects a source read (in its order, each
+    /// with the file it came from) and the problems it met reading them.
+    ///
+    /// Each object is checked against its kind's rules; one that breaks them
+    /// is left out with an error, as is a second object of the same kind,
+    /// namespace and name. What is accepted but differs from Flux (an event
+    /// source kind outside Flux's enum) is a warning. Alerts are compiled,
+    /// and an invalid regex is an error too.
+    #[must_use]
+    pub fn from_objects(objects: Vec<(PathBuf, Object)>, mut problems: Vec<Problem>) -> Self {
+        let mut valid = Vec::with_capacity(objects.len());
+        for (file, object) in objects {
+            let id = object.id();
+            problems.extend(
+                object
+                    .warnings()
+                    .into_iter()
+                    .map(|reason| Problem::warning(file.clone(), id.clone(), reason)),
+            );
+            match object.validate() {
+                Ok(()) => valid.push((file, object)),
+                Err(reason) => problems.push(Problem::error(file, id, reason)),
+            }
+        }
+        let mut alerts: Vec<(PathBuf, Alert)> = Vec::new();
+        let mut providers = HashMap::new();
+        let mut secrets = HashMap::new();
+        let mut seen: HashMap<(&'static str, Key), PathBuf> = HashMap::new();
+        for (file, object) in valid {
+            let kind = object.kind();
+            let key = (object.meta().namespace.clone(), object.meta().name.clone());
+            if let Some(first) = seen.get(&(kind, key.clone())) {
+                let reason = format!(
+                    "already defined in {}; this copy is ignored",
+                    first.display()
+                );
+                problems.push(Problem::error(file, object.id(), reason));
+                continue;
+            }
+            seen.insert((kind, key.clone()), file.clone());
+            match object {
+                Object::Alert(a) => alerts.push((file, a)),
+                Object::Provider(p) => {
+                    providers.insert(key, Arc::new(p));
+                }
+                Object::Secret(s) => {
+                    secrets.insert(key, Arc::new(s));
+                }
+            }
+        }
+        // The API server lists objects by namespace, then name.
+        alerts.sort_by(|(_, a), (_, b)| {
+            (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
+        });
+        let mut compiled = Vec::with_capacity(alerts.len());
+        for (file, alert) in alerts {
+            let alert = CompiledAlert::new(alert);
+            let id = format!("Alert/{}", alert.alert.key());
+            problems.extend(
+                alert
+                    .warnings
+                    .iter()
+                    .map(|warning| Problem::error(file.clone(), id.clone(), warning.clone())),
+            );
+            compiled.push(Arc::new(alert));
+        }
+        // Per file, errors first.
+        problems.sort_by(|a, b| (&a.file, a.severity).cmp(&(&b.file, b.severity)));
+        Self {
+            alerts: AlertIndex::new(compiled),
+            providers,
+            secrets,
+            problems,
+        }
+    }
+
+    /// The Provider `namespace/name`.
+    #[must_use]
+    pub fn provider(&self, namespace: &str, name: &str) -> Option<Arc<Provider>> {
+        self.providers
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// The Secret `namespace/name`.
+    #[must_use]
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// How many problems are errors and how many are warnings.
+    #[must_use]
+    pub fn problem_counts(&self) -> (usize, usize) {
+        let errors = self.problems.iter().filter(|p| p.is_error()).count();
+        (errors, self.problems.len() - errors)
+    }
+
+    /// How many Alerts, Providers and Secrets the snapshot holds.
+    #[must_use]
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.alerts.alerts().len(),
+            self.providers.len(),
+            self.secrets.len(),
+        )
+    }
+}
+
+/// The read side: the snapshot in force now. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    current: Arc<ArcSwap<Snapshot>>,
+}
+
+// === impl Catalog ===
+
+impl Catalog {
+    /// A catalog that always holds `snapshot` (no source).
+    #[must_use]
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+        }
+    }
+
+    /// An empty catalog and the writer its one source publishes through.
+    ///
+    /// `readiness` gets a `catalog` check that stays not ready until the
+    /// source's first publish, its first full read. `source` names the source
+    /// in logs (a folder's path, a cluster).
+    #[must_use]
+    pub fn with_source(source: impl Into<String>, readiness: &Readiness) -> (Self, CatalogWriter) {
+        readiness.register(READINESS);
+        let catalog = Self::new(Snapshot::default());
+        let writer = CatalogWriter {
+            catalog: catalog.clone(),
+            readiness: readiness.clone(),
+            source: source.into(),
+        };
+        (catalog, writer)
+    }
+
+    /// The snapshot in force now.
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}
+
+/// What a source publishes through: the only way objects get into a
+/// [`Catalog`]. Cheap to clone.
+///
+/// A source publishes the complete set of objects it knows of each time it
+/// has read one (never a change alone), with the problems it met reading it
+/// (an unreadable file, YAML that does not parse). The catalog checks, builds
+/// and swaps in the new snapshot; routing and sending go on against the old
+/// one meanwhile. A source that cannot read anything keeps the previous
+/// snapshot by publishing nothing.
+#[derive(Clone, Debug)]
+pub struct CatalogWriter {
+    catalog: Catalog,
+    readiness: Readiness,
+    source: String,
+}
+
+// === impl CatalogWriter ===
+
+impl CatalogWriter {
+    /// Builds a snapshot from `objects` and `problems` (see
+    /// [`Snapshot::from_objects`]), reports it in the log and on `/readyz`,
+    /// swaps it in, and marks the catalog ready.
+    pub fn publish(
+        &self,
+        objects: Vec<(PathBuf, Object)>,
+        problems: Vec<Problem>,
+    ) -> Arc<Snapshot> {
+        let snapshot = Snapshot::from_objects(objects, problems);
+        let (alerts, providers, secrets) = snapshot.counts();
+        let (errors, warnings) = snapshot.problem_counts();
+        tracing::info!(
+            source = %self.source,
+            alerts,
+            providers,
+            secrets,
+            problems = errors,
+            warnings,
+            "Catalog loaded."
+        );
+        for problem in &snapshot.problems {
+            if problem.is_error() {
+                tracing::warn!(problem = %problem, "Catalog object cannot be used.");
+            } else {
+                tracing::warn!(problem = %problem, "Catalog object may not work as meant.");
+            }
+        }
+        self.readiness.set_details(
+            READINESS,
+            snapshot.problems.iter().map(ToString::to_string).collect(),
+        );
+        let snapshot = Arc::new(snapshot);
+        self.catalog.current.store(Arc::clone(&snapshot));
+        self.readiness.set(READINESS, true);
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_flux::objects::parse_documents;
+
+    fn objects(yaml: &str) -> Vec<(PathBuf, Object)> {
+        parse_documents(yaml, "n")
+            .unwrap()
+            .into_iter()
+            .map(|o| (PathBuf::from("f.yaml"), o.unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn ready_only_after_the_first_publish() {
+        let readiness = Readiness::default();
+        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        assert_eq!(readiness.report().checks.get("catalog"), Some(&false));
+        assert_eq!(catalog.snapshot().counts(), (0, 0, 0));
+        writer.publish(
+            objects("apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack}\n"),
+            Vec::new(),
+        );
+        assert_eq!(readiness.report().checks.get("catalog"), Some(&true));
+        assert_eq!(catalog.snapshot().counts(), (0, 1, 0));
+    }
+
+    #[test]
+    fn invalid_objects_and_regexes_are_problems_with_their_file() {
+        let readiness = Readiness::default();
+        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        writer.publish(
+            objects(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: pigeon}\n---\n\
+                 apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                 spec: {providerRef: {name: p}, eventSources: [{kind: Bucket, name: '*'}], inclusionList: ['(']}\n",
+            ),
+            Vec::new(),
+        );
+        let problems: Vec<String> = catalog
+            .snapshot()
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(catalog.snapshot().counts(), (1, 0, 0));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("f.yaml: Provider/n/p: spec.type \"pigeon\""));
+        assert_eq!(catalog.snapshot().problem_counts(), (2, 0));
+        assert_eq!(
+            problems[1],
+            "f.yaml: Alert/n/a: failed to compile inclusion regex: ("
+        );
+        let details = &readiness.report().details["catalog"];
+        assert_eq!(details, &problems);
+    }
+
+    #[test]
+    fn within_a_file_errors_come_before_warnings() {
+        let snapshot = Snapshot::from_objects(
+            objects(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                 spec: {providerRef: {name: p}, eventSources: [{kind: ResourceSet, name: '*'}]}\n---\n\
+                 apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: b}\nspec: {}\n",
+            ),
+            vec![Problem::warning("a.yaml".into(), String::new(), "w".into())],
+        );
+        let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems[0], "warning: a.yaml: w");
+        assert!(problems[1].starts_with("f.yaml: Alert/n/b: spec.providerRef.name is required"));
+        assert!(
+            problems[2].starts_with(
+                "warning: f.yaml: Alert/n/a: spec.eventSources[0].kind \"ResourceSet\""
+            )
+        );
+    }
+
+    #[test]
+    fn an_alert_with_a_kind_beyond_flux_is_kept_with_a_warning() {
+        let readiness = Readiness::default();
+        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        writer.publish(
+            objects(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                 spec: {providerRef: {name: p}, eventSources: [{kind: Kustomization, name: '*'}, {kind: FluxInstance, name: flux}]}\n",
+            ),
+            Vec::new(),
+        );
+        let snapshot = catalog.snapshot();
+        assert_eq!(snapshot.counts(), (1, 0, 0));
+        assert_eq!(snapshot.problem_counts(), (0, 1));
+        let warning = snapshot.problems[0].to_string();
+        assert!(
+            warning.starts_with(
+                "warning: f.yaml: Alert/n/a: spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind"
+            ),
+            "{warning}"
+        );
+        assert_eq!(readiness.report().details["catalog"], [warning]);
+        assert!(readiness.report().checks["catalog"]);
+    }
+}
