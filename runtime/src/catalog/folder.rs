@@ -132,6 +132,31 @@ type FolderRead = (Vec<(PathBuf, Object)>, Vec<Problem>);
 /// relative to `dir`, the files and documents that cannot be decoded
 /// (errors), and the values Flux would substitute or decrypt on applying the
 /// manifests (warnings).
+/// Event sources with `matchLabels`: Flux controllers post events without
+/// labels, and a folder gives no access to the objects' labels, so such a
+/// source matches no event they post. Said instead of silently never
+/// matching.
+fn label_selectors(object: &Object) -> Vec<String> {
+    let Object::Alert(alert) = object else {
+        return Vec::new();
+    };
+    alert
+        .spec
+        .event_sources
+        .iter()
+        .enumerate()
+        .filter(|(_, source)| source.match_labels.as_ref().is_some_and(|l| !l.is_empty()))
+        .map(|(i, source)| {
+            format!(
+                "eventSources[{i}] ({}/{}) selects by matchLabels, but events from Flux controllers \
+                 carry no labels and a folder catalog cannot look them up: it matches no event \
+                 they post",
+                source.kind, source.name
+            )
+        })
+        .collect()
+}
+
 fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRead> {
     let mut objects = Vec::new();
     let mut problems = Vec::new();
@@ -163,6 +188,9 @@ fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRea
                             problems.extend(object.unprocessed_values().into_iter().map(
                                 |reason| Problem::warning(relative.clone(), object.id(), reason),
                             ));
+                            problems.extend(label_selectors(&object).into_iter().map(|reason| {
+                                Problem::warning(relative.clone(), object.id(), reason)
+                            }));
                             objects.push((relative.clone(), object));
                         }
                         Err(e) => {
@@ -214,6 +242,31 @@ mod tests {
         assert!(problems[0].starts_with("c.yaml: invalid YAML"));
         assert!(problems[1].starts_with("sub/b.yml: Alert/n/a: spec.eventSources[0].kind"));
         assert!(problems[2].starts_with("sub/b.yml: Provider/n/p: already defined in a.yaml"));
+    }
+
+    #[test]
+    fn label_selectors_are_warned_about_in_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            format!(
+                "{PROVIDER}---\napiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+                 metadata: {{name: a, namespace: n}}\nspec: {{providerRef: {{name: p}}, eventSources: \
+                 [{{kind: Kustomization, name: '*'}}, {{kind: HelmRelease, name: '*', matchLabels: {{team: a}}}}]}}\n"
+            ),
+        )
+        .unwrap();
+        let snapshot = load_folder(dir.path(), "default").unwrap();
+        assert_eq!(snapshot.counts(), (1, 1, 0), "the Alert is kept");
+        let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(
+                "a.yaml: Alert/n/a: eventSources[1] (HelmRelease/*) selects by matchLabels"
+            ),
+            "{problems:?}"
+        );
+        assert!(!snapshot.problems[0].is_error());
     }
 
     #[test]
