@@ -9,8 +9,9 @@
 //! the first three intervals after an ingest starts (the longest such an
 //! entry can live, the bucket's max age) a key without a per-cluster entry is
 //! also looked up under that older name, so an upgrade, rolling or not, sends
-//! no duplicate that the previous version had already suppressed. After that
-//! the older entries have expired and no extra read is made.
+//! no duplicate that the previous version had already suppressed. The extra
+//! read is only made when such entries exist at start (one look at the
+//! bucket's subjects), and never after the window: they have expired.
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,9 @@ use crate::intake::IngestError;
 pub struct Dedupe {
     store: kv::Store,
     interval: Duration,
-    /// Until when entries without a cluster (written before the upgrade) may exist.
-    legacy_until: Instant,
+    /// Until when entries without a cluster (written before the upgrade) may
+    /// exist; `None` when there are none.
+    legacy_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Dedupe {
@@ -60,7 +62,7 @@ impl Dedupe {
         Self {
             store,
             interval,
-            legacy_until: Instant::now() + interval * 3,
+            legacy_until: Some(Instant::now() + interval * 3),
         }
     }
 
@@ -80,7 +82,10 @@ impl Dedupe {
     ) -> Result<Checked, IngestError> {
         let interval = i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
         let reset_of = |w: &DedupeWindow| w.anchor_unix_millis + (w.window + 1) * interval;
-        let legacy = if Instant::now() < self.legacy_until {
+        let legacy = if self
+            .legacy_until
+            .is_some_and(|until| Instant::now() < until)
+        {
             self.legacy_window(key).await?
         } else {
             None
@@ -118,6 +123,32 @@ impl Dedupe {
         )
         .await;
         decided.map_err(|e| IngestError::Unavailable(format!("dedupe state: {e}")))
+    }
+
+    /// Looks once whether the bucket holds entries written before keys
+    /// carried the cluster (single-token keys); when it holds none, no
+    /// event pays for looking them up. A bucket that cannot be read now is
+    /// assumed to hold some.
+    pub async fn detect_legacy(&mut self, jetstream: &async_nats::jetstream::Context) {
+        use futures::TryStreamExt as _;
+        let filter = format!("$KV.{}.*", names::DEDUPE_BUCKET);
+        let found = async {
+            let stream = jetstream
+                .get_stream(format!("KV_{}", names::DEDUPE_BUCKET))
+                .await
+                .ok()?;
+            let mut subjects = stream.info_with_subjects(&filter).await.ok()?;
+            subjects.try_next().await.ok().map(|first| first.is_some())
+        }
+        .await
+        .unwrap_or(true);
+        if !found {
+            self.legacy_until = None;
+        }
+        tracing::debug!(
+            legacy = found,
+            "Looked for dedupe entries without a cluster."
+        );
     }
 
     /// The window an earlier version recorded under the Flux key alone.

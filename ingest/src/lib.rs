@@ -129,7 +129,9 @@ impl App {
                 nats.ensure_dedupe_bucket(args.rate_limit_interval)
             })
             .await?;
-            Some(dedupe::Dedupe::new(store, args.rate_limit_interval))
+            let mut dedupe = dedupe::Dedupe::new(store, args.rate_limit_interval);
+            dedupe.detect_legacy(&nats.jetstream).await;
+            Some(dedupe)
         };
         readiness.set("events-stream", true);
         let budget = herald_runtime::budget::StreamBudget::new(
