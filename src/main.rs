@@ -423,8 +423,8 @@ async fn run(
         }
     });
 
-    let open_catalog = |args: &CatalogArgs, tasks: &mut JoinSet<anyhow::Result<()>>| {
-        let (catalog, source) = catalog::FolderSource::open(args, &readiness)?;
+    let open_catalog = async |args: &CatalogArgs, tasks: &mut JoinSet<anyhow::Result<()>>| {
+        let (catalog, source) = catalog::Source::open(args, &readiness).await?;
         tasks.spawn(run_to_ok(source.run(cancel.clone())));
         Ok::<_, anyhow::Error>(catalog)
     };
@@ -446,7 +446,7 @@ async fn run(
             Command::Router {
                 catalog, router, ..
             } => {
-                let catalog = open_catalog(catalog, &mut tasks)?;
+                let catalog = open_catalog(catalog, &mut tasks).await?;
                 let app = herald_router::App::build(
                     router,
                     nats.clone(),
@@ -461,7 +461,7 @@ async fn run(
             Command::Sender {
                 catalog, sender, ..
             } => {
-                let catalog = open_catalog(catalog, &mut tasks)?;
+                let catalog = open_catalog(catalog, &mut tasks).await?;
                 let app = herald_senders::App::build(
                     sender,
                     nats.clone(),
@@ -480,7 +480,7 @@ async fn run(
                 sender,
                 ..
             } => {
-                let catalog = open_catalog(catalog, &mut tasks)?;
+                let catalog = open_catalog(catalog, &mut tasks).await?;
                 let sender_app = herald_senders::App::build(
                     sender,
                     nats.clone(),

@@ -218,8 +218,15 @@ impl Object {
     /// [`Alert::warnings`]).
     #[must_use]
     pub fn warnings(&self) -> Vec<String> {
+        self.warnings_served(None)
+    }
+
+    /// As [`Object::warnings`], with the event source kinds the cluster's
+    /// Alert CRD allows when they are known (see [`Alert::warnings_served`]).
+    #[must_use]
+    pub fn warnings_served(&self, served_kinds: Option<&[String]>) -> Vec<String> {
         match self {
-            Self::Alert(a) => a.warnings(),
+            Self::Alert(a) => a.warnings_served(served_kinds),
             Self::Provider(_) | Self::Secret(_) => Vec::new(),
         }
     }
@@ -419,10 +426,22 @@ impl Alert {
     /// every notification of its other sources.
     #[must_use]
     pub fn warnings(&self) -> Vec<String> {
+        self.warnings_served(None)
+    }
+
+    /// As [`Alert::warnings`], but where the cluster's Alert CRD is known
+    /// (`served_kinds`: the enum of its served schema, which Flux Operator
+    /// extends with its own kinds), a kind it allows is not doubtful: the API
+    /// server already checked it.
+    #[must_use]
+    pub fn warnings_served(&self, served_kinds: Option<&[String]>) -> Vec<String> {
         let mut out = Vec::new();
         for (i, source) in self.spec.event_sources.iter().enumerate() {
             let kind = source.kind.as_str();
             if kind.is_empty() || SOURCE_KINDS.contains(&kind) {
+                continue;
+            }
+            if served_kinds.is_some_and(|served| served.iter().any(|k| k == kind)) {
                 continue;
             }
             let flux = SOURCE_KINDS.join(", ");

@@ -117,6 +117,11 @@ impl App {
 
     /// Routes until `cancel` fires, then finishes the events in hand.
     pub async fn run(self, cancel: CancellationToken) {
+        // Nothing is taken before the catalog holds its first full read.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = self.router.catalog.loaded() => {}
+        }
         tracing::info!(concurrency = self.concurrency, "Routing events.");
         tokio::spawn({
             let metrics = self.router.metrics.clone();

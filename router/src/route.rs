@@ -110,6 +110,17 @@ impl Router {
         }
         // Stage B: the token served dedupe only; it never leaves the router.
         metadata::exclude_internal(&mut event.metadata, &group);
+        // matchLabels: the object's labels, where the catalog's source sees
+        // the cluster the event came from.
+        if let Some(labels) = self.catalog.labels(
+            &event.cluster,
+            &object.kind,
+            &object.namespace,
+            &object.name,
+        ) {
+            event.labels = labels;
+            event.labels_known = true;
+        }
         let outgoing = self.plan(&event, &group);
         let count = outgoing.len();
         span.record("herald.deliveries", count);

@@ -156,6 +156,11 @@ impl App {
 
     /// Sends until `cancel` fires, then finishes the deliveries in hand.
     pub async fn run(self, cancel: CancellationToken) {
+        // Nothing is taken before the catalog holds its first full read.
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = self.worker.catalog.loaded() => {}
+        }
         tracing::info!(
             concurrency = self.worker.settings.concurrency,
             "Sending deliveries."

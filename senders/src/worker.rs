@@ -332,6 +332,22 @@ impl Worker {
             self.records
                 .note("Alert", &alert.namespace, &alert.name, outcome);
         }
+        // The owners hear of dead letters (Kubernetes Events, where the
+        // catalog has a cluster).
+        if let Noted::Dead { reason, .. } = outcome {
+            if let Some(provider) = &delivery.provider {
+                self.catalog.report_dead_letter(
+                    "Provider",
+                    &provider.namespace,
+                    &provider.name,
+                    reason,
+                );
+            }
+            if let Some(alert) = &delivery.alert {
+                self.catalog
+                    .report_dead_letter("Alert", &alert.namespace, &alert.name, reason);
+            }
+        }
     }
 
     /// One attempt: resolve the Provider, wait for the destination's turn,

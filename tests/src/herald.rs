@@ -26,6 +26,8 @@ pub struct Options {
     pub router_args: RouterArgs,
     pub sender_args: SenderArgs,
     pub reload_interval: Duration,
+    /// Read the catalog from a cluster instead of the folder.
+    pub kubernetes: Option<herald_runtime::catalog::kubernetes::KubeArgs>,
     /// Stream and bucket budgets.
     pub budgets: herald_runtime::budget::Budgets,
     /// The connection deadlines of every listener (ingest and admin).
@@ -66,6 +68,7 @@ impl Default for Options {
                 sender_ack_wait: Duration::from_secs(30),
             },
             reload_interval: Duration::from_millis(100),
+            kubernetes: None,
             budgets: herald_runtime::budget::Budgets::default(),
             deadlines: Deadlines::default(),
         }
@@ -140,12 +143,19 @@ impl TestHerald {
         let admin_addr = admin.local_addr().expect("admin addr");
         tasks.spawn(admin.run(options.deadlines, cancel.clone()));
         let catalog_args = CatalogArgs {
+            source: if options.kubernetes.is_some() {
+                catalog::SourceKind::Kubernetes
+            } else {
+                catalog::SourceKind::Folder
+            },
             config_dir: dir.to_path_buf(),
             default_namespace: "default".to_owned(),
             reload_interval: options.reload_interval,
+            kubernetes: options.kubernetes.clone().unwrap_or_default(),
         };
-        let (catalog, source) =
-            catalog::FolderSource::open(&catalog_args, &readiness).expect("catalog");
+        let (catalog, source) = catalog::Source::open(&catalog_args, &readiness)
+            .await
+            .expect("catalog");
         tasks.spawn(source.run(cancel.clone()));
         if options.sender {
             let app = herald_senders::App::build(

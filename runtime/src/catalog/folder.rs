@@ -2,27 +2,13 @@
 //! a manifest is added, changed or removed.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use herald_flux::objects::{Object, parse_documents};
 use tokio_util::sync::CancellationToken;
 
-use super::{Catalog, CatalogWriter, Problem, Snapshot};
+use super::{Catalog, CatalogArgs, CatalogWriter, Problem, Snapshot};
 use crate::health::Readiness;
-
-/// Where the catalog comes from.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CatalogArgs {
-    /// A folder of Flux Alert, Provider and Secret manifests (YAML, searched recursively).
-    #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "examples/config")]
-    pub config_dir: PathBuf,
-    /// The namespace of objects whose manifest names none.
-    #[arg(long, env = "HERALD_DEFAULT_NAMESPACE", default_value = "default")]
-    pub default_namespace: String,
-    /// How often the folder is checked for changes.
-    #[arg(long, env = "HERALD_RELOAD_INTERVAL", default_value = "2s", value_parser = crate::nats::parse_duration)]
-    pub reload_interval: Duration,
-}
 
 /// The manifest files of a folder with their times and sizes: what a reload
 /// compares.
@@ -219,6 +205,8 @@ pub fn load_folder(dir: &Path, default_namespace: &str) -> std::io::Result<Snaps
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{SourceKind, kubernetes::KubeArgs};
+    use std::time::Duration;
 
     const PROVIDER: &str = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\nspec: {type: slack}\n";
 
@@ -298,6 +286,8 @@ mod tests {
     async fn run_picks_up_changes() {
         let dir = tempfile::tempdir().unwrap();
         let args = CatalogArgs {
+            source: SourceKind::Folder,
+            kubernetes: KubeArgs::default(),
             config_dir: dir.path().to_path_buf(),
             default_namespace: "default".into(),
             reload_interval: Duration::from_millis(20),
@@ -328,6 +318,8 @@ mod tests {
     #[test]
     fn an_unreadable_folder_fails_to_open() {
         let args = CatalogArgs {
+            source: SourceKind::Folder,
+            kubernetes: KubeArgs::default(),
             config_dir: PathBuf::from("/nonexistent/herald"),
             default_namespace: "default".into(),
             reload_interval: Duration::from_secs(1),

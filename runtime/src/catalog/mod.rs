@@ -11,28 +11,117 @@
 //! Sources:
 //!
 //! - [`folder`]: a folder of Flux YAML, reloaded when a file changes.
-//! - `kubernetes` (planned): Flux's own Alerts, Providers and Secrets watched
-//!   in the cluster. It fits the same contract: list, then publish the whole
-//!   set after the first full list and again after each change.
+//! - [`kubernetes`]: Flux's own Alerts, Providers and Secrets watched in a
+//!   cluster: it publishes the whole set after the first full list and again
+//!   (debounced) after each change, gives the labels of the Flux objects
+//!   events are about (for `matchLabels`), and tells the objects' owners
+//!   about dead letters with Kubernetes Events.
+//!
+//! What a source knows beyond objects reaches the read side through two
+//! small traits, so routing and sending stay the same for every source:
+//! [`ObjectLabels`] (labels of the objects events are about) and
+//! [`Reporter`] (dead letters told back to the Alert and Provider).
 //!
 //! A snapshot is immutable; a publish builds a new one and swaps it in, so an
 //! event is always routed against one consistent set of objects and nothing
 //! waits on a lock.
 
 pub mod folder;
+pub mod kubernetes;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use herald_flux::objects::Object;
 use herald_flux::{Alert, AlertIndex, CompiledAlert, Provider, Secret};
 
 use crate::health::Readiness;
+use tokio_util::sync::CancellationToken;
 
-pub use folder::{CatalogArgs, FolderSource, load_folder};
+pub use folder::{FolderSource, load_folder};
+pub use kubernetes::KubeSource;
+
+/// Where the catalog comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogArgs {
+    /// Where Alerts, Providers and Secrets are read: a folder of Flux YAML,
+    /// or Flux's own objects in a Kubernetes cluster.
+    #[arg(
+        long = "catalog",
+        env = "HERALD_CATALOG",
+        value_enum,
+        default_value = "folder"
+    )]
+    pub source: SourceKind,
+    /// A folder of Flux Alert, Provider and Secret manifests (YAML, searched recursively).
+    #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "examples/config")]
+    pub config_dir: PathBuf,
+    /// The namespace of objects whose manifest names none.
+    #[arg(long, env = "HERALD_DEFAULT_NAMESPACE", default_value = "default")]
+    pub default_namespace: String,
+    /// How often the folder is checked for changes.
+    #[arg(long, env = "HERALD_RELOAD_INTERVAL", default_value = "2s", value_parser = crate::nats::parse_duration)]
+    pub reload_interval: Duration,
+    #[command(flatten)]
+    pub kubernetes: kubernetes::KubeArgs,
+}
+
+/// The two catalog sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// `--config-dir`, a folder of Flux YAML.
+    Folder,
+    /// Flux's Alerts, Providers and Secrets in a cluster (KUBECONFIG, then in-cluster).
+    Kubernetes,
+}
+
+/// A catalog's source, to run beside the services.
+#[derive(Debug)]
+pub enum Source {
+    /// See [`FolderSource`].
+    Folder(FolderSource),
+    /// See [`KubeSource`].
+    Kubernetes(KubeSource),
+}
+
+// === impl Source ===
+
+impl Source {
+    /// Opens the source `args` name and returns the catalog it feeds. A
+    /// folder is read once before this returns; a cluster is listed by
+    /// [`Source::run`], and the catalog is not ready until then.
+    ///
+    /// # Errors
+    ///
+    /// A folder that cannot be read; a kubeconfig that cannot be loaded.
+    pub async fn open(
+        args: &CatalogArgs,
+        readiness: &Readiness,
+    ) -> anyhow::Result<(Catalog, Self)> {
+        match args.source {
+            SourceKind::Folder => {
+                let (catalog, source) = FolderSource::open(args, readiness)?;
+                Ok((catalog, Self::Folder(source)))
+            }
+            SourceKind::Kubernetes => {
+                let (catalog, source) = KubeSource::open(&args.kubernetes, readiness).await?;
+                Ok((catalog, Self::Kubernetes(source)))
+            }
+        }
+    }
+
+    /// Keeps the catalog current until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        match self {
+            Self::Folder(source) => source.run(cancel).await,
+            Self::Kubernetes(source) => source.run(cancel).await,
+        }
+    }
+}
 
 /// The readiness check, and the topic of the `/readyz` details, of the catalog.
 const READINESS: &str = "catalog";
@@ -140,13 +229,30 @@ impl Snapshot {
     /// source kind outside Flux's enum) is a warning. Alerts are compiled,
     /// and an invalid regex is an error too.
     #[must_use]
-    pub fn from_objects(objects: Vec<(PathBuf, Object)>, mut problems: Vec<Problem>) -> Self {
+    pub fn from_objects(objects: Vec<(PathBuf, Object)>, problems: Vec<Problem>) -> Self {
+        Self::build(objects, problems, None)
+    }
+
+    /// As [`Snapshot::from_objects`], with the event source kinds the
+    /// cluster's Alert CRD allows when the source knows them: a kind it
+    /// allows is no warning (see [`herald_flux::Alert::warnings_served`]).
+    ///
+    /// References are checked too: an Alert naming a Provider that does not
+    /// exist, and a Provider naming a Secret that does not exist, are errors
+    /// but stay in the snapshot, so their deliveries become dead letters
+    /// with the reason instead of vanishing.
+    #[must_use]
+    pub fn build(
+        objects: Vec<(PathBuf, Object)>,
+        mut problems: Vec<Problem>,
+        served_kinds: Option<&[String]>,
+    ) -> Self {
         let mut valid = Vec::with_capacity(objects.len());
         for (file, object) in objects {
             let id = object.id();
             problems.extend(
                 object
-                    .warnings()
+                    .warnings_served(served_kinds)
                     .into_iter()
                     .map(|reason| Problem::warning(file.clone(), id.clone(), reason)),
             );
@@ -157,6 +263,7 @@ impl Snapshot {
         }
         let mut alerts: Vec<(PathBuf, Alert)> = Vec::new();
         let mut providers = HashMap::new();
+        let mut provider_files: HashMap<String, PathBuf> = HashMap::new();
         let mut secrets = HashMap::new();
         let mut seen: HashMap<(&'static str, Key), PathBuf> = HashMap::new();
         for (file, object) in valid {
@@ -174,6 +281,7 @@ impl Snapshot {
             match object {
                 Object::Alert(a) => alerts.push((file, a)),
                 Object::Provider(p) => {
+                    provider_files.insert(p.key(), file);
                     providers.insert(key, Arc::new(p));
                 }
                 Object::Secret(s) => {
@@ -195,7 +303,48 @@ impl Snapshot {
                     .iter()
                     .map(|warning| Problem::error(file.clone(), id.clone(), warning.clone())),
             );
+            let namespace = &alert.alert.meta.namespace;
+            let provider = &alert.alert.spec.provider_ref.name;
+            if !providers.contains_key(&(namespace.clone(), provider.clone())) {
+                problems.push(Problem::error(
+                    file,
+                    id,
+                    format!(
+                        "spec.providerRef names the Provider {namespace}/{provider}, which does \
+                         not exist; its events become dead letters until it does"
+                    ),
+                ));
+            }
             compiled.push(Arc::new(alert));
+        }
+        let mut by_key: Vec<&Arc<Provider>> = providers.values().collect();
+        by_key.sort_by_key(|p| p.key());
+        for provider in by_key {
+            let spec = &provider.spec;
+            for (field, reference) in [
+                ("secretRef", &spec.secret_ref),
+                ("certSecretRef", &spec.cert_secret_ref),
+                ("proxySecretRef", &spec.proxy_secret_ref),
+            ] {
+                let Some(reference) = reference.as_ref().filter(|r| !r.name.is_empty()) else {
+                    continue;
+                };
+                let namespace = &provider.meta.namespace;
+                if !secrets.contains_key(&(namespace.clone(), reference.name.clone())) {
+                    problems.push(Problem::error(
+                        provider_files
+                            .get(&provider.key())
+                            .cloned()
+                            .unwrap_or_default(),
+                        format!("Provider/{}", provider.key()),
+                        format!(
+                            "spec.{field} names the Secret {namespace}/{}, which does not \
+                             exist; its deliveries become dead letters until it does",
+                            reference.name
+                        ),
+                    ));
+                }
+            }
         }
         // Per file, errors first.
         problems.sort_by(|a, b| (&a.file, a.severity).cmp(&(&b.file, b.severity)));
@@ -241,10 +390,55 @@ impl Snapshot {
     }
 }
 
+/// The labels of the Flux objects events are about, where a source can see
+/// them (a Kubernetes catalog watching the objects' metadata).
+pub trait ObjectLabels: Send + Sync + fmt::Debug {
+    /// The labels of `kind` `namespace/name` in `cluster` (as ingest names
+    /// it), or `None` when this source cannot know them: another cluster, a
+    /// kind it does not watch, or one it has not listed yet. An object it
+    /// watches but does not hold has no labels: `Some(empty)`.
+    fn labels(
+        &self,
+        cluster: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<BTreeMap<String, String>>;
+}
+
+/// Where what happens to deliveries is told to the owners of the objects
+/// (Kubernetes Events on the Alert and Provider); nothing for a folder.
+pub trait Reporter: Send + Sync + fmt::Debug {
+    /// A delivery for the object `kind` (`Alert` or `Provider`)
+    /// `namespace/name` became a dead letter for `reason` (secrets already
+    /// masked).
+    fn dead_letter(&self, kind: &str, namespace: &str, name: &str, reason: &str);
+}
+
+/// What a source adds to a catalog beyond its snapshots; set once.
+#[derive(Debug)]
+struct Extras {
+    labels: OnceLock<Arc<dyn ObjectLabels>>,
+    reporter: OnceLock<Arc<dyn Reporter>>,
+    /// True from the source's first publish on.
+    loaded: tokio::sync::watch::Sender<bool>,
+}
+
+impl Extras {
+    fn new(loaded: bool) -> Self {
+        Self {
+            labels: OnceLock::new(),
+            reporter: OnceLock::new(),
+            loaded: tokio::sync::watch::Sender::new(loaded),
+        }
+    }
+}
+
 /// The read side: the snapshot in force now. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Catalog {
     current: Arc<ArcSwap<Snapshot>>,
+    extras: Arc<Extras>,
 }
 
 // === impl Catalog ===
@@ -255,6 +449,43 @@ impl Catalog {
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            extras: Arc::new(Extras::new(true)),
+        }
+    }
+
+    /// Waits until the source has published its first complete set of
+    /// objects (at once for a folder, read before the catalog is returned;
+    /// after the first full list for a cluster). Events must not be routed
+    /// or sent against the empty catalog before it: they would match
+    /// nothing, or name Providers not read yet.
+    pub async fn loaded(&self) {
+        let mut loaded = self.extras.loaded.subscribe();
+        // The sender lives in `extras`, as long as `self`.
+        loaded.wait_for(|loaded| *loaded).await.ok();
+    }
+
+    /// The labels of the object `kind` `namespace/name` in `cluster`, when
+    /// the source can know them (see [`ObjectLabels::labels`]).
+    #[must_use]
+    pub fn labels(
+        &self,
+        cluster: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<BTreeMap<String, String>> {
+        self.extras
+            .labels
+            .get()
+            .and_then(|labels| labels.labels(cluster, kind, namespace, name))
+    }
+
+    /// Tells the owners of the object that a delivery became a dead letter
+    /// (see [`Reporter::dead_letter`]); nothing when the source has no one
+    /// to tell.
+    pub fn report_dead_letter(&self, kind: &str, namespace: &str, name: &str, reason: &str) {
+        if let Some(reporter) = self.extras.reporter.get() {
+            reporter.dead_letter(kind, namespace, name, reason);
         }
     }
 
@@ -266,7 +497,10 @@ impl Catalog {
     #[must_use]
     pub fn with_source(source: impl Into<String>, readiness: &Readiness) -> (Self, CatalogWriter) {
         readiness.register(READINESS);
-        let catalog = Self::new(Snapshot::default());
+        let catalog = Self {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            extras: Arc::new(Extras::new(false)),
+        };
         let writer = CatalogWriter {
             catalog: catalog.clone(),
             readiness: readiness.clone(),
@@ -301,6 +535,23 @@ pub struct CatalogWriter {
 // === impl CatalogWriter ===
 
 impl CatalogWriter {
+    /// Gives the catalog the labels of the objects events are about; the
+    /// first call wins.
+    pub fn set_labels(&self, labels: Arc<dyn ObjectLabels>) {
+        self.catalog.extras.labels.set(labels).ok();
+    }
+
+    /// Gives the catalog where dead letters are told; the first call wins.
+    pub fn set_reporter(&self, reporter: Arc<dyn Reporter>) {
+        self.catalog.extras.reporter.set(reporter).ok();
+    }
+
+    /// The snapshot in force now.
+    #[must_use]
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.catalog.snapshot()
+    }
+
     /// Builds a snapshot from `objects` and `problems` (see
     /// [`Snapshot::from_objects`]), reports it in the log and on `/readyz`,
     /// swaps it in, and marks the catalog ready.
@@ -309,7 +560,18 @@ impl CatalogWriter {
         objects: Vec<(PathBuf, Object)>,
         problems: Vec<Problem>,
     ) -> Arc<Snapshot> {
-        let snapshot = Snapshot::from_objects(objects, problems);
+        self.publish_served(objects, problems, None)
+    }
+
+    /// As [`CatalogWriter::publish`], with the event source kinds the
+    /// cluster's Alert CRD allows (see [`Snapshot::build`]).
+    pub fn publish_served(
+        &self,
+        objects: Vec<(PathBuf, Object)>,
+        problems: Vec<Problem>,
+        served_kinds: Option<&[String]>,
+    ) -> Arc<Snapshot> {
+        let snapshot = Snapshot::build(objects, problems, served_kinds);
         let (alerts, providers, secrets) = snapshot.counts();
         let (errors, warnings) = snapshot.problem_counts();
         tracing::info!(
@@ -335,6 +597,7 @@ impl CatalogWriter {
         let snapshot = Arc::new(snapshot);
         self.catalog.current.store(Arc::clone(&snapshot));
         self.readiness.set(READINESS, true);
+        self.catalog.extras.loaded.send_replace(true);
         snapshot
     }
 }

@@ -1,0 +1,316 @@
+//! The Kubernetes catalog end to end: Flux's Alerts, Providers and Secrets
+//! served by the fake API server, events through ingest → router → sender to
+//! a fake webhook.
+
+use std::time::Duration;
+
+use herald_runtime::catalog::kubernetes::KubeArgs;
+use herald_tests::eventually;
+use herald_tests::fake::FakeServer;
+use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters};
+use herald_tests::herald::{Options, TestHerald};
+use herald_tests::kube::FakeKube;
+use herald_tests::nats::TestNats;
+
+const NS: &str = "flux-system";
+
+/// A message never sent before: ingest suppresses repeats as Flux does.
+fn fresh(prefix: &str) -> String {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix} {n}")
+}
+
+/// Applies a fixture (one object, with its trailing `---`).
+fn apply(kube: &FakeKube, object: impl std::fmt::Display) -> serde_json::Value {
+    let text = object.to_string();
+    kube.apply(text.trim_end().trim_end_matches("---"))
+}
+
+struct Setup {
+    nats: TestNats,
+    kube: FakeKube,
+    _dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+}
+
+async fn setup() -> Setup {
+    herald_tests::init();
+    let nats = TestNats::start().await;
+    let kube = FakeKube::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kube.kubeconfig(dir.path());
+    Setup {
+        nats,
+        kube,
+        _dir: dir,
+        kubeconfig,
+    }
+}
+
+impl Setup {
+    async fn herald(&self) -> TestHerald {
+        let empty = tempfile::tempdir().expect("tempdir");
+        let options = Options {
+            kubernetes: Some(KubeArgs {
+                kubeconfig: Some(self.kubeconfig.clone()),
+                // The harness's ingest names its cluster `test`.
+                catalog_cluster: "test".to_owned(),
+                catalog_debounce: Duration::from_millis(50),
+                ..KubeArgs::default()
+            }),
+            ..Options::default()
+        };
+        TestHerald::start_with(self.nats.url(), empty.path(), options).await
+    }
+}
+
+fn kustomization(name: &str, message: &str) -> String {
+    Event::new("Kustomization", NS, name)
+        .message(message)
+        .now()
+        .json()
+}
+
+#[tokio::test]
+async fn objects_in_the_cluster_route_events_only_after_the_first_list() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic")
+            .address(&hook.url("/hook"))
+            .secret_ref("hook-auth"),
+    );
+    apply(
+        &s.kube,
+        Secret::new(NS, "hook-auth").data("headers", "X-Token: one"),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
+    );
+    // Hold the watches: the list is answered, the catalog is built from it.
+    let herald = s.herald().await;
+    assert_eq!(herald.post(kustomization("apps", "first")).await.0, 202);
+    let first = hook.wait_for(1).await;
+    assert_eq!(first[0].json()["message"], "first");
+    assert_eq!(first[0].header("x-token").as_deref(), Some("one"));
+    let (status, body) = herald.admin("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // A Secret rotated takes effect on the next delivery.
+    apply(
+        &s.kube,
+        Secret::new(NS, "hook-auth").data("headers", "X-Token: two"),
+    );
+    eventually("the rotated Secret is used", || async {
+        let n = hook.requests().len();
+        herald
+            .post(kustomization("apps", &fresh("after rotation")))
+            .await;
+        let requests = hook.wait_for(n + 1).await;
+        (requests[n].header("x-token").as_deref() == Some("two")).then_some(())
+    })
+    .await;
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_alert_applied_while_events_flow_starts_matching() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    let herald = s.herald().await;
+    eventually("ready", || async {
+        (herald.admin("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(herald.post(kustomization("apps", "unmatched")).await.0, 202);
+    apply(
+        &s.kube,
+        Alert::new(NS, "late", "hook").source("Kustomization", "*"),
+    );
+    eventually("the new Alert matches", || async {
+        let n = hook.requests().len();
+        herald.post(kustomization("apps", &fresh("matched"))).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (hook.requests().len() > n).then_some(())
+    })
+    .await;
+    assert!(
+        hook.requests()
+            .iter()
+            .all(|r| r.json()["message"] != "unmatched"),
+        "an event posted before the Alert existed was delivered"
+    );
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deleted_provider_makes_the_next_delivery_a_dead_letter() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
+    );
+    let herald = s.herald().await;
+    herald.post(kustomization("apps", "delivered")).await;
+    hook.wait_for(1).await;
+    assert!(s.kube.delete(
+        "notification.toolkit.fluxcd.io/v1beta3",
+        "Provider",
+        NS,
+        "hook"
+    ));
+    let dead = eventually("a dead letter naming the missing Provider", || async {
+        herald
+            .post(kustomization("apps", &fresh("after delete")))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dead_letters(&s.nats).await.into_iter().next()
+    })
+    .await;
+    assert!(dead.1.reason.contains("hook"), "{}", dead.1.reason);
+    let (_, readyz) = herald.admin("/readyz").await;
+    assert!(
+        readyz.contains("Alert/flux-system/all: spec.providerRef names the Provider flux-system/hook, which does not exist"),
+        "{readyz}"
+    );
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_forced_relist_drops_an_object_deleted_meanwhile() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "apps", "hook").source("Kustomization", "apps"),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "infra", "hook").source("Kustomization", "infra"),
+    );
+    let herald = s.herald().await;
+    herald.post(kustomization("infra", "before")).await;
+    hook.wait_for(1).await;
+
+    // The API server goes away; meanwhile `infra` is deleted and the
+    // history compacted, so the watch resumes with 410 and relists.
+    let hold = s.kube.hold_watches();
+    assert!(s.kube.delete(
+        "notification.toolkit.fluxcd.io/v1beta3",
+        "Alert",
+        NS,
+        "infra"
+    ));
+    s.kube.expire_history();
+    drop(hold);
+    eventually("the relist forgets the deleted Alert", || async {
+        let n = hook.requests().len();
+        herald.post(kustomization("apps", &fresh("probe"))).await;
+        herald.post(kustomization("infra", &fresh("gone"))).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let requests = hook.requests();
+        let infra = requests[n..]
+            .iter()
+            .any(|r| r.json()["involvedObject"]["name"] == "infra");
+        let apps = requests[n..]
+            .iter()
+            .any(|r| r.json()["involvedObject"]["name"] == "apps");
+        (apps && !infra).then_some(())
+    })
+    .await;
+    assert!(
+        s.kube
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("/alerts") && !r.is_watch())
+            .count()
+            >= 2,
+        "no relist of Alerts"
+    );
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn match_labels_match_by_the_objects_labels() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "team-a", "hook")
+            .source_yaml("{kind: Kustomization, name: '*', matchLabels: {team: a}}"),
+    );
+    for (name, team) in [
+        ("labelled", Some("a")),
+        ("other", Some("b")),
+        ("bare", None),
+    ] {
+        let labels = team.map_or(String::new(), |t| format!(", labels: {{team: {t}}}"));
+        s.kube.apply(&format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n\
+             metadata: {{name: {name}, namespace: {NS}{labels}}}\nspec: {{interval: 1m}}\n"
+        ));
+    }
+    let herald = s.herald().await;
+    for name in ["bare", "other", "labelled"] {
+        assert_eq!(herald.post(kustomization(name, name)).await.0, 202);
+    }
+    let delivered = hook.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let names: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| {
+            r.json()["involvedObject"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["labelled"], "{delivered:?}");
+
+    // A label added later is seen.
+    s.kube.apply(&format!(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n\
+         metadata: {{name: bare, namespace: {NS}, labels: {{team: a}}}}\nspec: {{interval: 1m}}\n"
+    ));
+    eventually("the new label matches", || async {
+        let n = hook.requests().len();
+        herald.post(kustomization("bare", &fresh("bare"))).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (hook.requests().len() > n).then_some(())
+    })
+    .await;
+    // Metadata only: the Flux objects' bodies are never asked for.
+    assert!(
+        s.kube
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("/kustomizations"))
+            .all(|r| r
+                .accept
+                .as_deref()
+                .is_some_and(|a| a.contains("as=PartialObjectMetadata"))),
+        "a Kustomization was read whole"
+    );
+    herald.shutdown().await;
+}
