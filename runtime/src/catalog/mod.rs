@@ -648,12 +648,20 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(catalog.snapshot().counts(), (1, 0, 0));
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("f.yaml: Provider/n/p: spec.type \"pigeon\""));
-        assert_eq!(catalog.snapshot().problem_counts(), (2, 0));
+        assert_eq!(catalog.snapshot().problem_counts(), (3, 0));
         assert_eq!(
             problems[1],
             "f.yaml: Alert/n/a: failed to compile inclusion regex: ("
+        );
+        // The Provider left out, the Alert names a Provider that is not there.
+        assert!(
+            problems[2].starts_with(
+                "f.yaml: Alert/n/a: spec.providerRef names the Provider n/p, which does not exist"
+            ),
+            "{}",
+            problems[2]
         );
         let details = &readiness.report().details["catalog"];
         assert_eq!(details, &problems);
@@ -663,7 +671,8 @@ mod tests {
     fn within_a_file_errors_come_before_warnings() {
         let snapshot = Snapshot::from_objects(
             objects(
-                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack}\n---\n\
+                 apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
                  spec: {providerRef: {name: p}, eventSources: [{kind: ResourceSet, name: '*'}]}\n---\n\
                  apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: b}\nspec: {}\n",
             ),
@@ -686,13 +695,14 @@ mod tests {
         let (catalog, writer) = Catalog::with_source("test", &readiness);
         writer.publish(
             objects(
-                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack}\n---\n\
+                 apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: a}\n\
                  spec: {providerRef: {name: p}, eventSources: [{kind: Kustomization, name: '*'}, {kind: FluxInstance, name: flux}]}\n",
             ),
             Vec::new(),
         );
         let snapshot = catalog.snapshot();
-        assert_eq!(snapshot.counts(), (1, 0, 0));
+        assert_eq!(snapshot.counts(), (1, 1, 0));
         assert_eq!(snapshot.problem_counts(), (0, 1));
         let warning = snapshot.problems[0].to_string();
         assert!(
