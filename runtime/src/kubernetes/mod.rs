@@ -1,0 +1,63 @@
+//! Writing back to Kubernetes about the Flux `Alert` and `Provider` objects
+//! Herald reads: what an operator sees with `kubectl describe`.
+//!
+//! - [`events`]: Kubernetes Events (`events.k8s.io/v1`) about an object,
+//!   emitted without blocking, aggregated into one Event with a growing
+//!   `series.count` per distinct message, and rate-limited per object, so
+//!   that a storm of failures is a handful of writes to the API server.
+//!
+//! # Permissions
+//!
+//! The RBAC these need, for a Herald running as its own service account:
+//!
+//! - Events: `create` and `patch` on `events` in the `events.k8s.io` group,
+//!   in the namespaces of the objects they are about.
+//!
+//! A write refused for lack of one of these is logged at warn with the
+//! permission it needs, and is not retried in a loop.
+
+pub mod events;
+
+pub use events::{EventSettings, EventStats, EventType, ObjectEvents};
+
+/// `text` cut to at most `max` bytes on a char boundary; when cut, it ends
+/// with `marker` (counted in the `max` bytes).
+fn truncate(text: &str, max: usize, marker: &str) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{marker}", &text[..end])
+}
+
+/// The HTTP status of an error the API server answered, if it answered.
+fn api_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncate_keeps_short_text() {
+        assert_eq!(truncate("short", 10, "…"), "short");
+        assert_eq!(truncate("exactly10!", 10, "…"), "exactly10!");
+    }
+
+    #[test]
+    fn truncate_cuts_on_a_char_boundary() {
+        let text = "é".repeat(20); // 40 bytes
+        let cut = truncate(&text, 10, "…");
+        assert!(cut.len() <= 10, "{cut}");
+        assert!(cut.ends_with('…'));
+        assert_eq!(cut, format!("{}…", "é".repeat(3)));
+        assert_eq!(truncate("abcdef", 3, ""), "abc");
+    }
+}
