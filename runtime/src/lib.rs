@@ -1,8 +1,7 @@
 //! What every Herald service shares: the NATS connection and the JetStream
 //! streams and consumers, the catalog of Alerts and Providers, the admin
 //! listener with health, readiness and metrics, serving HTTP with deadlines,
-//! writing Events back to Kubernetes, logs, and
-//! shutdown.
+//! writing Events and status back to Kubernetes, logs, and shutdown.
 //!
 //! Services (ingest, router, senders) depend on this crate; it depends on none
 //! of them.

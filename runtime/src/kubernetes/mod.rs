@@ -1,10 +1,15 @@
 //! Writing back to Kubernetes about the Flux `Alert` and `Provider` objects
-//! Herald reads: what an operator sees with `kubectl describe`.
+//! Herald reads: what an operator sees with `kubectl describe` and
+//! `kubectl get`.
 //!
 //! - [`events`]: Kubernetes Events (`events.k8s.io/v1`) about an object,
 //!   emitted without blocking, aggregated into one Event with a growing
 //!   `series.count` per distinct message, and rate-limited per object, so
 //!   that a storm of failures is a handful of writes to the API server.
+//! - [`status`]: the `Ready` condition and `observedGeneration` in an
+//!   object's `status`, written through its `/status` subresource where the
+//!   served version has one (Flux's `v1beta2` Alert and Provider do,
+//!   `v1beta3` has no status), and only when it changed.
 //!
 //! # Permissions
 //!
@@ -12,13 +17,18 @@
 //!
 //! - Events: `create` and `patch` on `events` in the `events.k8s.io` group,
 //!   in the namespaces of the objects they are about.
+//! - Status: `get` on the objects (`alerts`, `providers` in
+//!   `notification.toolkit.fluxcd.io`) and `patch` on their `status`
+//!   subresource (`alerts/status`, `providers/status`).
 //!
 //! A write refused for lack of one of these is logged at warn with the
 //! permission it needs, and is not retried in a loop.
 
 pub mod events;
+pub mod status;
 
 pub use events::{EventSettings, EventStats, EventType, ObjectEvents};
+pub use status::{Ready, StatusOutcome, StatusWriter};
 
 /// `text` cut to at most `max` bytes on a char boundary; when cut, it ends
 /// with `marker` (counted in the `max` bytes).
