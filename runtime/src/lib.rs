@@ -1,7 +1,8 @@
 //! What every Herald service shares: the NATS connection and the JetStream
 //! streams and consumers, the catalog of Alerts and Providers, the admin
 //! listener with health, readiness and metrics, serving HTTP with deadlines,
-//! writing Events and status back to Kubernetes, logs, and shutdown.
+//! writing Events, status and a leader Lease back to Kubernetes, logs, and
+//! shutdown.
 //!
 //! Services (ingest, router, senders) depend on this crate; it depends on none
 //! of them.

@@ -10,6 +10,15 @@
 //!   object's `status`, written through its `/status` subresource where the
 //!   served version has one (Flux's `v1beta2` Alert and Provider do,
 //!   `v1beta3` has no status), and only when it changed.
+//! - [`lease`]: which replica writes, through a `coordination.k8s.io/v1`
+//!   Lease, so that replicas do not race on the same status.
+//!
+//! The leader lock is a Kubernetes Lease rather than a JetStream lock because
+//! what it guards are writes to that cluster's API server: it lives, and is
+//! lost, with the API server it protects, and an operator sees who holds it
+//! with `kubectl get lease`. Expiry is judged on the local clock, from when
+//! the Lease was last seen to change, so clock skew between nodes does not
+//! matter.
 //!
 //! # Permissions
 //!
@@ -20,14 +29,18 @@
 //! - Status: `get` on the objects (`alerts`, `providers` in
 //!   `notification.toolkit.fluxcd.io`) and `patch` on their `status`
 //!   subresource (`alerts/status`, `providers/status`).
+//! - Leadership: `get`, `create` and `update` on `leases` in the
+//!   `coordination.k8s.io` group, in Herald's own namespace.
 //!
 //! A write refused for lack of one of these is logged at warn with the
 //! permission it needs, and is not retried in a loop.
 
 pub mod events;
+pub mod lease;
 pub mod status;
 
 pub use events::{EventSettings, EventStats, EventType, ObjectEvents};
+pub use lease::{Leadership, LeaseSettings};
 pub use status::{Ready, StatusOutcome, StatusWriter};
 
 /// `text` cut to at most `max` bytes on a char boundary; when cut, it ends
