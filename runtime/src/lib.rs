@@ -1,7 +1,8 @@
 //! What every Herald service shares: the NATS connection and the JetStream
 //! streams and consumers, the catalog of Alerts and Providers, the admin
 //! listener with health, readiness and metrics, serving HTTP with deadlines,
-//! logs, and shutdown.
+//! writing Events, status and a leader Lease back to Kubernetes, logs, and
+//! shutdown.
 //!
 //! Services (ingest, router, senders) depend on this crate; it depends on none
 //! of them.
@@ -13,6 +14,7 @@ pub mod budget;
 pub mod catalog;
 pub mod consume;
 pub mod health;
+pub mod kubernetes;
 pub mod kv;
 pub mod local_nats;
 pub mod metrics;

@@ -4,8 +4,9 @@
 //! `v1`, which holds only Receiver), list with `resourceVersion`, selectors
 //! and paging, watch with `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` and `410
 //! Expired` after [`FakeKube::expire_history`], the `/status` subresource
-//! where a version declares one, metadata-only lists and watches, and
-//! `events.k8s.io/v1` Events stored like anything else.
+//! where a version declares one, metadata-only lists and watches,
+//! `events.k8s.io/v1` Events stored like anything else, and an outage
+//! ([`FakeKube::fail_requests`]) that answers every request with an error.
 //!
 //! Objects of one resource share storage across its versions: an Alert
 //! written as `v1beta2` is served as `v1beta3` with `apiVersion` rewritten
@@ -28,7 +29,7 @@ mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -94,6 +95,7 @@ impl FakeKube {
             held: watch::channel(false).0,
             epoch: AtomicU64::new(0),
             bookmark_interval: interval,
+            outage: AtomicU16::new(0),
         });
         let app = Router::new()
             .fallback(server::handle)
@@ -215,6 +217,16 @@ impl FakeKube {
         WatchHold {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Answers every request for a resource (not discovery or health) with
+    /// `code` until called with `None`: an API server that is down (`500`;
+    /// kube-rs' client retries `429`, `503` and `504` itself) or refuses
+    /// (`403`). Requests are still recorded.
+    pub fn fail_requests(&self, code: Option<u16>) {
+        self.shared
+            .outage
+            .store(code.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Writes a kubeconfig for this server (plain http, no credentials) to

@@ -8,7 +8,7 @@
 //! forever. An expired `continue` token on a list is an HTTP `410`.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -75,6 +75,8 @@ pub struct Shared {
     /// Bumped by every hold: a watch opened in an older epoch sends nothing more.
     pub epoch: AtomicU64,
     pub bookmark_interval: Duration,
+    /// While not zero, every resource request is answered with this code.
+    pub outage: AtomicU16,
 }
 
 // === impl Shared ===
@@ -201,6 +203,20 @@ pub async fn handle(
     }
     if matches!(segs.as_slice(), ["healthz" | "livez" | "readyz"]) {
         return (StatusCode::OK, "ok").into_response();
+    }
+    let outage = shared.outage.load(Ordering::SeqCst);
+    if outage != 0 {
+        let reason = match outage {
+            403 => "Forbidden",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            _ => "InternalError",
+        };
+        return error(&ApiError::new(
+            outage,
+            reason,
+            "the fake is failing every request",
+        ));
     }
     let target = match segs.as_slice() {
         ["api", "v1", ..] => target("", "v1", &segments[2..]),
