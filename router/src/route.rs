@@ -274,6 +274,17 @@ impl Router {
                 dead_reason: None,
             });
         }
+        // The owners hear of dead letters made here (Kubernetes Events,
+        // where the catalog has a cluster).
+        for dead in outgoing.iter().filter(|o| o.dead_reason.is_some()) {
+            let reason = dead.dead_reason.as_deref().unwrap_or_default();
+            for (kind, key) in [("Alert", &dead.alert), ("Provider", &dead.provider)] {
+                if let Some((namespace, name)) = key.split_once('/') {
+                    self.catalog
+                        .report_dead_letter(kind, namespace, name, reason);
+                }
+            }
+        }
         outgoing
     }
 

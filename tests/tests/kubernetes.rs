@@ -185,6 +185,19 @@ async fn a_deleted_provider_makes_the_next_delivery_a_dead_letter() {
         readyz.contains("Alert/flux-system/all: spec.providerRef names the Provider flux-system/hook, which does not exist"),
         "{readyz}"
     );
+    // The Alert's owners see both in `kubectl describe alert all`.
+    let about_alert = eventually("Events on the Alert", || async {
+        let events = events_about(&s.kube, "Alert", "all");
+        let reasons: Vec<&str> = events.iter().map(|(r, _, _)| r.as_str()).collect();
+        (reasons.contains(&"Unusable") && reasons.contains(&"DeadLetter")).then_some(events)
+    })
+    .await;
+    assert!(
+        about_alert
+            .iter()
+            .any(|(reason, note, _)| reason == "DeadLetter" && note.contains("does not exist")),
+        "{about_alert:?}"
+    );
     herald.shutdown().await;
 }
 
@@ -311,6 +324,124 @@ async fn match_labels_match_by_the_objects_labels() {
                 .as_deref()
                 .is_some_and(|a| a.contains("as=PartialObjectMetadata"))),
         "a Kustomization was read whole"
+    );
+    herald.shutdown().await;
+}
+
+/// The Events about `kind` `name`, as (reason, note, series count).
+fn events_about(kube: &FakeKube, kind: &str, name: &str) -> Vec<(String, String, u64)> {
+    kube.events()
+        .iter()
+        .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+                e["note"].as_str().unwrap_or_default().to_owned(),
+                e["series"]["count"].as_u64().unwrap_or(1),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn health_is_told_with_events_and_status_without_repeating() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    // Unusable from the start: the Secret it names does not exist.
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic")
+            .address(&hook.url("/hook"))
+            .secret_ref("missing"),
+    );
+    apply(&s.kube, Alert::new(NS, "all", "hook").source("Kustomization", "*"));
+    let herald = s.herald().await;
+    let unusable = eventually("an Unusable Event on the Provider", || async {
+        events_about(&s.kube, "Provider", "hook")
+            .into_iter()
+            .find(|(reason, _, _)| reason == "Unusable")
+    })
+    .await;
+    assert!(
+        unusable.1.contains("spec.secretRef names the Secret flux-system/missing"),
+        "{unusable:?}"
+    );
+    // Where a served version has /status (v1beta2), Ready is written there.
+    let status = eventually("Ready=False on the Provider", || async {
+        let providers = s
+            .kube
+            .objects("notification.toolkit.fluxcd.io/v1beta2", "Provider");
+        let conditions = providers[0]["status"]["conditions"].as_array().cloned()?;
+        conditions
+            .into_iter()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")
+    })
+    .await;
+    assert_eq!(status["reason"], "Unusable");
+    assert_eq!(status["observedGeneration"], 1);
+    // The Lease names the writer.
+    let leases = s.kube.objects("coordination.k8s.io/v1", "Lease");
+    assert_eq!(leases[0]["metadata"]["name"], "herald-catalog-writer");
+    assert!(leases[0]["spec"]["holderIdentity"].is_string());
+
+    // Deliveries fail (no Secret): one DeadLetter Event, counted, not repeated.
+    for i in 0..5 {
+        herald.post(kustomization("apps", &format!("dead {i}"))).await;
+    }
+    eventually("five dead letters", || async {
+        (dead_letters(&s.nats).await.len() >= 5).then_some(())
+    })
+    .await;
+    let dead = eventually("one DeadLetter Event with a series", || async {
+        let dead: Vec<_> = events_about(&s.kube, "Provider", "hook")
+            .into_iter()
+            .filter(|(reason, _, _)| reason == "DeadLetter")
+            .collect();
+        (dead.len() == 1 && dead[0].2 >= 2).then_some(dead)
+    })
+    .await;
+    assert!(!dead[0].1.contains("X-Token"), "{dead:?}");
+
+    // A relist changes nothing: no new Unusable Event.
+    let hold = s.kube.hold_watches();
+    s.kube.expire_history();
+    drop(hold);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let unusable_events = events_about(&s.kube, "Provider", "hook")
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "Unusable")
+        .count();
+    assert_eq!(unusable_events, 1);
+
+    // The Secret appears: Recovered, and Ready=True.
+    apply(&s.kube, Secret::new(NS, "missing").data("token", "t"));
+    eventually("a Recovered Event", || async {
+        events_about(&s.kube, "Provider", "hook")
+            .into_iter()
+            .find(|(reason, _, _)| reason == "Recovered")
+    })
+    .await;
+    eventually("Ready=True on the Provider", || async {
+        let providers = s
+            .kube
+            .objects("notification.toolkit.fluxcd.io/v1beta2", "Provider");
+        providers[0]["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready" && c["status"] == "True")
+            .cloned()
+    })
+    .await;
+    herald.post(kustomization("apps", "delivered")).await;
+    hook.wait_for(1).await;
+    // Status writes went to v1beta2 only; v1beta3 has no /status.
+    assert!(
+        s.kube
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/status"))
+            .all(|r| r.path.contains("/v1beta2/")),
+        "a status write to a version without /status"
     );
     herald.shutdown().await;
 }

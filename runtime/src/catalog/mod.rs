@@ -139,7 +139,7 @@ pub enum Severity {
 
 /// Something in the catalog's objects that cannot be used (an error) or
 /// may not work as meant (a warning).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Problem {
     /// Whether the object (or file) is left out.
     pub severity: Severity,
@@ -583,7 +583,10 @@ impl CatalogWriter {
             warnings,
             "Catalog loaded."
         );
-        for problem in &snapshot.problems {
+        // Each problem is logged once, when it appears.
+        let before = self.catalog.snapshot();
+        let known: std::collections::HashSet<&Problem> = before.problems.iter().collect();
+        for problem in snapshot.problems.iter().filter(|p| !known.contains(p)) {
             if problem.is_error() {
                 tracing::warn!(problem = %problem, "Catalog object cannot be used.");
             } else {

@@ -50,6 +50,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Catalog, CatalogWriter, ObjectLabels, Problem};
 use crate::health::Readiness;
+use crate::kubernetes::{EventSettings, Leadership, LeaseSettings, ObjectEvents, StatusWriter};
+
+mod health;
+
+pub use health::{DEAD_LETTER, RECOVERED, Seen, UNUSABLE};
+use health::Health;
+
+/// The Lease whose holder writes catalog Events and status.
+pub const LEASE: &str = "herald-catalog-writer";
 
 /// How Herald reaches the cluster and what it reads there.
 #[derive(Debug, Clone, clap::Args)]
@@ -413,9 +422,11 @@ async fn watch_labels(
 }
 
 /// One Alert or Provider as read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     object: Result<Object, Problem>,
+    uid: String,
+    generation: i64,
 }
 
 /// The objects of one kind, with a relist in progress.
@@ -438,8 +449,9 @@ impl<T> Default for KindState<T> {
 
 // === impl KindState ===
 
-impl<T> KindState<T> {
-    /// Applies a watch event; true when the objects changed.
+impl<T: PartialEq> KindState<T> {
+    /// Applies a watch event; true when the objects changed (a change of
+    /// status or resourceVersion alone changes nothing Herald reads).
     fn apply(&mut self, event: WatchEvent<(Key, T)>) -> bool {
         match event {
             WatchEvent::Init => {
@@ -458,6 +470,9 @@ impl<T> KindState<T> {
                 true
             }
             WatchEvent::Apply((key, value)) => {
+                if self.objects.get(&key) == Some(&value) {
+                    return false;
+                }
                 self.objects.insert(key, value);
                 true
             }
@@ -467,7 +482,7 @@ impl<T> KindState<T> {
 }
 
 /// A Secret as kept: its data only when a Provider names it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Kept {
     Data(FluxSecret),
     /// It exists; nothing names it, so its data is not kept.
@@ -518,7 +533,12 @@ fn entry(object: DynamicObject, resource: &ApiResource) -> (Key, Entry) {
                 .and_then(|o| o.map_err(|e| e.reason))
         })
         .map_err(|reason| Problem::error(PathBuf::new(), id, reason));
-    (key, Entry { object: parsed })
+    let entry = Entry {
+        object: parsed,
+        uid: object.metadata.uid.clone().unwrap_or_default(),
+        generation: object.metadata.generation.unwrap_or_default(),
+    };
+    (key, entry)
 }
 
 /// Herald's form of a Kubernetes Secret.
@@ -643,6 +663,7 @@ impl KubeSource {
             label_kinds = discovered.label_kinds.len(),
             "Reading Flux's Alerts and Providers from Kubernetes."
         );
+        let health = self.start_health(&discovered, &cancel);
         let (pending, pending_rx) = watch::channel(discovered.label_kinds.len());
         let pending = Arc::new(pending);
         for resource in &discovered.label_kinds {
@@ -655,7 +676,39 @@ impl KubeSource {
                 cancel.clone(),
             ));
         }
-        self.watch(discovered, pending_rx, cancel).await;
+        self.watch(discovered, health, pending_rx, cancel).await;
+    }
+
+    /// Events, status and the Lease that elects their writer.
+    fn start_health(&self, discovered: &Discovered, cancel: &CancellationToken) -> Health {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".to_owned());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let settings = EventSettings {
+            instance: host.clone(),
+            ..EventSettings::default()
+        };
+        let (events, worker) = ObjectEvents::start(self.client.clone(), settings, cancel.clone());
+        tokio::spawn(worker);
+        let (leadership, elector) = Leadership::start(
+            self.client.clone(),
+            self.client.default_namespace(),
+            LEASE,
+            format!("{host}-{}-{nanos:08x}", std::process::id()),
+            LeaseSettings::default(),
+            cancel.clone(),
+        );
+        tokio::spawn(elector);
+        let (health, reporter) = Health::start(
+            events,
+            leadership,
+            StatusWriter::new(self.client.clone()),
+            discovered,
+            cancel,
+        );
+        self.writer.set_reporter(Arc::new(reporter));
+        health
     }
 
     fn api<K>(&self, resource: &ApiResource) -> Api<K>
@@ -711,6 +764,7 @@ impl KubeSource {
     async fn watch(
         self,
         discovered: Discovered,
+        mut health: Health,
         mut labels_pending: watch::Receiver<usize>,
         cancel: CancellationToken,
     ) {
@@ -729,10 +783,12 @@ impl KubeSource {
         let mut published = false;
         let mut due: Option<tokio::time::Instant> = None;
         let mut labels_done = false;
+        let mut leader = health.leadership();
+        let mut leader_done = false;
         loop {
             let ready = state.synced() && (labels_done || *labels_pending.borrow() == 0);
             if ready && !published {
-                self.publish(&mut state, &discovered);
+                self.publish(&mut state, &discovered, &mut health);
                 published = true;
                 due = None;
             }
@@ -741,7 +797,15 @@ impl KubeSource {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep_until(sleep_until), if due.is_some() && published => {
                     due = None;
-                    self.publish(&mut state, &discovered);
+                    self.publish(&mut state, &discovered, &mut health);
+                    continue;
+                }
+                changed = leader.changed(), if !leader_done => {
+                    // The elector ended: the process is stopping.
+                    leader_done = changed.is_err();
+                    if !leader_done && *leader.borrow_and_update() && published {
+                        health.became_leader(&state.seen());
+                    }
                     continue;
                 }
                 changed = labels_pending.changed(), if !labels_done => {
@@ -824,7 +888,7 @@ impl KubeSource {
         }
     }
 
-    fn publish(&self, state: &mut State, discovered: &Discovered) {
+    fn publish(&self, state: &mut State, discovered: &Discovered, health: &mut Health) {
         // Data of Secrets no Provider names any more is dropped.
         for (key, kept) in &mut state.secrets.objects {
             if matches!(kept, Kept::Data(_)) && !state.named.contains(key) {
@@ -849,8 +913,10 @@ impl KubeSource {
                 objects.push((PathBuf::new(), Object::Secret(secret.clone())));
             }
         }
-        self.writer
-            .publish_served(objects, problems, discovered.served_kinds.as_deref());
+        let snapshot =
+            self.writer
+                .publish_served(objects, problems, discovered.served_kinds.as_deref());
+        health.observe(&state.seen(), &snapshot.problems);
     }
 }
 
@@ -869,6 +935,23 @@ struct State {
 impl State {
     fn synced(&self) -> bool {
         self.alerts.synced && self.providers.synced && self.secrets.synced
+    }
+
+    /// Every Alert and Provider, as the health tracker knows them.
+    fn seen(&self) -> Vec<Seen> {
+        let mut seen = Vec::with_capacity(self.alerts.objects.len() + self.providers.objects.len());
+        for (kind, objects) in [("Alert", &self.alerts.objects), ("Provider", &self.providers.objects)] {
+            for ((namespace, name), entry) in objects {
+                seen.push(Seen {
+                    kind: kind.to_owned(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    uid: entry.uid.clone(),
+                    generation: entry.generation,
+                });
+            }
+        }
+        seen
     }
 
     /// Every Secret a Provider names, in the listed or relisting Providers.
