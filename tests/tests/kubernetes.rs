@@ -354,7 +354,10 @@ async fn health_is_told_with_events_and_status_without_repeating() {
             .address(&hook.url("/hook"))
             .secret_ref("missing"),
     );
-    apply(&s.kube, Alert::new(NS, "all", "hook").source("Kustomization", "*"));
+    apply(
+        &s.kube,
+        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
+    );
     let herald = s.herald().await;
     let unusable = eventually("an Unusable Event on the Provider", || async {
         events_about(&s.kube, "Provider", "hook")
@@ -363,7 +366,9 @@ async fn health_is_told_with_events_and_status_without_repeating() {
     })
     .await;
     assert!(
-        unusable.1.contains("spec.secretRef names the Secret flux-system/missing"),
+        unusable
+            .1
+            .contains("spec.secretRef names the Secret flux-system/missing"),
         "{unusable:?}"
     );
     // Where a served version has /status (v1beta2), Ready is written there.
@@ -386,7 +391,9 @@ async fn health_is_told_with_events_and_status_without_repeating() {
 
     // Deliveries fail (no Secret): one DeadLetter Event, counted, not repeated.
     for i in 0..5 {
-        herald.post(kustomization("apps", &format!("dead {i}"))).await;
+        herald
+            .post(kustomization("apps", &format!("dead {i}")))
+            .await;
     }
     eventually("five dead letters", || async {
         (dead_letters(&s.nats).await.len() >= 5).then_some(())
@@ -442,6 +449,77 @@ async fn health_is_told_with_events_and_status_without_repeating() {
             .filter(|r| r.path.ends_with("/status"))
             .all(|r| r.path.contains("/v1beta2/")),
         "a status write to a version without /status"
+    );
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn nothing_is_routed_before_the_first_full_list() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
+    );
+    // The API server answers discovery but fails every list.
+    s.kube.fail_requests(Some(500));
+    let herald = s.herald().await;
+    assert_eq!(herald.post(kustomization("apps", "early")).await.0, 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, readyz) = herald.admin("/readyz").await;
+    assert_eq!(status, 503, "{readyz}");
+    assert!(
+        hook.requests().is_empty(),
+        "routed against an empty catalog"
+    );
+    assert!(dead_letters(&s.nats).await.is_empty());
+
+    // The lists succeed: the event accepted meanwhile is delivered.
+    s.kube.fail_requests(None);
+    let delivered = hook.wait_for(1).await;
+    assert_eq!(delivered[0].json()["message"], "early");
+    eventually("ready", || async {
+        (herald.admin("/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn kinds_the_served_alert_crd_allows_are_not_warned_about() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    s.kube
+        .extend_alert_kinds(&["FluxInstance", "ResourceSet", "ResourceSetInputProvider"]);
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "operator", "hook")
+            .source("FluxInstance", "flux")
+            .source("Kustomization", "apps")
+            .source("Pipeline", "p"),
+    );
+    let herald = s.herald().await;
+    let event = Event::new("FluxInstance", NS, "flux")
+        .api_version("fluxcd.controlplane.io/v1")
+        .message("upgraded")
+        .now()
+        .json();
+    assert_eq!(herald.post(event).await.0, 202);
+    assert_eq!(hook.wait_for(1).await[0].json()["message"], "upgraded");
+    let (_, readyz) = herald.admin("/readyz").await;
+    assert!(!readyz.contains("FluxInstance"), "{readyz}");
+    // A kind the served CRD does not allow is still kept, with a warning.
+    assert!(
+        readyz.contains("spec.eventSources[2].kind \"Pipeline\" is not one of Flux's"),
+        "{readyz}"
     );
     herald.shutdown().await;
 }

@@ -549,3 +549,21 @@ pub fn crd(name: &str) -> Option<Value> {
         "status": {"acceptedNames": {"plural": plural, "kind": first.kind}, "storedVersions": [preferred]},
     }))
 }
+
+/// Adds `kinds` to the `spec.eventSources[].kind` enum of every version of
+/// an Alert CRD document.
+pub fn extend_alert_kinds(crd: &mut Value, kinds: &[String]) {
+    let Some(versions) = crd
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for version in versions {
+        if let Some(Value::Array(allowed)) = version.pointer_mut(
+            "/schema/openAPIV3Schema/properties/spec/properties/eventSources/items/properties/kind/enum",
+        ) {
+            allowed.extend(kinds.iter().map(|k| Value::String(k.clone())));
+        }
+    }
+}

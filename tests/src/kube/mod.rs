@@ -95,6 +95,7 @@ impl FakeKube {
             held: watch::channel(false).0,
             epoch: AtomicU64::new(0),
             bookmark_interval: interval,
+            alert_kinds: Mutex::new(Vec::new()),
             outage: AtomicU16::new(0),
         });
         let app = Router::new()
@@ -189,6 +190,16 @@ impl FakeKube {
     #[must_use]
     pub fn events(&self) -> Vec<Value> {
         self.objects("events.k8s.io/v1", "Event")
+    }
+
+    /// Adds event source kinds to the Alert CRD's enum in every version, as
+    /// Flux Operator does for its own kinds.
+    pub fn extend_alert_kinds(&self, kinds: &[&str]) {
+        self.shared
+            .alert_kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(kinds.iter().map(|k| (*k).to_owned()));
     }
 
     /// Every request so far, in order.

@@ -77,6 +77,8 @@ pub struct Shared {
     pub bookmark_interval: Duration,
     /// While not zero, every resource request is answered with this code.
     pub outage: AtomicU16,
+    /// Event source kinds added to the Alert CRD's enum (as Flux Operator does).
+    pub alert_kinds: Mutex<Vec<String>>,
 }
 
 // === impl Shared ===
@@ -187,7 +189,17 @@ pub async fn handle(
             "v1",
             "customresourcedefinitions",
             name,
-        ] => catalog::crd(name),
+        ] => catalog::crd(name).map(|mut crd| {
+            if name.starts_with("alerts.") {
+                let extra = shared
+                    .alert_kinds
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                catalog::extend_alert_kinds(&mut crd, &extra);
+            }
+            crd
+        }),
         _ => None,
     };
     if let Some(doc) = discovery {

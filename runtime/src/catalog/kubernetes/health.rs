@@ -51,7 +51,13 @@ pub struct Seen {
 /// [`DeadLetters`] reporter.
 type Uids = Arc<RwLock<HashMap<ObjectKey, String>>>;
 
-fn reference(api_version: &str, kind: &str, namespace: &str, name: &str, uid: &str) -> ObjectReference {
+fn reference(
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> ObjectReference {
     ObjectReference {
         api_version: Some(api_version.to_owned()),
         kind: Some(kind.to_owned()),
@@ -189,8 +195,13 @@ impl Health {
                     &seen.name,
                     &seen.uid,
                 );
-                self.events
-                    .emit(&regarding, EventType::Warning, UNUSABLE, "Validate", problem);
+                self.events.emit(
+                    &regarding,
+                    EventType::Warning,
+                    UNUSABLE,
+                    "Validate",
+                    problem,
+                );
             }
         }
         self.queue_statuses(objects);
@@ -242,8 +253,13 @@ impl Health {
                 );
                 match &problem {
                     Some(text) => {
-                        self.events
-                            .emit(&regarding, EventType::Warning, UNUSABLE, "Validate", text);
+                        self.events.emit(
+                            &regarding,
+                            EventType::Warning,
+                            UNUSABLE,
+                            "Validate",
+                            text,
+                        );
                     }
                     None => self.events.emit(
                         &regarding,
@@ -326,9 +342,10 @@ async fn write_statuses(
             .map(|k| (k.to_owned(), AtomicBool::new(false)))
             .collect(),
     );
-    let jobs = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|job| (job, rx))
-    });
+    let jobs = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|job| (job, rx)) },
+    );
     let work = jobs.for_each_concurrent(STATUS_CONCURRENCY, |job| {
         let writer = writer.clone();
         let no_status = no_status.clone();

@@ -54,8 +54,8 @@ use crate::kubernetes::{EventSettings, Leadership, LeaseSettings, ObjectEvents, 
 
 mod health;
 
-pub use health::{DEAD_LETTER, RECOVERED, Seen, UNUSABLE};
 use health::Health;
+pub use health::{DEAD_LETTER, RECOVERED, Seen, UNUSABLE};
 
 /// The Lease whose holder writes catalog Events and status.
 pub const LEASE: &str = "herald-catalog-writer";
@@ -940,7 +940,10 @@ impl State {
     /// Every Alert and Provider, as the health tracker knows them.
     fn seen(&self) -> Vec<Seen> {
         let mut seen = Vec::with_capacity(self.alerts.objects.len() + self.providers.objects.len());
-        for (kind, objects) in [("Alert", &self.alerts.objects), ("Provider", &self.providers.objects)] {
+        for (kind, objects) in [
+            ("Alert", &self.alerts.objects),
+            ("Provider", &self.providers.objects),
+        ] {
             for ((namespace, name), entry) in objects {
                 seen.push(Seen {
                     kind: kind.to_owned(),
