@@ -49,16 +49,24 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    fn args(&self) -> KubeArgs {
+        KubeArgs {
+            kubeconfig: Some(self.kubeconfig.clone()),
+            // The harness's ingest names its cluster `test`.
+            catalog_cluster: "test".to_owned(),
+            catalog_debounce: Duration::from_millis(50),
+            ..KubeArgs::default()
+        }
+    }
+
     async fn herald(&self) -> TestHerald {
+        self.herald_with(self.args()).await
+    }
+
+    async fn herald_with(&self, args: KubeArgs) -> TestHerald {
         let empty = tempfile::tempdir().expect("tempdir");
         let options = Options {
-            kubernetes: Some(KubeArgs {
-                kubeconfig: Some(self.kubeconfig.clone()),
-                // The harness's ingest names its cluster `test`.
-                catalog_cluster: "test".to_owned(),
-                catalog_debounce: Duration::from_millis(50),
-                ..KubeArgs::default()
-            }),
+            kubernetes: Some(args),
             ..Options::default()
         };
         TestHerald::start_with(self.nats.url(), empty.path(), options).await
@@ -521,5 +529,71 @@ async fn kinds_the_served_alert_crd_allows_are_not_warned_about() {
         readyz.contains("spec.eventSources[2].kind \"Pipeline\" is not one of Flux's"),
         "{readyz}"
     );
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_namespace_and_label_selector_limit_what_is_read() {
+    let s = setup().await;
+    let hook = FakeServer::webhook().await;
+    for namespace in ["team-a", "team-b"] {
+        apply(
+            &s.kube,
+            Provider::new(namespace, "hook", "generic").address(&hook.url("/hook")),
+        );
+        apply(
+            &s.kube,
+            Alert::new(namespace, "all", "hook").source("Kustomization", "*"),
+        );
+    }
+    // Only Alerts and Providers labelled herald=on are read.
+    for kind in ["Provider", "Alert"] {
+        s.kube.apply(&format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: {kind}\n\
+             metadata: {{name: {}, namespace: team-a, labels: {{herald: 'on'}}}}\n\
+             spec: {}\n",
+            if kind == "Alert" { "labelled" } else { "labelled-hook" },
+            if kind == "Alert" {
+                "{providerRef: {name: labelled-hook}, eventSources: [{kind: Kustomization, name: '*'}]}".to_owned()
+            } else {
+                format!("{{type: generic, address: '{}'}}", hook.url("/labelled"))
+            }
+        ));
+    }
+    let herald = s
+        .herald_with(KubeArgs {
+            watch_namespace: "team-a".to_owned(),
+            watch_label_selector: "herald=on".to_owned(),
+            ..s.args()
+        })
+        .await;
+    for namespace in ["team-b", "team-a"] {
+        let event = Event::new("Kustomization", namespace, "apps")
+            .message(namespace)
+            .now()
+            .json();
+        assert_eq!(herald.post(event).await.0, 202);
+    }
+    let delivered = hook.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: Vec<String> = hook.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/labelled"], "{delivered:?}");
+    // Nothing was asked of other namespaces.
+    let requests = s.kube.requests();
+    let resources = requests
+        .iter()
+        .filter(|r| !r.path.contains("customresourcedefinitions"))
+        .filter(|r| {
+            r.path.ends_with("/secrets")
+                || r.path.ends_with("/alerts")
+                || r.path.ends_with("/providers")
+        });
+    for request in resources {
+        assert!(
+            request.path.contains("/namespaces/team-a/"),
+            "{}",
+            request.path
+        );
+    }
     herald.shutdown().await;
 }
