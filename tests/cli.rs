@@ -169,6 +169,57 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
 }
 
 #[tokio::test]
+async fn standalone_reads_flux_objects_from_kubernetes() {
+    herald_tests::init();
+    let hook = FakeServer::webhook().await;
+    let kube = herald_tests::kube::FakeKube::start().await;
+    kube.apply(&format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
+         spec: {{type: generic, address: '{}'}}\n",
+        hook.url("/hook")
+    ));
+    kube.apply(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: all, namespace: apps}\n\
+         spec: {providerRef: {name: hook}, eventSources: [{kind: Kustomization, name: '*', matchLabels: {team: web}}]}\n",
+    );
+    kube.apply(
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\n\
+         metadata: {name: web, namespace: apps, labels: {team: web}}\nspec: {interval: 1m}\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.kubeconfig(dir.path());
+    let (port, admin) = (
+        herald_tests::process::free_port(),
+        herald_tests::process::free_port(),
+    );
+    let _child = tokio::process::Command::new(HERALD)
+        .args(["standalone", "--catalog", "kubernetes", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--grpc-listen", "off"])
+        .env_remove("HERALD_NATS_URL")
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald standalone");
+    herald_tests::process::wait_ready(admin, "standalone").await;
+    let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
+                   "severity":"info","message":"applied","reason":"Progressing","reportingController":"kustomize-controller","timestamp":"2024-01-01T00:00:00Z"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    // Matched by the Kustomization's labels, read from the cluster.
+    assert_eq!(hook.wait_for(1).await[0].json()["message"], "applied");
+}
+
+#[tokio::test]
 async fn separate_ingest_router_and_sender_processes_deliver() {
     herald_tests::init();
     let nats = herald_tests::nats::TestNats::start().await;
