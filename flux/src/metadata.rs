@@ -39,6 +39,9 @@ pub fn exclude_internal(metadata: &mut BTreeMap<String, String>, group: &str) {
     metadata.remove(&format!("{group}/token"));
 }
 
+/// The metadata key naming the cluster an event came from.
+pub const CLUSTER_KEY: &str = "cluster";
+
 /// Where a merged metadata key came from, in increasing precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MetadataSource {
@@ -79,12 +82,17 @@ pub struct Merged {
 /// Object annotations, then the Alert's `eventMetadata`, then its `summary`,
 /// then controller metadata, later ones overwriting earlier ones, prefixes
 /// stripped. When nothing was merged the (cleaned) input map is kept as it is.
+///
+/// `cluster` (the event's cluster, when Herald names it in notifications)
+/// is merged as if the Alert's `eventMetadata` had `cluster: <name>`, unless
+/// it has a `cluster` key of its own.
 #[must_use]
 pub fn merge_for_alert(
     metadata: &BTreeMap<String, String>,
     group: &str,
     event_metadata: &BTreeMap<String, String>,
     summary: &str,
+    cluster: Option<&str>,
 ) -> Merged {
     let mut merged = Merged::default();
     let mut sources: BTreeMap<String, Vec<MetadataSource>> = BTreeMap::new();
@@ -97,6 +105,11 @@ pub fn merge_for_alert(
         if let Some(stripped) = key.strip_prefix(&event_prefix) {
             put(stripped, value, MetadataSource::ObjectAnnotations);
         }
+    }
+    if let Some(cluster) = cluster
+        && !event_metadata.contains_key(CLUSTER_KEY)
+    {
+        put(CLUSTER_KEY, cluster, MetadataSource::AlertEventMetadata);
     }
     for (key, value) in event_metadata {
         put(key, value, MetadataSource::AlertEventMetadata);
@@ -213,7 +226,7 @@ mod tests {
             ("alertMetadata", "alertMetadataValue2"),
             ("alertMetadataOverridenByController", "alertMetadataValue3"),
         ]);
-        let merged = merge_for_alert(&metadata, g, &alert, "");
+        let merged = merge_for_alert(&metadata, g, &alert, "", None);
         assert_eq!(
             merged.metadata,
             map(&[
@@ -249,16 +262,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_is_merged_as_alert_event_metadata_unless_the_alert_names_one() {
+        let merged = merge_for_alert(
+            &BTreeMap::new(),
+            "g",
+            &map(&[("env", "prod")]),
+            "",
+            Some("eu"),
+        );
+        assert_eq!(merged.metadata, map(&[("cluster", "eu"), ("env", "prod")]));
+        let own = map(&[("cluster", "mine")]);
+        let merged = merge_for_alert(&BTreeMap::new(), "g", &own, "", Some("eu"));
+        assert_eq!(merged.metadata, own);
+        assert!(merged.conflicts.is_empty());
+        // A controller key still wins, as over any eventMetadata.
+        let controller = map(&[("g/cluster", "ctl")]);
+        let merged = merge_for_alert(&controller, "g", &BTreeMap::new(), "", Some("eu"));
+        assert_eq!(merged.metadata, map(&[("cluster", "ctl")]));
+    }
+
+    #[test]
     fn controller_summary_beats_alert_summary() {
         let g = "kustomize.toolkit.fluxcd.io";
         let metadata = map(&[("kustomize.toolkit.fluxcd.io/summary", "controllerSummary")]);
-        let merged = merge_for_alert(&metadata, g, &BTreeMap::new(), "alertSummary");
+        let merged = merge_for_alert(&metadata, g, &BTreeMap::new(), "alertSummary", None);
         assert_eq!(merged.metadata, map(&[("summary", "controllerSummary")]));
     }
 
     #[test]
     fn nothing_to_merge_keeps_the_input() {
-        let merged = merge_for_alert(&BTreeMap::new(), "g", &BTreeMap::new(), "");
+        let merged = merge_for_alert(&BTreeMap::new(), "g", &BTreeMap::new(), "", None);
         assert!(merged.metadata.is_empty());
         assert!(merged.conflicts.is_empty());
     }

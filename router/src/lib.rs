@@ -30,6 +30,11 @@ pub struct RouterArgs {
     /// `--no-cross-namespace-refs`).
     #[arg(long, env = "HERALD_NO_CROSS_NAMESPACE_REFS")]
     pub no_cross_namespace_refs: bool,
+    /// Do not name the event's cluster in notifications (by default every
+    /// Alert's metadata gets `cluster: <name>` unless it sets its own); for
+    /// single-cluster installs.
+    #[arg(long, env = "HERALD_NO_CLUSTER_METADATA")]
+    pub no_cluster_metadata: bool,
     /// How long JetStream waits for the router's ack before redelivering.
     #[arg(long, env = "HERALD_ROUTER_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
     pub router_ack_wait: Duration,
@@ -108,6 +113,7 @@ impl App {
                 catalog,
                 metrics,
                 no_cross_namespace_refs: args.no_cross_namespace_refs,
+                cluster_metadata: !args.no_cluster_metadata,
             },
             consumer,
             concurrency,

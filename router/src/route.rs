@@ -56,6 +56,8 @@ pub struct Router {
     pub(crate) catalog: Catalog,
     pub(crate) metrics: Metrics,
     pub(crate) no_cross_namespace_refs: bool,
+    /// Name the event's cluster in every notification (`cluster` metadata).
+    pub(crate) cluster_metadata: bool,
 }
 
 /// The delivery id for (event, alert): stable, so a redelivered event
@@ -204,6 +206,8 @@ impl Router {
                 group,
                 &alert.spec.event_metadata,
                 &alert.spec.summary,
+                (self.cluster_metadata && !event.cluster.is_empty())
+                    .then_some(event.cluster.as_str()),
             );
             if !merged.conflicts.is_empty() {
                 tracing::info!(

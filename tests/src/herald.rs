@@ -54,6 +54,8 @@ impl Default for Options {
             router_args: RouterArgs {
                 router_concurrency: 64,
                 no_cross_namespace_refs: false,
+                // Most suites model one cluster; the fleet suite turns it on.
+                no_cluster_metadata: true,
                 router_ack_wait: Duration::from_secs(30),
             },
             sender_args: SenderArgs {

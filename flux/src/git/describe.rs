@@ -31,14 +31,18 @@ pub fn describe_reason(reason: &str) -> String {
 }
 
 /// `formatNameAndDescription`: the object name ([`object_name`]) and the
-/// description ([`describe_reason`]) of an event.
+/// description ([`describe_reason`]) of an event, the description preceded
+/// by `<cluster>: ` when the event's metadata names its cluster.
 #[must_use]
 pub fn name_and_description(event: &FluxEvent) -> (String, String) {
     let obj = &event.involved_object;
-    (
-        object_name(&obj.kind, &obj.name),
-        describe_reason(&event.reason),
-    )
+    let description = describe_reason(&event.reason);
+    // Several clusters may write statuses on the same commit: say whose.
+    let description = match event.metadata.get(crate::metadata::CLUSTER_KEY) {
+        Some(cluster) if !cluster.is_empty() => format!("{cluster}: {description}"),
+        _ => description,
+    };
+    (object_name(&obj.kind, &obj.name), description)
 }
 
 /// The character classes `splitCamelcase` groups runes by.
