@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
+use herald_runtime::clusters::{ClustersArgs, Fleet};
 use herald_runtime::local_nats::LocalNatsServer;
 use herald_runtime::nats::{self as hnats, NatsArgs, parse_duration};
 use herald_runtime::serve::ListenerArgs;
@@ -36,6 +37,8 @@ enum Command {
         #[command(flatten)]
         nats: NatsArgs,
         #[command(flatten)]
+        clusters: ClustersArgs,
+        #[command(flatten)]
         ingest: herald_ingest::IngestArgs,
     },
     /// Match events against Alerts and queue one delivery per Provider.
@@ -44,6 +47,8 @@ enum Command {
         common: Common,
         #[command(flatten)]
         nats: NatsArgs,
+        #[command(flatten)]
+        clusters: ClustersArgs,
         #[command(flatten)]
         catalog: CatalogArgs,
         #[command(flatten)]
@@ -68,6 +73,8 @@ enum Command {
         #[command(flatten)]
         nats: NatsArgs,
         #[command(flatten)]
+        clusters: ClustersArgs,
+        #[command(flatten)]
         catalog: CatalogArgs,
         #[command(flatten)]
         ingest: herald_ingest::IngestArgs,
@@ -91,7 +98,44 @@ enum Command {
         /// The namespace of objects whose manifest names none.
         #[arg(long, default_value = "default")]
         default_namespace: String,
+        /// The clusters file: also list the clusters each Alert that
+        /// selects clusters covers.
+        #[arg(long, env = "HERALD_CLUSTERS_FILE")]
+        clusters_file: Option<PathBuf>,
     },
+    /// Manage the clusters file: who may post events, and cluster labels.
+    Cluster {
+        /// The clusters file.
+        #[arg(long, env = "HERALD_CLUSTERS_FILE")]
+        clusters_file: PathBuf,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+/// What to do with the clusters file.
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Add a cluster with a new random token, printed once (the file keeps
+    /// only its SHA-256); creates the file when missing.
+    Add {
+        /// The cluster's name, as its Flux controllers give it in --events-addr.
+        name: String,
+        /// A label for `herald.dev/cluster-selector`, `key=value` (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// One line per cluster: its name and labels.
+    List,
+    /// Store every plain token hashed (the older form of the file).
+    Rehash,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
 /// What to do with dead letters.
@@ -212,9 +256,23 @@ fn main() -> ExitCode {
     if let Command::Validate {
         dir,
         default_namespace,
+        clusters_file,
     } = &cli.command
     {
-        return validate(dir, default_namespace);
+        return validate(dir, default_namespace, clusters_file.as_deref());
+    }
+    if let Command::Cluster {
+        clusters_file,
+        action,
+    } = &cli.command
+    {
+        return match cluster(clusters_file, action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("herald cluster: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Dlq { nats, action } = cli.command {
         let runtime = match tokio::runtime::Runtime::new() {
@@ -253,7 +311,60 @@ fn main() -> ExitCode {
     }
 }
 
-fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
+/// `herald cluster ...`: edits the clusters file in place (written whole,
+/// through a temporary file renamed over it).
+fn cluster(path: &std::path::Path, action: &ClusterAction) -> anyhow::Result<()> {
+    use herald_runtime::clusters::ClustersFile;
+    let mut file = if path.exists() {
+        ClustersFile::read(path)?
+    } else {
+        ClustersFile::default()
+    };
+    let write = |file: &ClustersFile| -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, file.render())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    match action {
+        ClusterAction::Add { name, labels } => {
+            let token = file.add(name, labels.iter().cloned().collect())?;
+            write(&file)?;
+            eprintln!(
+                "Added cluster {name} to {}. Its token is shown only now; its Flux controllers post to \
+                 --events-addr=https://{name}:<token>@<herald>/",
+                path.display()
+            );
+            println!("{token}");
+        }
+        ClusterAction::List => {
+            for (name, labels) in file.clusters() {
+                let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("{name}\t{}", labels.join(","));
+            }
+        }
+        ClusterAction::Rehash => {
+            let plain = file.plain_tokens();
+            write(&file)?;
+            eprintln!("{plain} plain tokens stored hashed in {}.", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn validate(
+    dir: &std::path::Path,
+    default_namespace: &str,
+    clusters_file: Option<&std::path::Path>,
+) -> ExitCode {
+    let clusters = match clusters_file.map(herald_runtime::clusters::ClustersFile::read) {
+        None => None,
+        Some(Ok(file)) => Some(file),
+        Some(Err(error)) => {
+            println!("{error:#}");
+            return ExitCode::from(2);
+        }
+    };
     match catalog::load_folder(dir, default_namespace) {
         Err(error) => {
             println!("{}: cannot read: {error}", dir.display());
@@ -263,6 +374,7 @@ fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
             for problem in &snapshot.problems {
                 println!("{problem}");
             }
+            print_coverage(&snapshot, clusters.as_ref());
             let (alerts, providers, secrets) = snapshot.counts();
             let (errors, warnings) = snapshot.problem_counts();
             eprintln!(
@@ -276,6 +388,36 @@ fn validate(dir: &std::path::Path, default_namespace: &str) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The clusters each Alert that selects clusters covers: listed by name
+/// with a clusters file, else described.
+fn print_coverage(
+    snapshot: &herald_runtime::Snapshot,
+    clusters: Option<&herald_runtime::clusters::ClustersFile>,
+) {
+    for compiled in snapshot.alerts.alerts() {
+        let selection = &compiled.clusters;
+        if selection.is_all() && clusters.is_none() {
+            continue;
+        }
+        let covered = match clusters {
+            Some(file) => {
+                let names: Vec<&str> = file
+                    .clusters()
+                    .filter(|(name, labels)| selection.covers(name, Some(labels)))
+                    .map(|(name, _)| name)
+                    .collect();
+                if names.is_empty() {
+                    "no cluster of the clusters file".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            }
+            None => format!("{selection} (give --clusters-file to list them)"),
+        };
+        println!("Alert/{}: clusters: {covered}", compiled.alert.key());
     }
 }
 
@@ -356,8 +498,8 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         | Command::Router { common, nats, .. }
         | Command::Sender { common, nats, .. }
         | Command::Standalone { common, nats, .. } => (common.clone(), nats.clone()),
-        Command::Validate { .. } | Command::Dlq { .. } => {
-            unreachable!("validate and dlq run on their own")
+        Command::Validate { .. } | Command::Dlq { .. } | Command::Cluster { .. } => {
+            unreachable!("validate, dlq and cluster run on their own")
         }
     };
     let service = match &command {
@@ -429,12 +571,26 @@ async fn run(
         Ok::<_, anyhow::Error>(catalog)
     };
 
+    // The clusters file, read again when it changes.
+    let open_fleet = |args: &ClustersArgs, tasks: &mut JoinSet<anyhow::Result<()>>| {
+        let Some(path) = &args.clusters_file else {
+            return Ok::<_, anyhow::Error>(None);
+        };
+        let fleet = Fleet::open(path)?;
+        tasks.spawn(run_to_ok(fleet.clone().watch(cancel.clone())));
+        Ok(Some(fleet))
+    };
+
     // App::build retries until NATS answers; a signal meanwhile stops it.
     let started = async {
         match &command {
-            Command::Ingest { ingest, .. } => {
+            Command::Ingest {
+                ingest, clusters, ..
+            } => {
+                let fleet = open_fleet(clusters, &mut tasks)?;
                 let app = herald_ingest::App::build(
                     ingest,
+                    fleet,
                     nats.clone(),
                     metrics,
                     &readiness,
@@ -444,11 +600,16 @@ async fn run(
                 tasks.spawn(app.run(deadlines, cancel.clone()));
             }
             Command::Router {
-                catalog, router, ..
+                catalog,
+                router,
+                clusters,
+                ..
             } => {
+                let fleet = open_fleet(clusters, &mut tasks)?;
                 let catalog = open_catalog(catalog, &mut tasks).await?;
                 let app = herald_router::App::build(
                     router,
+                    fleet,
                     nats.clone(),
                     catalog,
                     metrics,
@@ -478,8 +639,10 @@ async fn run(
                 ingest,
                 router,
                 sender,
+                clusters,
                 ..
             } => {
+                let fleet = open_fleet(clusters, &mut tasks)?;
                 let catalog = open_catalog(catalog, &mut tasks).await?;
                 let sender_app = herald_senders::App::build(
                     sender,
@@ -492,6 +655,7 @@ async fn run(
                 .await?;
                 let router_app = herald_router::App::build(
                     router,
+                    fleet.clone(),
                     nats.clone(),
                     catalog,
                     metrics.clone(),
@@ -499,9 +663,15 @@ async fn run(
                     &cancel,
                 )
                 .await?;
-                let ingest_app =
-                    herald_ingest::App::build(ingest, nats.clone(), metrics, &readiness, &cancel)
-                        .await?;
+                let ingest_app = herald_ingest::App::build(
+                    ingest,
+                    fleet,
+                    nats.clone(),
+                    metrics,
+                    &readiness,
+                    &cancel,
+                )
+                .await?;
                 tracing::info!(
                     http = %ingest_app.http_addr()?,
                     "Herald standalone is ready: point Flux's --events-addr at http://<this host>:{}/",
@@ -511,7 +681,9 @@ async fn run(
                 tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
                 tasks.spawn(ingest_app.run(deadlines, cancel.clone()));
             }
-            Command::Validate { .. } | Command::Dlq { .. } => unreachable!(),
+            Command::Validate { .. } | Command::Dlq { .. } | Command::Cluster { .. } => {
+                unreachable!()
+            }
         }
         anyhow::Ok(())
     }

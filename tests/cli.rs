@@ -111,6 +111,70 @@ fn validate_prints_warnings_and_passes() {
     );
 }
 
+#[test]
+fn cluster_add_prints_the_token_once_and_validate_lists_the_clusters_each_alert_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clusters.yaml");
+    std::fs::write(&file, "legacy: plain-token\n").unwrap();
+    let add = |name: &str, labels: &[&str]| {
+        let mut command = Command::new(HERALD);
+        command
+            .args(["cluster", "--clusters-file"])
+            .arg(&file)
+            .args(["add", name]);
+        for label in labels {
+            command.args(["--label", label]);
+        }
+        command.output().expect("run herald")
+    };
+    let added = add("prod-eu", &["env=prod"]);
+    assert!(added.status.success(), "{added:?}");
+    let token = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    assert!(token.len() >= 43, "{token}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains(&token) && !text.contains("plain-token"),
+        "{text}"
+    );
+    assert!(text.contains("tokenHash: sha256:"), "{text}");
+    assert!(add("staging", &["env=staging"]).status.success());
+    assert!(
+        !add("prod-eu", &[]).status.success(),
+        "a name is added once"
+    );
+
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(
+        config.join("alerts.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\nspec: {type: generic, address: 'http://127.0.0.1:1/'}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {name: prod, namespace: n, annotations: {'herald.dev/cluster-selector': 'env=prod'}}\n\
+         spec: {providerRef: {name: p}, eventSources: [{kind: Kustomization, name: '*'}]}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {name: all, namespace: n}\n\
+         spec: {providerRef: {name: p}, eventSources: [{kind: Kustomization, name: '*'}]}\n",
+    )
+    .unwrap();
+    let output = Command::new(HERALD)
+        .arg("validate")
+        .arg(&config)
+        .arg("--clusters-file")
+        .arg(&file)
+        .output()
+        .expect("run herald");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("Alert/n/prod: clusters: prod-eu\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Alert/n/all: clusters: legacy, prod-eu, staging\n"),
+        "{stdout}"
+    );
+}
+
 #[tokio::test]
 async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     herald_tests::init();

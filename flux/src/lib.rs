@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clusters;
 pub mod convert;
 pub mod dedupe;
 pub mod duration;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use herald_proto::Event;
 use regex::Regex;
 
+use crate::clusters::ClusterSelection;
 use crate::metadata::EVENT_GROUP;
 use crate::objects::Alert;
 use crate::provider_type::{Category, ProviderType};
@@ -20,8 +21,10 @@ pub struct CompiledAlert {
     pub uid: String,
     inclusion: Vec<Regex>,
     exclusion: Vec<Regex>,
-    /// Problems found while compiling (invalid regexes), in the
-    /// notification-controller's words.
+    /// The clusters it hears from (Herald's annotations).
+    pub clusters: ClusterSelection,
+    /// Problems found while compiling (invalid regexes, in the
+    /// notification-controller's words; invalid cluster annotations).
     pub warnings: Vec<String>,
 }
 
@@ -47,11 +50,14 @@ impl CompiledAlert {
         };
         let inclusion = compile(&alert.spec.inclusion_list, "inclusion");
         let exclusion = compile(&alert.spec.exclusion_list, "exclusion");
+        let (clusters, problems) = ClusterSelection::from_annotations(&alert.meta.annotations);
+        warnings.extend(problems);
         Self {
             uid: alert.uid(),
             alert,
             inclusion,
             exclusion,
+            clusters,
             warnings,
         }
     }

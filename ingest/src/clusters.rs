@@ -1,12 +1,9 @@
 //! Cluster identity: a Flux controller names its cluster with HTTP basic auth
 //! in its `--events-addr` (`http://<cluster>:<token>@herald/`).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
+use herald_runtime::clusters::Fleet;
 
 use crate::intake::IngestError;
 
@@ -14,7 +11,7 @@ use crate::intake::IngestError;
 #[derive(Clone, Debug)]
 pub struct Clusters {
     default: String,
-    tokens: Option<Arc<BTreeMap<String, String>>>,
+    fleet: Option<Fleet>,
 }
 
 // === impl Clusters ===
@@ -25,43 +22,24 @@ impl Clusters {
     pub fn open(default: &str) -> Self {
         Self {
             default: default.to_owned(),
-            tokens: None,
+            fleet: None,
         }
     }
 
-    /// Only the listed clusters, each with its token, may send.
+    /// Only the clusters of the clusters file, each with its token, may
+    /// send; the file is read again when it changes.
     #[must_use]
-    pub fn with_tokens(default: &str, tokens: BTreeMap<String, String>) -> Self {
+    pub fn with_fleet(default: &str, fleet: Fleet) -> Self {
         Self {
             default: default.to_owned(),
-            tokens: Some(Arc::new(tokens)),
+            fleet: Some(fleet),
         }
     }
 
     /// Whether credentials are checked (a clusters file is configured).
     #[must_use]
     pub fn is_checked(&self) -> bool {
-        self.tokens.is_some()
-    }
-
-    /// Reads a YAML map of cluster name to token.
-    ///
-    /// # Errors
-    ///
-    /// When the file cannot be read or is not such a map.
-    pub fn from_file(default: &str, path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read clusters file {}: {e}", path.display()))?;
-        let tokens: BTreeMap<String, String> = serde_saphyr::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "clusters file {} must map cluster names to tokens: {e}",
-                path.display()
-            )
-        })?;
-        if tokens.values().any(String::is_empty) {
-            anyhow::bail!("clusters file {}: a token is empty", path.display());
-        }
-        Ok(Self::with_tokens(default, tokens))
+        self.fleet.is_some()
     }
 
     /// The cluster a request comes from.
@@ -71,7 +49,7 @@ impl Clusters {
     /// [`IngestError::Unauthorized`] when clusters are configured and the
     /// request's basic auth names none of them with its token.
     pub fn identify(&self, headers: &HeaderMap) -> Result<String, IngestError> {
-        let Some(tokens) = &self.tokens else {
+        let Some(fleet) = &self.fleet else {
             return Ok(self.default.clone());
         };
         let unauthorized = |why: &str| IngestError::Unauthorized(why.to_owned());
@@ -91,26 +69,12 @@ impl Clusters {
         let (cluster, token) = decoded
             .split_once(':')
             .ok_or_else(|| unauthorized("malformed basic auth"))?;
-        let expected = tokens.get(cluster);
-        // Compare in constant time, and as long for unknown clusters.
-        let matches = constant_time_eq(
-            expected.map_or("\u{0}unknown", String::as_str).as_bytes(),
-            token.as_bytes(),
-        );
-        if expected.is_some() && matches {
+        if fleet.current().verify(cluster, token) {
             Ok(cluster.to_owned())
         } else {
             Err(unauthorized("unknown cluster or wrong token"))
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 #[cfg(test)]
@@ -136,10 +100,10 @@ mod tests {
 
     #[test]
     fn configured_clusters_need_their_token() {
-        let c = Clusters::with_tokens(
-            "local",
-            BTreeMap::from([("prod-eu".to_owned(), "s3cret".to_owned())]),
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clusters.yaml");
+        std::fs::write(&path, "prod-eu: s3cret\n").unwrap();
+        let c = Clusters::with_fleet("local", Fleet::open(&path).unwrap());
         assert_eq!(c.identify(&basic("prod-eu", "s3cret")).unwrap(), "prod-eu");
         for headers in [
             basic("prod-eu", "wrong"),

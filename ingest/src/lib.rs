@@ -11,7 +11,6 @@ pub mod http;
 pub mod intake;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_runtime::nats::retry_until_ready;
@@ -31,13 +30,10 @@ pub struct IngestArgs {
     /// Where bulk clients call the gRPC intake; `off` disables it.
     #[arg(long, env = "HERALD_GRPC_LISTEN", default_value = "0.0.0.0:9091")]
     pub grpc_listen: OptionalAddr,
-    /// The cluster name stamped on events when no clusters file is configured.
+    /// The cluster name stamped on events when no clusters file
+    /// (`--clusters-file`) is configured.
     #[arg(long, env = "HERALD_CLUSTER", default_value = "default")]
     pub cluster: String,
-    /// A YAML map of cluster name to token; when set, every request must
-    /// authenticate as one of them with HTTP basic auth.
-    #[arg(long, env = "HERALD_CLUSTERS_FILE")]
-    pub clusters_file: Option<PathBuf>,
     /// The largest request body accepted, in bytes (Flux's is 3 MiB).
     #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = http::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -100,13 +96,14 @@ impl App {
     /// cancelled before the stream could be created.
     pub async fn build(
         args: &IngestArgs,
+        fleet: Option<herald_runtime::clusters::Fleet>,
         nats: Nats,
         metrics: Metrics,
         readiness: &Readiness,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let clusters = match &args.clusters_file {
-            Some(path) => Clusters::from_file(&args.cluster, path)?,
+        let clusters = match fleet {
+            Some(fleet) => Clusters::with_fleet(&args.cluster, fleet),
             None => Clusters::open(&args.cluster),
         };
         readiness.register("events-stream");

@@ -76,6 +76,7 @@ impl App {
     /// When cancelled before JetStream answered.
     pub async fn build(
         args: &RouterArgs,
+        fleet: Option<herald_runtime::clusters::Fleet>,
         nats: Nats,
         catalog: Catalog,
         metrics: Metrics,
@@ -114,6 +115,7 @@ impl App {
                 metrics,
                 no_cross_namespace_refs: args.no_cross_namespace_refs,
                 cluster_metadata: !args.no_cluster_metadata,
+                fleet,
             },
             consumer,
             concurrency,

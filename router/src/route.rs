@@ -58,6 +58,8 @@ pub struct Router {
     pub(crate) no_cross_namespace_refs: bool,
     /// Name the event's cluster in every notification (`cluster` metadata).
     pub(crate) cluster_metadata: bool,
+    /// The clusters file, for Alerts that select clusters by label.
+    pub(crate) fleet: Option<herald_runtime::clusters::Fleet>,
 }
 
 /// The delivery id for (event, alert): stable, so a redelivered event
@@ -150,7 +152,17 @@ impl Router {
         let object = event.involved_object.clone().unwrap_or_default();
         let max_payload = self.nats.max_payload();
         let mut outgoing = Vec::with_capacity(matched.len());
+        let fleet = self
+            .fleet
+            .as_ref()
+            .map(herald_runtime::clusters::Fleet::current);
+        let labels = fleet.as_ref().and_then(|f| f.labels(&event.cluster));
         for compiled in matched {
+            // Alerts that select clusters (herald.dev/clusters, cluster-selector).
+            if !compiled.clusters.covers(&event.cluster, labels) {
+                self.skip("cluster_not_selected");
+                continue;
+            }
             self.metrics.alerts_matched.inc();
             let alert = &compiled.alert;
             let id = delivery_id(&event.id, &compiled.uid);

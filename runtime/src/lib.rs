@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod budget;
 pub mod catalog;
+pub mod clusters;
 pub mod consume;
 pub mod health;
 pub mod kubernetes;

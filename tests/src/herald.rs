@@ -26,6 +26,8 @@ pub struct Options {
     pub router_args: RouterArgs,
     pub sender_args: SenderArgs,
     pub reload_interval: Duration,
+    /// The clusters file (ingest's tokens, the router's cluster labels).
+    pub clusters_file: Option<std::path::PathBuf>,
     /// Read the catalog from a cluster instead of the folder.
     pub kubernetes: Option<herald_runtime::catalog::kubernetes::KubeArgs>,
     /// Stream and bucket budgets.
@@ -45,7 +47,6 @@ impl Default for Options {
                 listen: loopback,
                 grpc_listen: OptionalAddr(Some(loopback)),
                 cluster: "test".to_owned(),
-                clusters_file: None,
                 max_body_bytes: herald_ingest::http::MAX_BODY_BYTES,
                 rate_limit_interval: Duration::from_secs(300),
                 publish_timeout: Duration::from_secs(1),
@@ -71,6 +72,7 @@ impl Default for Options {
             },
             reload_interval: Duration::from_millis(100),
             kubernetes: None,
+            clusters_file: None,
             budgets: herald_runtime::budget::Budgets::default(),
             deadlines: Deadlines::default(),
         }
@@ -159,6 +161,11 @@ impl TestHerald {
             .await
             .expect("catalog");
         tasks.spawn(source.run(cancel.clone()));
+        let fleet = options.clusters_file.as_ref().map(|path| {
+            let fleet = herald_runtime::clusters::Fleet::open(path).expect("clusters file");
+            tasks.spawn(fleet.clone().watch(cancel.clone()));
+            fleet
+        });
         if options.sender {
             let app = herald_senders::App::build(
                 &options.sender_args,
@@ -175,6 +182,7 @@ impl TestHerald {
         if options.router {
             let app = herald_router::App::build(
                 &options.router_args,
+                fleet.clone(),
                 nats.clone(),
                 catalog.clone(),
                 metrics.clone(),
@@ -189,6 +197,7 @@ impl TestHerald {
         if options.ingest {
             let app = herald_ingest::App::build(
                 &options.ingest_args,
+                fleet,
                 nats.clone(),
                 metrics.clone(),
                 &readiness,

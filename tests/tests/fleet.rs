@@ -80,3 +80,125 @@ async fn every_notification_names_the_cluster_unless_the_alert_does() {
     );
     herald.shutdown().await;
 }
+
+fn sha256_hex(token: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn alert(name: &str, provider: &str, annotation: Option<(&str, &str)>) -> String {
+    let annotations = annotation.map_or(String::new(), |(k, v)| {
+        format!(", annotations: {{'{k}': '{v}'}}")
+    });
+    format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+         metadata: {{name: {name}, namespace: {NS}{annotations}}}\n\
+         spec: {{providerRef: {{name: {provider}}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n"
+    )
+}
+
+#[tokio::test]
+async fn alerts_choose_clusters_by_name_and_by_label() {
+    let nats = TestNats::start().await;
+    let hooks = [
+        FakeServer::webhook().await,
+        FakeServer::webhook().await,
+        FakeServer::webhook().await,
+        FakeServer::webhook().await,
+    ];
+    let names = ["by-name", "by-label", "everywhere", "broken"];
+    let mut manifests = String::new();
+    for (name, hook) in names.iter().zip(&hooks) {
+        manifests.push_str(
+            &Provider::new(NS, name, "generic")
+                .address(&hook.url("/hook"))
+                .to_string(),
+        );
+    }
+    manifests.push_str(&alert(
+        "by-name",
+        "by-name",
+        Some(("herald.dev/clusters", "prod-*")),
+    ));
+    manifests.push_str(&alert(
+        "by-label",
+        "by-label",
+        Some(("herald.dev/cluster-selector", "env=prod, region in (eu)")),
+    ));
+    manifests.push_str(&alert("everywhere", "everywhere", None));
+    manifests.push_str(&alert(
+        "broken",
+        "broken",
+        Some(("herald.dev/cluster-selector", "env in prod")),
+    ));
+    let dir = config_dir(&manifests);
+    let clusters = tempfile::tempdir().unwrap();
+    let clusters_file = clusters.path().join("clusters.yaml");
+    std::fs::write(
+        &clusters_file,
+        format!(
+            "prod-eu:\n  tokenHash: sha256:{}\n  labels: {{env: prod, region: eu}}\n\
+             prod-us:\n  tokenHash: sha256:{}\n  labels: {{env: prod, region: us}}\n\
+             staging: plain-token\n",
+            sha256_hex("eu-token"),
+            sha256_hex("us-token")
+        ),
+    )
+    .unwrap();
+    let mut options = fleet();
+    options.clusters_file = Some(clusters_file);
+    let herald = TestHerald::start_with(nats.url(), dir.path(), options).await;
+    let http = reqwest::Client::new();
+    for (cluster, token) in [
+        ("prod-eu", "eu-token"),
+        ("prod-us", "us-token"),
+        ("staging", "plain-token"),
+    ] {
+        let event = Event::new("Kustomization", NS, "apps")
+            .message(cluster)
+            .now()
+            .json();
+        let response = http
+            .post(herald.ingest_url())
+            .basic_auth(cluster, Some(token))
+            .body(event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{cluster}");
+    }
+    // A wrong token is refused.
+    let refused = http
+        .post(herald.ingest_url())
+        .basic_auth("prod-eu", Some("us-token"))
+        .body(Event::new("Kustomization", NS, "apps").now().json())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let everywhere = hooks[2].wait_for(3).await;
+    assert_eq!(everywhere.len(), 3);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let clusters_of = |hook: &FakeServer| -> Vec<String> {
+        let mut seen: Vec<String> = hook
+            .requests()
+            .iter()
+            .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        seen.sort();
+        seen
+    };
+    assert_eq!(clusters_of(&hooks[0]), ["prod-eu", "prod-us"]);
+    assert_eq!(clusters_of(&hooks[1]), ["prod-eu"]);
+    assert!(
+        clusters_of(&hooks[3]).is_empty(),
+        "an invalid selector selects nothing"
+    );
+    let (_, readyz) = herald.admin("/readyz").await;
+    assert!(
+        readyz.contains("annotation herald.dev/cluster-selector is not a label selector"),
+        "{readyz}"
+    );
+    herald.shutdown().await;
+}
