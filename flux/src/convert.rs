@@ -18,19 +18,11 @@ pub struct Stamp {
 /// The stored form of `event`.
 #[must_use]
 pub fn to_proto(event: FluxEvent, stamp: Stamp) -> Event {
-    let o = event.involved_object;
+    let related = event.v1.then(|| reference(event.related_object));
     Event {
         id: stamp.id,
         cluster: stamp.cluster,
-        involved_object: Some(ObjectReference {
-            kind: o.kind,
-            namespace: o.namespace,
-            name: o.name,
-            uid: o.uid,
-            api_version: o.api_version,
-            resource_version: o.resource_version,
-            field_path: o.field_path,
-        }),
+        involved_object: Some(reference(event.involved_object)),
         severity: event.severity,
         timestamp: event.timestamp.map(from_go_time),
         message: event.message,
@@ -43,23 +35,41 @@ pub fn to_proto(event: FluxEvent, stamp: Stamp) -> Event {
         annotations: std::collections::BTreeMap::new(),
         labels_known: false,
         dedupe_key: stamp.dedupe_key,
+        action: event.action,
+        related_object: related,
+        event_v1: event.v1,
+    }
+}
+
+fn reference(o: InvolvedObject) -> ObjectReference {
+    ObjectReference {
+        kind: o.kind,
+        namespace: o.namespace,
+        name: o.name,
+        uid: o.uid,
+        api_version: o.api_version,
+        resource_version: o.resource_version,
+        field_path: o.field_path,
+    }
+}
+
+fn involved(o: ObjectReference) -> InvolvedObject {
+    InvolvedObject {
+        kind: o.kind,
+        namespace: o.namespace,
+        name: o.name,
+        uid: o.uid,
+        api_version: o.api_version,
+        resource_version: o.resource_version,
+        field_path: o.field_path,
     }
 }
 
 /// The Flux wire form of a stored event (what `generic` providers receive).
 #[must_use]
 pub fn from_proto(event: &Event) -> FluxEvent {
-    let o = event.involved_object.clone().unwrap_or_default();
     FluxEvent {
-        involved_object: InvolvedObject {
-            kind: o.kind,
-            namespace: o.namespace,
-            name: o.name,
-            uid: o.uid,
-            api_version: o.api_version,
-            resource_version: o.resource_version,
-            field_path: o.field_path,
-        },
+        involved_object: involved(event.involved_object.clone().unwrap_or_default()),
         severity: event.severity.clone(),
         timestamp: event
             .timestamp
@@ -71,6 +81,9 @@ pub fn from_proto(event: &Event) -> FluxEvent {
         metadata: event.metadata.clone(),
         reporting_controller: event.reporting_controller.clone(),
         reporting_instance: event.reporting_instance.clone(),
+        action: event.action.clone(),
+        related_object: involved(event.related_object.clone().unwrap_or_default()),
+        v1: event.event_v1,
     }
 }
 

@@ -1,6 +1,8 @@
-//! The event Flux controllers POST (fluxcd/pkg `apis/event/v1beta1` `Event`),
-//! decoded the way Go's `encoding/json` decodes it and encoded the way Go
-//! encodes it, so that Herald is wire-compatible in both directions.
+//! The event Flux controllers POST (fluxcd/pkg `apis/event/v1beta1` `Event`,
+//! and `apis/event/v1` from Flux 2.10 on, which adds `action` and
+//! `relatedObject`), decoded the way Go's `encoding/json` decodes it and
+//! encoded the way Go encodes it, so that Herald is wire-compatible in both
+//! directions and in both versions.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +38,13 @@ pub struct FluxEvent {
     pub metadata: BTreeMap<String, String>,
     pub reporting_controller: String,
     pub reporting_instance: String,
+    /// `event/v1`: what was taken or failed (`Reconciled`, `Failed`, ...).
+    pub action: String,
+    /// `event/v1`: a secondary object of the event (empty when none).
+    pub related_object: InvolvedObject,
+    /// Sent in the `event/v1` form (it had `action` or `relatedObject`):
+    /// encoded back in that form, else exactly as `v1beta1`.
+    pub v1: bool,
 }
 
 /// Why a request body is not a Flux event.
@@ -111,14 +120,27 @@ impl Serialize for InvolvedObject {
     }
 }
 
+/// In Go's field order of the version the event came in: `event/v1` adds
+/// `relatedObject` (a struct: always encoded, `{}` when empty) after
+/// `involvedObject`, and `action` (never omitted) after `reason`.
 impl Serialize for FluxEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Event", 8)?;
+        let mut s = serializer.serialize_struct("Event", 10)?;
         s.serialize_field("involvedObject", &self.involved_object)?;
+        if self.v1 {
+            s.serialize_field("relatedObject", &self.related_object)?;
+        } else {
+            s.skip_field("relatedObject")?;
+        }
         s.serialize_field("severity", &self.severity)?;
         s.serialize_field("timestamp", &self.timestamp.map(GoTime::to_rfc3339_utc))?;
         s.serialize_field("message", &self.message)?;
         s.serialize_field("reason", &self.reason)?;
+        if self.v1 {
+            s.serialize_field("action", &self.action)?;
+        } else {
+            s.skip_field("action")?;
+        }
         if self.metadata.is_empty() {
             s.skip_field("metadata")?;
         } else {
@@ -236,6 +258,20 @@ impl<'de> Visitor<'de> for EventVisitor {
                     event.metadata = m;
                     continue;
                 }
+                "RELATEDOBJECT" => {
+                    let GoObject(obj) = map
+                        .next_value()
+                        .map_err(|e| field_error("relatedObject", e))?;
+                    if let Some(obj) = obj {
+                        event.related_object = obj;
+                    }
+                    event.v1 = true;
+                    continue;
+                }
+                "ACTION" => {
+                    event.v1 = true;
+                    &mut event.action
+                }
                 "SEVERITY" => &mut event.severity,
                 "MESSAGE" => &mut event.message,
                 "REASON" => &mut event.reason,
@@ -314,6 +350,41 @@ mod tests {
       "reportingController": "kustomize-controller",
       "timestamp": "2022-10-28T07:26:19Z"
     }"#;
+
+    #[test]
+    fn event_v1_keeps_action_and_related_object_and_its_form() {
+        let v1 = r#"{"involvedObject":{"kind":"HelmRelease","namespace":"apps","name":"web"},
+            "relatedObject":{"kind":"HelmChart","namespace":"flux-system","name":"apps-web"},
+            "severity":"info","timestamp":"2026-01-02T03:04:05Z","message":"upgraded",
+            "reason":"UpgradeSucceeded","action":"Reconciled","reportingController":"helm-controller"}"#;
+        let event = FluxEvent::from_json(v1.as_bytes()).unwrap();
+        assert!(event.v1);
+        assert_eq!(event.action, "Reconciled");
+        assert_eq!(event.related_object.kind, "HelmChart");
+        let out = String::from_utf8(event.to_go_json()).unwrap();
+        assert_eq!(
+            out,
+            "{\"involvedObject\":{\"kind\":\"HelmRelease\",\"namespace\":\"apps\",\"name\":\"web\"},\
+             \"relatedObject\":{\"kind\":\"HelmChart\",\"namespace\":\"flux-system\",\"name\":\"apps-web\"},\
+             \"severity\":\"info\",\"timestamp\":\"2026-01-02T03:04:05Z\",\"message\":\"upgraded\",\
+             \"reason\":\"UpgradeSucceeded\",\"action\":\"Reconciled\",\"reportingController\":\"helm-controller\"}"
+        );
+        // Go encodes an empty relatedObject as {} and an empty action as "".
+        let bare = FluxEvent::from_json(br#"{"action":""}"#).unwrap();
+        let out = String::from_utf8(bare.to_go_json()).unwrap();
+        assert!(
+            out.contains("\"relatedObject\":{}") && out.contains("\"action\":\"\""),
+            "{out}"
+        );
+        // v1beta1 stays as it was.
+        let old = FluxEvent::from_json(E1.as_bytes()).unwrap();
+        assert!(!old.v1);
+        let out = String::from_utf8(old.to_go_json()).unwrap();
+        assert!(
+            !out.contains("action") && !out.contains("relatedObject"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn decodes_the_documented_example() {

@@ -202,3 +202,39 @@ async fn alerts_choose_clusters_by_name_and_by_label() {
     );
     herald.shutdown().await;
 }
+
+#[tokio::test]
+async fn flux_event_v1_is_accepted_routed_on_its_object_and_sent_on_whole() {
+    let nats = TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let chart = FakeServer::webhook().await;
+    let dir = config_dir(&format!(
+        "{}{}{}{}",
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+        Provider::new(NS, "chart", "generic").address(&chart.url("/chart")),
+        Alert::new(NS, "releases", "hook").source("HelmRelease", "*"),
+        Alert::new(NS, "charts", "chart").source("HelmChart", "*"),
+    ));
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
+    let v1 = format!(
+        r#"{{"involvedObject":{{"kind":"HelmRelease","namespace":"{NS}","name":"web","apiVersion":"helm.toolkit.fluxcd.io/v2"}},
+            "relatedObject":{{"kind":"HelmChart","namespace":"{NS}","name":"{NS}-web","apiVersion":"source.toolkit.fluxcd.io/v1"}},
+            "severity":"info","timestamp":"2026-01-02T03:04:05Z","message":"Helm upgrade succeeded",
+            "reason":"UpgradeSucceeded","action":"Reconciled","reportingController":"helm-controller"}}"#
+    );
+    assert_eq!(herald.post(v1).await.0, 202);
+    let body = hook.wait_for(1).await[0].text();
+    assert_eq!(
+        body,
+        format!(
+            "{{\"involvedObject\":{{\"kind\":\"HelmRelease\",\"namespace\":\"{NS}\",\"name\":\"web\",\"apiVersion\":\"helm.toolkit.fluxcd.io/v2\"}},\
+             \"relatedObject\":{{\"kind\":\"HelmChart\",\"namespace\":\"{NS}\",\"name\":\"{NS}-web\",\"apiVersion\":\"source.toolkit.fluxcd.io/v1\"}},\
+             \"severity\":\"info\",\"timestamp\":\"2026-01-02T03:04:05Z\",\"message\":\"Helm upgrade succeeded\",\
+             \"reason\":\"UpgradeSucceeded\",\"action\":\"Reconciled\",\"reportingController\":\"helm-controller\"}}"
+        )
+    );
+    // Alerts match the involved object only, as Flux does.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(chart.requests().is_empty());
+    herald.shutdown().await;
+}
