@@ -61,6 +61,8 @@ enum Command {
         #[command(flatten)]
         nats: NatsArgs,
         #[command(flatten)]
+        clusters: ClustersArgs,
+        #[command(flatten)]
         catalog: CatalogArgs,
         #[command(flatten)]
         sender: herald_senders::SenderArgs,
@@ -565,9 +567,21 @@ async fn run(
         }
     });
 
-    let open_catalog = async |args: &CatalogArgs, tasks: &mut JoinSet<anyhow::Result<()>>| {
+    // The catalog, and one per member cluster of the clusters file.
+    let open_catalog = async |args: &CatalogArgs,
+                              fleet: Option<&Fleet>,
+                              tasks: &mut JoinSet<anyhow::Result<()>>| {
         let (catalog, source) = catalog::Source::open(args, &readiness).await?;
         tasks.spawn(run_to_ok(source.run(cancel.clone())));
+        if let Some(fleet) = fleet {
+            tasks.spawn(run_to_ok(catalog::kubernetes::members::run(
+                catalog.clone(),
+                fleet.clone(),
+                args.kubernetes.clone(),
+                readiness.clone(),
+                cancel.clone(),
+            )));
+        }
         Ok::<_, anyhow::Error>(catalog)
     };
 
@@ -606,7 +620,7 @@ async fn run(
                 ..
             } => {
                 let fleet = open_fleet(clusters, &mut tasks)?;
-                let catalog = open_catalog(catalog, &mut tasks).await?;
+                let catalog = open_catalog(catalog, fleet.as_ref(), &mut tasks).await?;
                 let app = herald_router::App::build(
                     router,
                     fleet,
@@ -620,9 +634,13 @@ async fn run(
                 tasks.spawn(run_to_ok(app.run(cancel.clone())));
             }
             Command::Sender {
-                catalog, sender, ..
+                catalog,
+                sender,
+                clusters,
+                ..
             } => {
-                let catalog = open_catalog(catalog, &mut tasks).await?;
+                let fleet = open_fleet(clusters, &mut tasks)?;
+                let catalog = open_catalog(catalog, fleet.as_ref(), &mut tasks).await?;
                 let app = herald_senders::App::build(
                     sender,
                     nats.clone(),
@@ -643,7 +661,7 @@ async fn run(
                 ..
             } => {
                 let fleet = open_fleet(clusters, &mut tasks)?;
-                let catalog = open_catalog(catalog, &mut tasks).await?;
+                let catalog = open_catalog(catalog, fleet.as_ref(), &mut tasks).await?;
                 let sender_app = herald_senders::App::build(
                     sender,
                     nats.clone(),

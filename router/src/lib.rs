@@ -224,6 +224,9 @@ impl App {
                     // Logged once by the budget, not once per event.
                     self.deliveries_budget.refused();
                     tracing::debug!(error = %error, ?delay, "No room for deliveries; the event is routed again later.");
+                } else if let route::RouteError::MemberNotRead(_) = error {
+                    // The member's source logs why it cannot read it.
+                    tracing::debug!(error = %error, ?delay, "The event is routed again later.");
                 } else {
                     tracing::warn!(error = %error, ?delay, "Cannot store deliveries; the event is routed again later.");
                 }

@@ -4,6 +4,7 @@
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::future::try_join_all;
+use herald_flux::CompiledAlert;
 use herald_flux::convert::to_time;
 use herald_flux::matching::{Gate, gate};
 use herald_flux::metadata;
@@ -11,9 +12,10 @@ use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, Event, ObjectKey, names};
 use herald_runtime::metrics::{ProviderLabels, ReasonLabels};
 use herald_runtime::nats::HEADER_ROOM;
-use herald_runtime::{Catalog, Metrics, Nats};
+use herald_runtime::{Catalog, Metrics, Nats, Snapshot};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use tracing::Instrument as _;
 
 /// Why an event could not be routed.
@@ -28,6 +30,9 @@ pub enum RouteError {
     /// HERALD_DELIVERIES has no room now; route the event again later.
     #[error("HERALD_DELIVERIES has no room: {0}")]
     NoRoom(String),
+    /// The event's member cluster has not been read yet; route it later.
+    #[error("the catalog of member cluster {0} is not read yet")]
+    MemberNotRead(String),
 }
 
 impl RouteError {
@@ -82,6 +87,8 @@ struct Outgoing {
     provider_type: String,
     /// Set on dead letters.
     dead_reason: Option<String>,
+    /// The catalog the Alert and Provider come from (`""`: the hub's).
+    scope: String,
 }
 
 // === impl Router ===
@@ -114,18 +121,31 @@ impl Router {
         }
         // Stage B: the token served dedupe only; it never leaves the router.
         metadata::exclude_internal(&mut event.metadata, &group);
-        // matchLabels: the object's labels, where the catalog's source sees
-        // the cluster the event came from.
-        if let Some(labels) = self.catalog.labels(
-            &event.cluster,
-            &object.kind,
-            &object.namespace,
-            &object.name,
-        ) {
+        // A member cluster's events wait until its own catalog is read.
+        let member = self.catalog.member(&event.cluster);
+        if let Some(member) = &member
+            && !member.is_loaded()
+        {
+            return Err(RouteError::MemberNotRead(event.cluster.clone()));
+        }
+        // matchLabels: the object's labels, where a catalog's source sees
+        // the cluster the event came from (its member catalog, or the hub's).
+        let labels = member
+            .iter()
+            .chain(std::iter::once(&self.catalog))
+            .find_map(|c| {
+                c.labels(
+                    &event.cluster,
+                    &object.kind,
+                    &object.namespace,
+                    &object.name,
+                )
+            });
+        if let Some(labels) = labels {
             event.labels = labels;
             event.labels_known = true;
         }
-        let outgoing = self.plan(&event, &group);
+        let outgoing = self.plan(&event, &group, member.as_ref());
         let count = outgoing.len();
         span.record("herald.deliveries", count);
         self.publish_all(outgoing).await?;
@@ -145,9 +165,23 @@ impl Router {
     }
 
     /// Decides every message this event turns into.
-    fn plan(&self, event: &Event, group: &str) -> Vec<Outgoing> {
-        let snapshot = self.catalog.snapshot();
-        let matched = snapshot.alerts.matching(event);
+    fn plan(&self, event: &Event, group: &str, member: Option<&Catalog>) -> Vec<Outgoing> {
+        // The hub's Alerts, then the member cluster's own (which hear only
+        // its events), each with the snapshot its Provider is read from.
+        let mut scopes = vec![(String::new(), self.catalog.snapshot())];
+        if let Some(member) = member {
+            scopes.push((event.cluster.clone(), member.snapshot()));
+        }
+        let matched: Vec<(&str, &Arc<Snapshot>, Arc<CompiledAlert>)> = scopes
+            .iter()
+            .flat_map(|(scope, snapshot)| {
+                snapshot
+                    .alerts
+                    .matching(event)
+                    .into_iter()
+                    .map(move |alert| (scope.as_str(), snapshot, alert))
+            })
+            .collect();
         tracing::Span::current().record("herald.alerts.matched", matched.len());
         let object = event.involved_object.clone().unwrap_or_default();
         let max_payload = self.nats.max_payload();
@@ -157,7 +191,7 @@ impl Router {
             .as_ref()
             .map(herald_runtime::clusters::Fleet::current);
         let labels = fleet.as_ref().and_then(|f| f.labels(&event.cluster));
-        for compiled in matched {
+        for (scope, snapshot, compiled) in matched {
             // Alerts that select clusters (herald.dev/clusters, cluster-selector).
             if !compiled.clusters.covers(&event.cluster, labels) {
                 self.skip("cluster_not_selected");
@@ -165,7 +199,12 @@ impl Router {
             }
             self.metrics.alerts_matched.inc();
             let alert = &compiled.alert;
-            let id = delivery_id(&event.id, &compiled.uid);
+            // A member's Alert is another object than a hub's with its uid.
+            let id = if scope.is_empty() {
+                delivery_id(&event.id, &compiled.uid)
+            } else {
+                delivery_id(&event.id, &format!("{scope}/{}", compiled.uid))
+            };
             let alert_key = ObjectKey {
                 namespace: alert.meta.namespace.clone(),
                 name: alert.meta.name.clone(),
@@ -179,6 +218,7 @@ impl Router {
                     id,
                     alert_key,
                     provider_name,
+                    scope,
                     max_payload,
                 ));
                 continue;
@@ -241,6 +281,7 @@ impl Router {
                 }),
                 provider_type: provider_type.clone(),
                 routed_at: Some(to_time(jiff::Timestamp::now())),
+                catalog: scope.to_owned(),
             };
             let size = delivery.encoded_len();
             if size + HEADER_ROOM > max_payload {
@@ -288,16 +329,19 @@ impl Router {
                 payload: Bytes::from(delivery.encode_to_vec()),
                 provider_type,
                 dead_reason: None,
+                scope: scope.to_owned(),
             });
         }
         // The owners hear of dead letters made here (Kubernetes Events,
         // where the catalog has a cluster).
         for dead in outgoing.iter().filter(|o| o.dead_reason.is_some()) {
             let reason = dead.dead_reason.as_deref().unwrap_or_default();
+            let Some(catalog) = self.catalog.scope(&dead.scope) else {
+                continue;
+            };
             for (kind, key) in [("Alert", &dead.alert), ("Provider", &dead.provider)] {
                 if let Some((namespace, name)) = key.split_once('/') {
-                    self.catalog
-                        .report_dead_letter(kind, namespace, name, reason);
+                    catalog.report_dead_letter(kind, namespace, name, reason);
                 }
             }
         }
@@ -389,6 +433,7 @@ fn missing_provider(
     id: String,
     alert: ObjectKey,
     provider_name: &str,
+    scope: &str,
     max_payload: usize,
 ) -> Outgoing {
     let namespace = alert.namespace.clone();
@@ -415,6 +460,7 @@ fn missing_provider(
         }),
         provider_type: String::new(),
         routed_at: Some(to_time(jiff::Timestamp::now())),
+        catalog: scope.to_owned(),
     };
     dead_letter(dead, delivery, max_payload)
 }
@@ -423,6 +469,7 @@ fn missing_provider(
 /// NATS message when it must be.
 fn dead_letter(dead: Dead, delivery: Delivery, max_payload: usize) -> Outgoing {
     let id = delivery.id.clone();
+    let scope = delivery.catalog.clone();
     let event_id = delivery
         .event
         .as_ref()
@@ -451,6 +498,7 @@ fn dead_letter(dead: Dead, delivery: Delivery, max_payload: usize) -> Outgoing {
         dead_reason: Some(letter.reason.clone()),
         payload: Bytes::from(letter.encode_to_vec()),
         provider_type: dead.provider_type,
+        scope,
     }
 }
 

@@ -6,7 +6,15 @@
 //!   tokenHash: sha256:9f86d08188...   # what `herald cluster add` writes
 //!   labels: {env: prod, region: eu}
 //! staging: an0ther                    # the older form: a plain token, no labels
+//! edge-7:
+//!   tokenHash: sha256:...
+//!   kubeConfig: {secretRef: {name: edge-7-kubeconfig}, key: value}
 //! ```
+//!
+//! `kubeConfig` makes the cluster a *member*: Herald also reads its own
+//! Alerts, Providers and Secrets (through the kubeconfig in that Secret, in
+//! Herald's namespace, as Flux reaches remote clusters), which hear only
+//! its events.
 //!
 //! Ingest checks tokens; the router reads labels for
 //! `herald.dev/cluster-selector`. The file is read again when it changes, so
@@ -61,6 +69,29 @@ pub struct Member {
     token: Token,
     /// Its labels (for `herald.dev/cluster-selector`).
     pub labels: BTreeMap<String, String>,
+    /// Where its kubeconfig is, for its own Alerts and Providers.
+    pub kube_config: Option<KubeConfigRef>,
+}
+
+/// A kubeconfig in a Secret of Herald's namespace (Flux's `kubeConfig`
+/// shape: `secretRef.name`, and `key`, default `value`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeConfigRef {
+    pub secret_ref: SecretName,
+    #[serde(default = "default_key")]
+    pub key: String,
+}
+
+/// `{name: ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretName {
+    pub name: String,
+}
+
+fn default_key() -> String {
+    "value".to_owned()
 }
 
 /// An entry as written: a plain token, or the full form.
@@ -80,6 +111,8 @@ struct FullEntry {
     token: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kube_config: Option<KubeConfigRef>,
 }
 
 /// The clusters of a clusters file.
@@ -119,9 +152,9 @@ impl ClustersFile {
         };
         let mut members = BTreeMap::new();
         for (name, entry) in entries {
-            let (token, hash, labels) = match entry {
-                Entry::Plain(token) => (Some(token), None, BTreeMap::new()),
-                Entry::Full(full) => (full.token, full.token_hash, full.labels),
+            let (token, hash, labels, kube_config) = match entry {
+                Entry::Plain(token) => (Some(token), None, BTreeMap::new(), None),
+                Entry::Full(full) => (full.token, full.token_hash, full.labels, full.kube_config),
             };
             let token = match (token, hash) {
                 (_, Some(hash)) => {
@@ -138,7 +171,14 @@ impl ClustersFile {
                 (Some(token), None) if !token.is_empty() => Token::Plain(token),
                 _ => anyhow::bail!("{name}: a token or tokenHash is required"),
             };
-            members.insert(name, Member { token, labels });
+            members.insert(
+                name,
+                Member {
+                    token,
+                    labels,
+                    kube_config,
+                },
+            );
         }
         Ok(Self { members })
     }
@@ -180,6 +220,13 @@ impl ClustersFile {
         self.members.iter().map(|(n, m)| (n.as_str(), &m.labels))
     }
 
+    /// The member clusters: those with a kubeconfig, by name.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &KubeConfigRef)> {
+        self.members
+            .iter()
+            .filter_map(|(n, m)| m.kube_config.as_ref().map(|k| (n.as_str(), k)))
+    }
+
     /// How many clusters still have a plain token.
     #[must_use]
     pub fn plain_tokens(&self) -> usize {
@@ -213,6 +260,13 @@ impl ClustersFile {
             if !labels.is_empty() {
                 out.push_str(&format!("  labels: {{{labels}}}\n"));
             }
+            if let Some(kube) = &member.kube_config {
+                out.push_str(&format!(
+                    "  kubeConfig: {{secretRef: {{name: {}}}, key: {}}}\n",
+                    yaml_scalar(&kube.secret_ref.name),
+                    yaml_scalar(&kube.key)
+                ));
+            }
         }
         out
     }
@@ -241,6 +295,7 @@ impl ClustersFile {
             Member {
                 token: Token::Sha256(sha256(&token)),
                 labels,
+                kube_config: None,
             },
         );
         Ok(token)
@@ -372,6 +427,22 @@ mod tests {
         assert_eq!(again.labels("prod-us").unwrap()["env"], "prod");
         assert!(file.add("prod-us", BTreeMap::new()).is_err());
         assert!(file.add("a:b", BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn member_clusters_name_their_kubeconfig() {
+        let file = ClustersFile::parse(
+            "edge:\n  token: t\n  kubeConfig: {secretRef: {name: edge-kc}}\nhub: u\n",
+        )
+        .unwrap();
+        let members: Vec<_> = file.members().collect();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].0, "edge");
+        assert_eq!(members[0].1.secret_ref.name, "edge-kc");
+        assert_eq!(members[0].1.key, "value");
+        let again = ClustersFile::parse(&file.render()).unwrap();
+        assert_eq!(again.members().count(), 1);
+        assert!(again.verify("edge", "t"));
     }
 
     #[test]

@@ -151,8 +151,8 @@ impl Worker {
             // Queued for a Provider that did not exist yet (a replay): its type now.
             let key = delivery.provider.clone().unwrap_or_default();
             self.catalog
-                .snapshot()
-                .provider(&key.namespace, &key.name)
+                .scope(&delivery.catalog)
+                .and_then(|c| c.snapshot().provider(&key.namespace, &key.name))
                 .map_or_else(|| "unknown".to_owned(), |p| p.spec.type_.clone())
         } else {
             delivery.provider_type.clone()
@@ -334,18 +334,14 @@ impl Worker {
         }
         // The owners hear of dead letters (Kubernetes Events, where the
         // catalog has a cluster).
-        if let Noted::Dead { reason, .. } = outcome {
+        if let Noted::Dead { reason, .. } = outcome
+            && let Some(catalog) = self.catalog.scope(&delivery.catalog)
+        {
             if let Some(provider) = &delivery.provider {
-                self.catalog.report_dead_letter(
-                    "Provider",
-                    &provider.namespace,
-                    &provider.name,
-                    reason,
-                );
+                catalog.report_dead_letter("Provider", &provider.namespace, &provider.name, reason);
             }
             if let Some(alert) = &delivery.alert {
-                self.catalog
-                    .report_dead_letter("Alert", &alert.namespace, &alert.name, reason);
+                catalog.report_dead_letter("Alert", &alert.namespace, &alert.name, reason);
             }
         }
     }
@@ -367,7 +363,26 @@ impl Worker {
             })
         };
         let key = delivery.provider.clone().unwrap_or_default();
-        let snapshot = self.catalog.snapshot();
+        // The hub's catalog, or the member cluster's the Alert came from.
+        let Some(catalog) = self.catalog.scope(&delivery.catalog) else {
+            return dead(format!(
+                "the Provider {}/{} was in the catalog of member cluster {}, which is no \
+                 longer in the clusters file",
+                key.namespace, key.name, delivery.catalog
+            ));
+        };
+        if !catalog.is_loaded() {
+            return Step::Failed(Outcome::Retry {
+                reason: format!(
+                    "the catalog of member cluster {} is not read yet",
+                    delivery.catalog
+                ),
+                status: 0,
+                after: Some(std::time::Duration::from_secs(5)),
+                body: String::new(),
+            });
+        }
+        let snapshot = catalog.snapshot();
         let Some(provider) = snapshot.provider(&key.namespace, &key.name) else {
             return dead(format!(
                 "Provider {}/{} does not exist",

@@ -164,6 +164,13 @@ impl TestHerald {
         let fleet = options.clusters_file.as_ref().map(|path| {
             let fleet = herald_runtime::clusters::Fleet::open(path).expect("clusters file");
             tasks.spawn(fleet.clone().watch(cancel.clone()));
+            tasks.spawn(catalog::kubernetes::members::run(
+                catalog.clone(),
+                fleet.clone(),
+                catalog_args.kubernetes.clone(),
+                readiness.clone(),
+                cancel.clone(),
+            ));
             fleet
         });
         if options.sender {

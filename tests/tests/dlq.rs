@@ -462,6 +462,7 @@ fn letter(id: &str, namespace: &str, name: &str, traceparent: &str) -> DeadLette
             }),
             provider_type: "generic".to_owned(),
             routed_at: None,
+            catalog: String::new(),
         }),
         reason: "destination answered 404".to_owned(),
         attempts: 1,

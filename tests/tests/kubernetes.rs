@@ -597,3 +597,117 @@ async fn a_watch_namespace_and_label_selector_limit_what_is_read() {
     }
     herald.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_member_cluster_keeps_its_own_alerts_which_hear_only_its_events() {
+    let s = setup().await;
+    let member = FakeKube::start().await;
+    let hub_hook = FakeServer::webhook().await;
+    let member_hook = FakeServer::webhook().await;
+    // The hub's Alert hears every cluster.
+    apply(
+        &s.kube,
+        Provider::new(NS, "hub", "generic").address(&hub_hook.url("/hub")),
+    );
+    apply(
+        &s.kube,
+        Alert::new(NS, "hub", "hub").source("Kustomization", "*"),
+    );
+    // The member keeps its own, as it did with its notification-controller.
+    apply(
+        &member,
+        Provider::new(NS, "team", "generic").address(&member_hook.url("/team")),
+    );
+    apply(
+        &member,
+        Alert::new(NS, "team", "team").source("Kustomization", "*"),
+    );
+    // Its kubeconfig, in a Secret of Herald's namespace on the hub.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = std::fs::read_to_string(member.kubeconfig(dir.path())).unwrap();
+    s.kube.apply(
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "edge-kubeconfig", "namespace": "default"},
+            "stringData": {"value": kubeconfig},
+        })
+        .to_string(),
+    );
+    let clusters = dir.path().join("clusters.yaml");
+    std::fs::write(
+        &clusters,
+        "edge:\n  token: edge-token\n  kubeConfig: {secretRef: {name: edge-kubeconfig}}\nother: other-token\n",
+    )
+    .unwrap();
+    // The member's API server is down at first: its events wait.
+    member.fail_requests(Some(500));
+    let empty = tempfile::tempdir().unwrap();
+    let options = Options {
+        kubernetes: Some(s.args()),
+        clusters_file: Some(clusters),
+        ..Options::default()
+    };
+    let herald = TestHerald::start_with(s.nats.url(), empty.path(), options).await;
+    let http = reqwest::Client::new();
+    let post = |cluster: &'static str, token: &'static str, message: &'static str| {
+        let http = http.clone();
+        let url = herald.ingest_url();
+        async move {
+            let event = Event::new("Kustomization", NS, "apps")
+                .message(message)
+                .now()
+                .json();
+            http.post(url)
+                .basic_auth(cluster, Some(token))
+                .body(event)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post("other", "other-token", "from other").await, 202);
+    assert_eq!(post("edge", "edge-token", "from edge").await, 202);
+    let first = hub_hook.wait_for(1).await;
+    assert_eq!(first[0].json()["message"], "from other");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hub_hook.requests().len(),
+        1,
+        "the edge event was routed before its catalog was read"
+    );
+    assert!(member_hook.requests().is_empty());
+
+    // The member comes back: the held event reaches both.
+    member.fail_requests(None);
+    let team = member_hook.wait_for(1).await;
+    assert_eq!(team[0].json()["message"], "from edge");
+    let hub = hub_hook.wait_for(2).await;
+    assert_eq!(hub[1].json()["message"], "from edge");
+
+    // Dead letters of the member's Provider are told in the member cluster.
+    assert!(member.delete(
+        "notification.toolkit.fluxcd.io/v1beta3",
+        "Provider",
+        NS,
+        "team"
+    ));
+    eventually("an Event in the member cluster", || async {
+        post(
+            "edge",
+            "edge-token",
+            &*Box::leak(fresh("after delete").into_boxed_str()),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        events_about(&member, "Alert", "team")
+            .into_iter()
+            .find(|(reason, _, _)| reason == "DeadLetter")
+    })
+    .await;
+    assert!(
+        events_about(&s.kube, "Alert", "team").is_empty(),
+        "a member's Event was written in the hub"
+    );
+    herald.shutdown().await;
+}

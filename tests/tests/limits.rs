@@ -206,6 +206,7 @@ async fn a_dead_letter_larger_than_nats_carries_is_stored_shrunk_and_not_resent(
         }),
         provider_type: "generic".to_owned(),
         routed_at: None,
+        catalog: String::new(),
     };
     let base = delivery.encoded_len();
     delivery.event.as_mut().unwrap().message = format!("near-{}", "x".repeat(MIB - 400 - base));

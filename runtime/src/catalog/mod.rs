@@ -422,6 +422,9 @@ struct Extras {
     reporter: OnceLock<Arc<dyn Reporter>>,
     /// True from the source's first publish on.
     loaded: tokio::sync::watch::Sender<bool>,
+    /// The catalogs of member clusters (their own Alerts and Providers,
+    /// scoped to their own events), by cluster name.
+    members: ArcSwap<HashMap<String, Catalog>>,
 }
 
 impl Extras {
@@ -430,6 +433,7 @@ impl Extras {
             labels: OnceLock::new(),
             reporter: OnceLock::new(),
             loaded: tokio::sync::watch::Sender::new(loaded),
+            members: ArcSwap::default(),
         }
     }
 }
@@ -462,6 +466,54 @@ impl Catalog {
         let mut loaded = self.extras.loaded.subscribe();
         // The sender lives in `extras`, as long as `self`.
         loaded.wait_for(|loaded| *loaded).await.ok();
+    }
+
+    /// Whether the source has published its first complete set.
+    #[must_use]
+    pub fn is_loaded(&self) -> bool {
+        *self.extras.loaded.borrow()
+    }
+
+    /// The catalog of the member cluster `cluster`: its own Alerts and
+    /// Providers, which hear only its events.
+    #[must_use]
+    pub fn member(&self, cluster: &str) -> Option<Catalog> {
+        self.extras.members.load().get(cluster).cloned()
+    }
+
+    /// The catalog a delivery's Alert and Provider came from: this one for
+    /// `""`, else the member cluster's.
+    #[must_use]
+    pub fn scope(&self, scope: &str) -> Option<Catalog> {
+        if scope.is_empty() {
+            Some(self.clone())
+        } else {
+            self.member(scope)
+        }
+    }
+
+    /// Adds (or, with `None`, removes) the catalog of a member cluster.
+    pub fn set_member(&self, cluster: &str, catalog: Option<Catalog>) {
+        self.extras.members.rcu(|members| {
+            let mut members = HashMap::clone(members);
+            match &catalog {
+                Some(catalog) => {
+                    members.insert(cluster.to_owned(), catalog.clone());
+                }
+                None => {
+                    members.remove(cluster);
+                }
+            }
+            members
+        });
+    }
+
+    /// The names of the member clusters with a catalog.
+    #[must_use]
+    pub fn members(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.extras.members.load().keys().cloned().collect();
+        names.sort();
+        names
     }
 
     /// The labels of the object `kind` `namespace/name` in `cluster`, when
@@ -497,6 +549,28 @@ impl Catalog {
     #[must_use]
     pub fn with_source(source: impl Into<String>, readiness: &Readiness) -> (Self, CatalogWriter) {
         readiness.register(READINESS);
+        Self::with_writer(source, READINESS.to_owned(), true, readiness)
+    }
+
+    /// A member cluster's catalog: like [`Catalog::with_source`], but its
+    /// problems are listed on `/readyz` under `catalog:<cluster>` and it is
+    /// no readiness check (a member cluster that cannot be reached must not
+    /// stop the others' events; its own wait until it is read).
+    #[must_use]
+    pub fn for_member(
+        source: impl Into<String>,
+        cluster: &str,
+        readiness: &Readiness,
+    ) -> (Self, CatalogWriter) {
+        Self::with_writer(source, format!("{READINESS}:{cluster}"), false, readiness)
+    }
+
+    fn with_writer(
+        source: impl Into<String>,
+        check: String,
+        gates: bool,
+        readiness: &Readiness,
+    ) -> (Self, CatalogWriter) {
         let catalog = Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             extras: Arc::new(Extras::new(false)),
@@ -505,6 +579,8 @@ impl Catalog {
             catalog: catalog.clone(),
             readiness: readiness.clone(),
             source: source.into(),
+            check,
+            gates,
         };
         (catalog, writer)
     }
@@ -530,6 +606,10 @@ pub struct CatalogWriter {
     catalog: Catalog,
     readiness: Readiness,
     source: String,
+    /// Its readiness check (and the topic of its `/readyz` details).
+    check: String,
+    /// Whether `check` is a readiness check (else only details).
+    gates: bool,
 }
 
 // === impl CatalogWriter ===
@@ -594,12 +674,14 @@ impl CatalogWriter {
             }
         }
         self.readiness.set_details(
-            READINESS,
+            &self.check,
             snapshot.problems.iter().map(ToString::to_string).collect(),
         );
         let snapshot = Arc::new(snapshot);
         self.catalog.current.store(Arc::clone(&snapshot));
-        self.readiness.set(READINESS, true);
+        if self.gates {
+            self.readiness.set(&self.check, true);
+        }
         self.catalog.extras.loaded.send_replace(true);
         snapshot
     }

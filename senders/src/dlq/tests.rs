@@ -25,6 +25,7 @@ fn entry(sequence: u64) -> Entry {
                 }),
                 provider_type: "generic".to_owned(),
                 routed_at: None,
+                catalog: String::new(),
             }),
             reason: "destination answered 404".to_owned(),
             attempts: 1,

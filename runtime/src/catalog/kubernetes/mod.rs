@@ -53,6 +53,7 @@ use crate::health::Readiness;
 use crate::kubernetes::{EventSettings, Leadership, LeaseSettings, ObjectEvents, StatusWriter};
 
 mod health;
+pub mod members;
 
 use health::Health;
 pub use health::{DEAD_LETTER, RECOVERED, Seen, UNUSABLE};
@@ -624,17 +625,23 @@ impl KubeSource {
             format!("kubernetes {}", client.default_namespace()),
             readiness,
         );
+        (catalog, Self::with_writer(client, args, writer))
+    }
+
+    /// A source publishing through `writer` (a member cluster's catalog,
+    /// made before its cluster could be reached).
+    #[must_use]
+    pub fn with_writer(client: Client, args: &KubeArgs, writer: CatalogWriter) -> Self {
         let labels = Arc::new(LabelIndex::new(args.catalog_cluster.clone()));
         if args.object_labels {
             writer.set_labels(labels.clone());
         }
-        let source = Self {
+        Self {
             client,
             args: args.clone(),
             writer,
             labels,
-        };
-        (catalog, source)
+        }
     }
 
     /// Discovers, lists and watches until `cancel` fires, publishing the
