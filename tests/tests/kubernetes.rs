@@ -21,6 +21,19 @@ fn fresh(prefix: &str) -> String {
     format!("{prefix} {n}")
 }
 
+/// A generic Provider `hook` sending to `hook`, and an Alert `all` for
+/// every Kustomization event.
+fn hook_for_every_kustomization(kube: &FakeKube, hook: &FakeServer) {
+    apply(
+        kube,
+        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
+    );
+    apply(
+        kube,
+        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
+    );
+}
+
 /// Applies a fixture (one object, with its trailing `---`).
 fn apply(kube: &FakeKube, object: impl std::fmt::Display) -> serde_json::Value {
     let text = object.to_string();
@@ -162,14 +175,7 @@ async fn an_alert_applied_while_events_flow_starts_matching() {
 async fn a_deleted_provider_makes_the_next_delivery_a_dead_letter() {
     let s = setup().await;
     let hook = FakeServer::webhook().await;
-    apply(
-        &s.kube,
-        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
-    );
-    apply(
-        &s.kube,
-        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
-    );
+    hook_for_every_kustomization(&s.kube, &hook);
     let herald = s.herald().await;
     herald.post(kustomization("apps", "delivered")).await;
     hook.wait_for(1).await;
@@ -465,14 +471,7 @@ async fn health_is_told_with_events_and_status_without_repeating() {
 async fn nothing_is_routed_before_the_first_full_list() {
     let s = setup().await;
     let hook = FakeServer::webhook().await;
-    apply(
-        &s.kube,
-        Provider::new(NS, "hook", "generic").address(&hook.url("/hook")),
-    );
-    apply(
-        &s.kube,
-        Alert::new(NS, "all", "hook").source("Kustomization", "*"),
-    );
+    hook_for_every_kustomization(&s.kube, &hook);
     // The API server answers discovery but fails every list.
     s.kube.fail_requests(Some(500));
     let herald = s.herald().await;

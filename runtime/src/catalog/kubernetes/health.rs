@@ -187,14 +187,7 @@ impl Health {
         // told it, or no one (it was unusable before anyone led).
         for seen in objects {
             if let Some(Some(problem)) = self.last.get(&id(seen)) {
-                let served = self.served(&seen.kind);
-                let regarding = reference(
-                    &served.read.api_version,
-                    &seen.kind,
-                    &seen.namespace,
-                    &seen.name,
-                    &seen.uid,
-                );
+                let regarding = self.regarding(seen);
                 self.events.emit(
                     &regarding,
                     EventType::Warning,
@@ -243,14 +236,7 @@ impl Health {
             let problem = now.get(&id).cloned().flatten();
             let before = self.last.get(&id).cloned().flatten();
             if leader && problem != before {
-                let served = self.served(&seen.kind);
-                let regarding = reference(
-                    &served.read.api_version,
-                    &seen.kind,
-                    &seen.namespace,
-                    &seen.name,
-                    &seen.uid,
-                );
+                let regarding = self.regarding(seen);
                 match &problem {
                     Some(text) => {
                         self.events.emit(
@@ -276,6 +262,17 @@ impl Health {
         if leader {
             self.queue_statuses(objects);
         }
+    }
+
+    /// The reference of an Event about `seen`.
+    fn regarding(&self, seen: &Seen) -> ObjectReference {
+        reference(
+            &self.served(&seen.kind).read.api_version,
+            &seen.kind,
+            &seen.namespace,
+            &seen.name,
+            &seen.uid,
+        )
     }
 
     fn served(&self, kind: &str) -> &Served {
