@@ -640,7 +640,10 @@ async fn run(
                 ..
             } => {
                 let fleet = open_fleet(clusters, &mut tasks)?;
-                let catalog = open_catalog(catalog, fleet.as_ref(), &mut tasks).await?;
+                // Senders match nothing: the objects' labels are the router's.
+                let mut catalog = catalog.clone();
+                catalog.kubernetes.object_labels = false;
+                let catalog = open_catalog(&catalog, fleet.as_ref(), &mut tasks).await?;
                 let app = herald_senders::App::build(
                     sender,
                     nats.clone(),
