@@ -195,6 +195,7 @@ impl App {
             self.http,
             self.router,
             Protocol::Http1,
+            None,
             deadlines,
             cancel.clone(),
         );
@@ -205,6 +206,7 @@ impl App {
                     listener,
                     self.grpc_router,
                     Protocol::Http2,
+                    None,
                     deadlines,
                     cancel,
                 )
