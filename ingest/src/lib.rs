@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use herald_runtime::nats::retry_until_ready;
 use herald_runtime::serve::{self, Deadlines, Protocol};
+use herald_runtime::tls::{ServerCert, TlsArgs};
 use herald_runtime::{Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,9 @@ pub struct IngestArgs {
     /// still frees a stalled connection soon.
     #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = herald_runtime::serve::parse_positive_duration)]
     pub body_read_timeout: Duration,
+    /// The certificate HTTP and gRPC are served with, over TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// How often ingest reads HERALD_EVENTS's size.
@@ -82,6 +86,8 @@ pub struct App {
     router: axum::Router,
     grpc_router: axum::Router,
     intake: Intake,
+    tls: Option<ServerCert>,
+    metrics: Metrics,
 }
 
 // === impl App ===
@@ -92,8 +98,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// When a listener cannot be bound, the clusters file is unusable, or
-    /// cancelled before the stream could be created.
+    /// When the TLS certificate or key cannot be used, a listener cannot be
+    /// bound, or cancelled before the stream could be created.
     pub async fn build(
         args: &IngestArgs,
         fleet: Option<herald_runtime::clusters::Fleet>,
@@ -102,6 +108,8 @@ impl App {
         readiness: &Readiness,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
+        let tls = ServerCert::from_args(&args.tls)
+            .map_err(|e| anyhow::anyhow!("cannot serve TLS: {e}"))?;
         let clusters = match fleet {
             Some(fleet) => Clusters::with_fleet(&args.cluster, fleet),
             None => Clusters::open(&args.cluster),
@@ -137,7 +145,7 @@ impl App {
             metrics.clone(),
             readiness.clone(),
         );
-        let intake = Intake::new(nats, metrics, args.publish_timeout, dedupe, budget);
+        let intake = Intake::new(nats, metrics.clone(), args.publish_timeout, dedupe, budget);
         Ok(Self {
             router: http::router(
                 intake.clone(),
@@ -153,6 +161,8 @@ impl App {
             http,
             grpc,
             intake,
+            tls,
+            metrics,
         })
     }
 
@@ -171,6 +181,12 @@ impl App {
         self.grpc.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Whether HTTP and gRPC are served over TLS.
+    #[must_use]
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The intake, for callers inside the process.
     #[must_use]
     pub fn intake(&self) -> &Intake {
@@ -185,28 +201,44 @@ impl App {
     ///
     /// When a listener has no local address.
     pub async fn run(self, deadlines: Deadlines, cancel: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over HTTP.");
         tokio::spawn(self.intake.budget().clone().watch(
             self.intake.nats().jetstream.clone(),
             BUDGET_POLL,
             cancel.clone(),
         ));
+        let (http_tls, grpc_tls) = match &self.tls {
+            Some(cert) => {
+                tokio::spawn(cert.clone().watch(self.metrics.clone(), cancel.clone()));
+                (
+                    Some(cert.acceptor(&[b"http/1.1"])?),
+                    Some(cert.acceptor(&[b"h2"])?),
+                )
+            }
+            None => (None, None),
+        };
+        let over = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
+        tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over {over}.");
         let http = serve::serve(
             self.http,
             self.router,
             Protocol::Http1,
-            None,
+            http_tls,
             deadlines,
             cancel.clone(),
         );
         let grpc = async {
             if let Some(listener) = self.grpc {
-                tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over gRPC.");
+                let over = if grpc_tls.is_some() {
+                    "gRPC over TLS"
+                } else {
+                    "gRPC"
+                };
+                tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over {over}.");
                 serve::serve(
                     listener,
                     self.grpc_router,
                     Protocol::Http2,
-                    None,
+                    grpc_tls,
                     deadlines,
                     cancel,
                 )

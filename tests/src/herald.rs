@@ -51,6 +51,7 @@ impl Default for Options {
                 rate_limit_interval: Duration::from_secs(300),
                 publish_timeout: Duration::from_secs(1),
                 body_read_timeout: Duration::from_secs(30),
+                tls: herald_runtime::tls::TlsArgs::default(),
             },
             router_args: RouterArgs {
                 router_concurrency: 64,
