@@ -9,6 +9,7 @@ pub mod dedupe;
 pub mod grpc;
 pub mod http;
 pub mod intake;
+pub mod share;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use clusters::Clusters;
 pub use intake::{IngestError, Intake};
+pub use share::{ShareLimits, Shares};
 
 /// Settings of `herald ingest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,15 +50,55 @@ pub struct IngestArgs {
     pub publish_timeout: Duration,
     /// How long a request body may take to arrive once its headers have: an
     /// HTTP event not all in by then is answered `408 Request Timeout`, and
-    /// a gRPC call must be received and answered within this plus twice
-    /// `--publish-timeout` (the dedupe check and the publish each have that
-    /// long). Thirty seconds carries a 3 MiB event over a 100 KiB/s link and
-    /// still frees a stalled connection soon.
+    /// a gRPC call must be received and answered within this plus three
+    /// times `--publish-timeout` (waiting for a turn within the cluster's
+    /// share, the dedupe check and the publish each have that long). Thirty
+    /// seconds carries a 3 MiB event over a 100 KiB/s link and still frees a
+    /// stalled connection soon.
     #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = herald_runtime::serve::parse_positive_duration)]
     pub body_read_timeout: Duration,
+    /// Each cluster's share, with a clusters file: how many of its events
+    /// may be received or stored at once. Past it the cluster is answered
+    /// `503` with `Retry-After`, which every Flux emitter retries, while the
+    /// other clusters are served at once. A Flux cluster posts one event per
+    /// busy reconcile worker, tens at most. `0` is no bound.
+    #[arg(long, env = "HERALD_CLUSTER_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub cluster_max_in_flight: usize,
+    /// Each cluster's share, with a clusters file: events per second it may
+    /// send, sustained, into the stream and router every cluster shares;
+    /// past it (and `--cluster-burst`), `503` with `Retry-After`. `0` is no
+    /// bound.
+    #[arg(long, env = "HERALD_CLUSTER_RATE", default_value_t = 100.0, value_parser = parse_rate)]
+    pub cluster_rate: f64,
+    /// How many events a cluster may send at once above `--cluster-rate`.
+    #[arg(long, env = "HERALD_CLUSTER_BURST", default_value_t = 1000)]
+    pub cluster_burst: u32,
     /// The certificate HTTP and gRPC are served with, over TLS.
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+impl IngestArgs {
+    /// Each cluster's share as the flags set it.
+    #[must_use]
+    pub fn share_limits(&self) -> ShareLimits {
+        ShareLimits {
+            max_in_flight: self.cluster_max_in_flight,
+            rate: self.cluster_rate,
+            burst: self.cluster_burst,
+        }
+    }
+}
+
+/// Parses an events-per-second rate: a number, zero or more.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of events per second"))?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("{text:?} must be zero or more events per second"));
+    }
+    Ok(rate)
 }
 
 /// How often ingest reads HERALD_EVENTS's size.
@@ -110,8 +152,10 @@ impl App {
     ) -> anyhow::Result<Self> {
         let tls = ServerCert::from_args(&args.tls)
             .map_err(|e| anyhow::anyhow!("cannot serve TLS: {e}"))?;
+        // Shares need a cluster's identity, which only a clusters file proves.
         let clusters = match fleet {
-            Some(fleet) => Clusters::with_fleet(&args.cluster, fleet),
+            Some(fleet) => Clusters::with_fleet(&args.cluster, fleet)
+                .with_shares(Shares::new(args.share_limits())),
             None => Clusters::open(&args.cluster),
         };
         readiness.register("events-stream");
@@ -156,7 +200,8 @@ impl App {
             grpc_router: grpc::router(
                 intake.clone(),
                 clusters,
-                args.body_read_timeout + args.publish_timeout * 2,
+                args.publish_timeout,
+                args.body_read_timeout + args.publish_timeout * 3,
             ),
             http,
             grpc,

@@ -1,14 +1,18 @@
 //! Ingest on an open network: HTTPS and gRPC over TLS with a certificate
-//! read again from its files when they change.
+//! read again from its files when they change, and fairness between the
+//! clusters of a fleet: a cluster that floods is refused what is over its
+//! share (`503` and `Retry-After`, which every Flux emitter retries) while
+//! the other clusters are answered at once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use herald_proto::names;
 use herald_proto::v1::ingest_client::IngestClient;
-use herald_proto::v1::{PublishRequest, publish_result::Status};
+use herald_proto::v1::{PublishRequest, PublishResponse, publish_result::Status};
 use herald_runtime::nats::NatsArgs;
 use herald_runtime::serve::Deadlines;
 use herald_runtime::tls::TlsArgs;
@@ -400,4 +404,261 @@ async fn a_certificate_that_cannot_be_used_stops_start_up() {
         error.contains("does not go with the certificate in"),
         "{error}"
     );
+}
+
+// === fairness ===
+
+const FLOOD: (&str, &str) = ("flood", "flood-token");
+const CALM: (&str, &str) = ("calm", "calm-token");
+
+fn basic((cluster, token): (&str, &str)) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{cluster}:{token}"));
+    format!("Basic {encoded}")
+}
+
+/// A fleet of two clusters, `flood` and `calm`.
+fn fleet(clusters: &tempfile::TempDir) -> Options {
+    let file = clusters.path().join("clusters.yaml");
+    std::fs::write(
+        &file,
+        format!("{}: {}\n{}: {}\n", FLOOD.0, FLOOD.1, CALM.0, CALM.1),
+    )
+    .unwrap();
+    let mut options = Options {
+        clusters_file: Some(file),
+        ..Options::default()
+    };
+    options.ingest_args.cluster_rate = 0.0;
+    options
+}
+
+async fn post_as(herald: &TestHerald, who: (&str, &str), message: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(herald.ingest_url())
+        .header("authorization", basic(who))
+        .header("content-type", "application/json")
+        .body(event(message))
+        .send()
+        .await
+        .expect("ingest answers")
+}
+
+async fn publish_as(
+    herald: &TestHerald,
+    who: (&str, &str),
+    messages: &[String],
+) -> PublishResponse {
+    let mut client = IngestClient::connect(herald.grpc_url()).await.unwrap();
+    let mut request = tonic::Request::new(batch(messages));
+    request
+        .metadata_mut()
+        .insert("authorization", basic(who).parse().unwrap());
+    client.publish(request).await.unwrap().into_inner()
+}
+
+/// A request of `flood` whose headers are in and whose body is half sent:
+/// ingest has admitted it (it answers `100 Continue` once it did) and it
+/// holds one of the cluster's events in flight until the rest is sent.
+struct Held {
+    stream: TcpStream,
+    rest: String,
+}
+
+impl Held {
+    async fn open(addr: SocketAddr, message: &str) -> Self {
+        let body = event(message);
+        let (first, rest) = body.split_at(body.len() / 2);
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: herald\r\nauthorization: {}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+            basic(FLOOD),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("100 Continue\r\n\r\n") {
+            let read = tokio::time::timeout(BOUND, stream.read(&mut buf))
+                .await
+                .expect("100 Continue")
+                .unwrap();
+            assert!(read > 0, "closed before 100 Continue");
+            seen.extend_from_slice(&buf[..read]);
+        }
+        stream.write_all(first.as_bytes()).await.unwrap();
+        Self {
+            stream,
+            rest: rest.to_owned(),
+        }
+    }
+
+    /// Sends the rest of the body; returns the answer's status line.
+    async fn finish(mut self) -> String {
+        self.stream.write_all(self.rest.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+            let read = tokio::time::timeout(BOUND, self.stream.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(read > 0, "closed before the answer");
+            seen.extend_from_slice(&buf[..read]);
+        }
+        String::from_utf8_lossy(&seen)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_flooding_cluster_is_refused_over_its_share_and_the_others_are_served() {
+    let nats = TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let dir = catalog(&hook);
+    let clusters = tempfile::tempdir().unwrap();
+    let mut options = fleet(&clusters);
+    options.ingest_args.cluster_max_in_flight = 4;
+    // The held requests wait as long as the test needs them to.
+    options.ingest_args.body_read_timeout = Duration::from_secs(300);
+    options.deadlines.idle = Duration::from_secs(300);
+    let herald = TestHerald::start_with(nats.url(), dir.path(), options).await;
+
+    // `flood` has its four events in flight, held (as a slow JetStream
+    // would hold them).
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(Held::open(herald.ingest_addr(), &format!("held {i}")).await);
+    }
+
+    // It floods: forty more at once, each refused with a Retry-After.
+    let flood = futures::future::join_all((0..40).map(|i| {
+        let herald = &herald;
+        async move { post_as(herald, FLOOD, &format!("flood {i}")).await }
+    }))
+    .await;
+    for response in flood {
+        assert_eq!(response.status(), 503);
+        let retry_after: u64 = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After in seconds");
+        assert!((1..=4).contains(&retry_after), "{retry_after}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains("cluster flood already has 4 events"),
+            "{text}"
+        );
+    }
+    // A batch of `flood` over gRPC waits its turn, gets none, and each of
+    // its events is answered UNAVAILABLE.
+    let refused = publish_as(&herald, FLOOD, &["flood grpc".to_owned()]).await;
+    assert_eq!(refused.results[0].status, Status::Unavailable as i32);
+    assert!(refused.results[0].error.contains("its share"));
+
+    // `calm` is answered at once, over HTTP and gRPC.
+    for i in 0..3 {
+        assert_eq!(
+            post_as(&herald, CALM, &format!("calm {i}")).await.status(),
+            202
+        );
+    }
+    let accepted = publish_as(&herald, CALM, &["calm grpc".to_owned()]).await;
+    assert_eq!(accepted.results[0].status, Status::Accepted as i32);
+
+    let text = herald.admin("/metrics").await.1;
+    assert_eq!(
+        metric(
+            &text,
+            r#"herald_events_rejected_total{reason="cluster_over_share"}"#
+        ),
+        41.0,
+        "{text}"
+    );
+
+    // The held events arrive whole and are accepted.
+    for request in held {
+        assert_eq!(request.finish().await, "HTTP/1.1 202 Accepted");
+    }
+    // Every accepted event is delivered; nothing refused was stored.
+    let mut messages: Vec<String> = hook
+        .wait_for(8)
+        .await
+        .iter()
+        .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "calm 0",
+            "calm 1",
+            "calm 2",
+            "calm grpc",
+            "held 0",
+            "held 1",
+            "held 2",
+            "held 3"
+        ]
+    );
+    assert_eq!(nats.stream_messages(names::EVENTS_STREAM).await, 8);
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cluster_over_its_rate_is_refused_and_the_others_are_served() {
+    let nats = TestNats::start().await;
+    let dir = config_dir("");
+    let clusters = tempfile::tempdir().unwrap();
+    let mut options = Options {
+        router: false,
+        sender: false,
+        ..fleet(&clusters)
+    };
+    // A burst of three, and then (in test time) no more.
+    options.ingest_args.cluster_rate = 0.001;
+    options.ingest_args.cluster_burst = 3;
+    let herald = TestHerald::start_with(nats.url(), dir.path(), options).await;
+
+    for i in 0..3 {
+        assert_eq!(
+            post_as(&herald, FLOOD, &format!("burst {i}"))
+                .await
+                .status(),
+            202
+        );
+    }
+    let refused = post_as(&herald, FLOOD, "over").await;
+    assert_eq!(refused.status(), 503);
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    // The next token is far away; emitters are told to come back soon anyway.
+    assert!((10..=13).contains(&retry_after), "{retry_after}");
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("more than its share of 0.001 events/s"),
+        "{text}"
+    );
+
+    assert_eq!(post_as(&herald, CALM, "calm").await.status(), 202);
+    let text = herald.admin("/metrics").await.1;
+    assert_eq!(
+        metric(
+            &text,
+            r#"herald_events_rejected_total{reason="cluster_over_rate"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(nats.stream_messages(names::EVENTS_STREAM).await, 4);
+    herald.shutdown().await;
 }
