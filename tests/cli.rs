@@ -345,9 +345,10 @@ async fn separate_ingest_router_and_sender_processes_deliver() {
     let requests = hook.wait_for(1).await;
     let forwarded = requests[0].json();
     assert_eq!(forwarded["message"], "Helm upgrade succeeded");
+    // Every notification names its cluster unless --no-cluster-metadata.
     assert_eq!(
         forwarded["metadata"],
-        serde_json::json!({"revision": "6.5.3"})
+        serde_json::json!({"revision": "6.5.3", "cluster": "default"})
     );
 }
 
