@@ -28,6 +28,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Receive Flux events (HTTP and gRPC) and store them on JetStream.
@@ -695,7 +697,8 @@ async fn run(
                 .await?;
                 tracing::info!(
                     http = %ingest_app.http_addr()?,
-                    "Herald standalone is ready: point Flux's --events-addr at http://<this host>:{}/",
+                    "Herald standalone is ready: point Flux's --events-addr at {}://<this host>:{}/",
+                    if ingest_app.serves_tls() { "https" } else { "http" },
                     ingest_app.http_addr()?.port()
                 );
                 tasks.spawn(run_to_ok(sender_app.run(cancel.clone())));

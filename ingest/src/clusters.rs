@@ -6,12 +6,15 @@ use base64::Engine as _;
 use herald_runtime::clusters::Fleet;
 
 use crate::intake::IngestError;
+use crate::share::Shares;
 
-/// Who may send events, and the cluster name stamped on them.
+/// Who may send events, the cluster name stamped on them, and each
+/// cluster's share of ingest.
 #[derive(Clone, Debug)]
 pub struct Clusters {
     default: String,
     fleet: Option<Fleet>,
+    shares: Shares,
 }
 
 // === impl Clusters ===
@@ -23,6 +26,7 @@ impl Clusters {
         Self {
             default: default.to_owned(),
             fleet: None,
+            shares: Shares::unlimited(),
         }
     }
 
@@ -33,7 +37,21 @@ impl Clusters {
         Self {
             default: default.to_owned(),
             fleet: Some(fleet),
+            shares: Shares::unlimited(),
         }
+    }
+
+    /// Gives each cluster `shares` of ingest (unlimited until then).
+    #[must_use]
+    pub fn with_shares(mut self, shares: Shares) -> Self {
+        self.shares = shares;
+        self
+    }
+
+    /// Each cluster's share of ingest.
+    #[must_use]
+    pub fn shares(&self) -> &Shares {
+        &self.shares
     }
 
     /// Whether credentials are checked (a clusters file is configured).

@@ -24,13 +24,21 @@ pub const MAX_BATCH: usize = 10_000;
 pub struct GrpcIngest {
     intake: Intake,
     clusters: Clusters,
+    turn_wait: Duration,
 }
 
 impl GrpcIngest {
-    /// A tonic server for the service.
+    /// A tonic server for the service. An event of a batch waits up to
+    /// `turn_wait` for a turn within its cluster's share of events in
+    /// flight, then is answered `UNAVAILABLE`.
     #[must_use]
-    pub fn server(intake: Intake, clusters: Clusters) -> IngestServer<Self> {
-        IngestServer::new(Self { intake, clusters }).max_decoding_message_size(64 * 1024 * 1024)
+    pub fn server(intake: Intake, clusters: Clusters, turn_wait: Duration) -> IngestServer<Self> {
+        IngestServer::new(Self {
+            intake,
+            clusters,
+            turn_wait,
+        })
+        .max_decoding_message_size(64 * 1024 * 1024)
     }
 }
 
@@ -38,8 +46,13 @@ impl GrpcIngest {
 /// that has not been read, decoded and answered within `request_timeout`
 /// ends with `DEADLINE_EXCEEDED`: a client that dribbles its request holds
 /// its stream no longer than that.
-pub fn router(intake: Intake, clusters: Clusters, request_timeout: Duration) -> axum::Router {
-    tonic::service::Routes::new(GrpcIngest::server(intake, clusters))
+pub fn router(
+    intake: Intake,
+    clusters: Clusters,
+    turn_wait: Duration,
+    request_timeout: Duration,
+) -> axum::Router {
+    tonic::service::Routes::new(GrpcIngest::server(intake, clusters, turn_wait))
         .prepare()
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(
@@ -123,9 +136,13 @@ impl Ingest for GrpcIngest {
                         limit: MAX_BODY_BYTES,
                     })
                 } else {
-                    match self.intake.prepare(&cluster, body) {
-                        Ok(prepared) => self.intake.publish(prepared).await,
-                        Err(error) => Err(error),
+                    // The batch's events take turns within the cluster's share.
+                    match self.clusters.shares().admit(&cluster, self.turn_wait).await {
+                        Ok(_admission) => match self.intake.prepare(&cluster, body) {
+                            Ok(prepared) => self.intake.publish(prepared).await,
+                            Err(error) => Err(error),
+                        },
+                        Err(over) => Err(over.into()),
                     }
                 };
                 match outcome {
@@ -142,7 +159,9 @@ impl Ingest for GrpcIngest {
                         self.intake.metrics().reject(error.reason());
                         PublishResult {
                             status: match error {
-                                IngestError::Unavailable(_) => Status::Unavailable,
+                                IngestError::Unavailable(_) | IngestError::OverShare(_) => {
+                                    Status::Unavailable
+                                }
                                 _ => Status::Invalid,
                             } as i32,
                             event_id: String::new(),

@@ -49,7 +49,7 @@ impl IntoResponse for IngestError {
             Self::TooLarge { .. } | Self::DoesNotFit { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::OverShare(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = (status, format!("{self}\n")).into_response();
         match &self {
@@ -63,6 +63,12 @@ impl IntoResponse for IngestError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::OverShare(over) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(over.retry_after().as_secs()),
+                );
             }
             // The rest of the body may still be on its way: start afresh.
             Self::Timeout { .. } => {
@@ -152,6 +158,11 @@ fn accepted(stored: &Stored) -> Response {
 
 async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<Stored, IngestError> {
     let cluster = state.clusters.identify(headers)?;
+    // The cluster's share covers receiving the body too, so a cluster that
+    // sends slowly holds its own share, no one else's. A refusal is given
+    // once the body is read: closing a socket with unread bytes resets the
+    // connection, and the client might never see the answer.
+    let admission = state.clusters.shares().try_admit(&cluster);
     let too_large = IngestError::TooLarge {
         limit: state.max_body,
     };
@@ -177,6 +188,7 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<St
             )));
         }
     };
+    let _admission = admission?;
     let prepared = state.intake.prepare(&cluster, &bytes)?;
     prepared
         .labels

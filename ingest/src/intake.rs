@@ -53,6 +53,9 @@ pub enum IngestError {
         /// How long it may take.
         limit: Duration,
     },
+    /// The cluster is over its share of ingest; it should retry later.
+    #[error("{0}")]
+    OverShare(#[from] crate::share::OverShare),
     /// JetStream did not acknowledge the event; the caller should retry.
     #[error("cannot store the event now, retry later: {0}")]
     Unavailable(String),
@@ -68,6 +71,7 @@ impl IngestError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Timeout { .. } => "timeout",
             Self::Unavailable(_) => "unavailable",
+            Self::OverShare(over) => over.reason(),
         }
     }
 }

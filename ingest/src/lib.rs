@@ -9,17 +9,20 @@ pub mod dedupe;
 pub mod grpc;
 pub mod http;
 pub mod intake;
+pub mod share;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use herald_runtime::nats::retry_until_ready;
 use herald_runtime::serve::{self, Deadlines, Protocol};
+use herald_runtime::tls::{ServerCert, TlsArgs};
 use herald_runtime::{Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
 
 pub use clusters::Clusters;
 pub use intake::{IngestError, Intake};
+pub use share::{ShareLimits, Shares};
 
 /// Settings of `herald ingest`.
 #[derive(Debug, Clone, clap::Args)]
@@ -47,12 +50,55 @@ pub struct IngestArgs {
     pub publish_timeout: Duration,
     /// How long a request body may take to arrive once its headers have: an
     /// HTTP event not all in by then is answered `408 Request Timeout`, and
-    /// a gRPC call must be received and answered within this plus twice
-    /// `--publish-timeout` (the dedupe check and the publish each have that
-    /// long). Thirty seconds carries a 3 MiB event over a 100 KiB/s link and
-    /// still frees a stalled connection soon.
+    /// a gRPC call must be received and answered within this plus three
+    /// times `--publish-timeout` (waiting for a turn within the cluster's
+    /// share, the dedupe check and the publish each have that long). Thirty
+    /// seconds carries a 3 MiB event over a 100 KiB/s link and still frees a
+    /// stalled connection soon.
     #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value = "30s", value_parser = herald_runtime::serve::parse_positive_duration)]
     pub body_read_timeout: Duration,
+    /// Each cluster's share, with a clusters file: how many of its events
+    /// may be received or stored at once. Past it the cluster is answered
+    /// `503` with `Retry-After`, which every Flux emitter retries, while the
+    /// other clusters are served at once. A Flux cluster posts one event per
+    /// busy reconcile worker, tens at most. `0` is no bound.
+    #[arg(long, env = "HERALD_CLUSTER_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub cluster_max_in_flight: usize,
+    /// Each cluster's share, with a clusters file: events per second it may
+    /// send, sustained, into the stream and router every cluster shares;
+    /// past it (and `--cluster-burst`), `503` with `Retry-After`. `0` is no
+    /// bound.
+    #[arg(long, env = "HERALD_CLUSTER_RATE", default_value_t = 100.0, value_parser = parse_rate)]
+    pub cluster_rate: f64,
+    /// How many events a cluster may send at once above `--cluster-rate`.
+    #[arg(long, env = "HERALD_CLUSTER_BURST", default_value_t = 1000)]
+    pub cluster_burst: u32,
+    /// The certificate HTTP and gRPC are served with, over TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+impl IngestArgs {
+    /// Each cluster's share as the flags set it.
+    #[must_use]
+    pub fn share_limits(&self) -> ShareLimits {
+        ShareLimits {
+            max_in_flight: self.cluster_max_in_flight,
+            rate: self.cluster_rate,
+            burst: self.cluster_burst,
+        }
+    }
+}
+
+/// Parses an events-per-second rate: a number, zero or more.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of events per second"))?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("{text:?} must be zero or more events per second"));
+    }
+    Ok(rate)
 }
 
 /// How often ingest reads HERALD_EVENTS's size.
@@ -82,6 +128,8 @@ pub struct App {
     router: axum::Router,
     grpc_router: axum::Router,
     intake: Intake,
+    tls: Option<ServerCert>,
+    metrics: Metrics,
 }
 
 // === impl App ===
@@ -92,8 +140,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// When a listener cannot be bound, the clusters file is unusable, or
-    /// cancelled before the stream could be created.
+    /// When the TLS certificate or key cannot be used, a listener cannot be
+    /// bound, or cancelled before the stream could be created.
     pub async fn build(
         args: &IngestArgs,
         fleet: Option<herald_runtime::clusters::Fleet>,
@@ -102,8 +150,12 @@ impl App {
         readiness: &Readiness,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
+        let tls = ServerCert::from_args(&args.tls)
+            .map_err(|e| anyhow::anyhow!("cannot serve TLS: {e}"))?;
+        // Shares need a cluster's identity, which only a clusters file proves.
         let clusters = match fleet {
-            Some(fleet) => Clusters::with_fleet(&args.cluster, fleet),
+            Some(fleet) => Clusters::with_fleet(&args.cluster, fleet)
+                .with_shares(Shares::new(args.share_limits())),
             None => Clusters::open(&args.cluster),
         };
         readiness.register("events-stream");
@@ -137,7 +189,7 @@ impl App {
             metrics.clone(),
             readiness.clone(),
         );
-        let intake = Intake::new(nats, metrics, args.publish_timeout, dedupe, budget);
+        let intake = Intake::new(nats, metrics.clone(), args.publish_timeout, dedupe, budget);
         Ok(Self {
             router: http::router(
                 intake.clone(),
@@ -148,11 +200,14 @@ impl App {
             grpc_router: grpc::router(
                 intake.clone(),
                 clusters,
-                args.body_read_timeout + args.publish_timeout * 2,
+                args.publish_timeout,
+                args.body_read_timeout + args.publish_timeout * 3,
             ),
             http,
             grpc,
             intake,
+            tls,
+            metrics,
         })
     }
 
@@ -171,6 +226,12 @@ impl App {
         self.grpc.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// Whether HTTP and gRPC are served over TLS.
+    #[must_use]
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The intake, for callers inside the process.
     #[must_use]
     pub fn intake(&self) -> &Intake {
@@ -185,26 +246,44 @@ impl App {
     ///
     /// When a listener has no local address.
     pub async fn run(self, deadlines: Deadlines, cancel: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over HTTP.");
         tokio::spawn(self.intake.budget().clone().watch(
             self.intake.nats().jetstream.clone(),
             BUDGET_POLL,
             cancel.clone(),
         ));
+        let (http_tls, grpc_tls) = match &self.tls {
+            Some(cert) => {
+                tokio::spawn(cert.clone().watch(self.metrics.clone(), cancel.clone()));
+                (
+                    Some(cert.acceptor(&[b"http/1.1"])?),
+                    Some(cert.acceptor(&[b"h2"])?),
+                )
+            }
+            None => (None, None),
+        };
+        let over = if self.tls.is_some() { "HTTPS" } else { "HTTP" };
+        tracing::info!(addr = %self.http.local_addr()?, "Receiving Flux events over {over}.");
         let http = serve::serve(
             self.http,
             self.router,
             Protocol::Http1,
+            http_tls,
             deadlines,
             cancel.clone(),
         );
         let grpc = async {
             if let Some(listener) = self.grpc {
-                tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over gRPC.");
+                let over = if grpc_tls.is_some() {
+                    "gRPC over TLS"
+                } else {
+                    "gRPC"
+                };
+                tracing::info!(addr = %listener.local_addr()?, "Receiving Flux events over {over}.");
                 serve::serve(
                     listener,
                     self.grpc_router,
                     Protocol::Http2,
+                    grpc_tls,
                     deadlines,
                     cancel,
                 )

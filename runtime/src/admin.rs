@@ -89,6 +89,7 @@ impl AdminServer {
             self.listener,
             self.router,
             Protocol::Http1,
+            None,
             deadlines,
             shutdown,
         )

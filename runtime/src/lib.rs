@@ -1,8 +1,8 @@
 //! What every Herald service shares: the NATS connection and the JetStream
 //! streams and consumers, the catalog of Alerts and Providers, the admin
-//! listener with health, readiness and metrics, serving HTTP with deadlines,
-//! writing Events, status and a leader Lease back to Kubernetes, logs, and
-//! shutdown.
+//! listener with health, readiness and metrics, serving HTTP (and HTTPS) with
+//! deadlines, writing Events, status and a leader Lease back to Kubernetes,
+//! logs, and shutdown.
 //!
 //! Services (ingest, router, senders) depend on this crate; it depends on none
 //! of them.
@@ -25,6 +25,7 @@ pub mod propagation;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use catalog::{Catalog, CatalogArgs, Snapshot};
 pub use health::Readiness;

@@ -27,6 +27,12 @@ pub struct ConsumerLabels {
     pub consumer: String,
 }
 
+/// Label set `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeOnlyLabels {
+    pub outcome: String,
+}
+
 /// Label set `provider_type`, `outcome`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -78,6 +84,9 @@ pub struct Metrics {
     /// Messages that could never fit NATS's `max_payload`, kept shrunk as dead
     /// letters (by where: `router`, `sender`).
     pub oversize: Family<ReasonLabels, Counter>,
+    /// Reads of a changed TLS certificate and key, by outcome: `loaded`,
+    /// or `failed` (the previous pair is still served).
+    pub tls_reloads: Family<OutcomeOnlyLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -123,6 +132,7 @@ impl Metrics {
             stream_budget_full: Family::default(),
             budget_refusals: Family::default(),
             oversize: Family::default(),
+            tls_reloads: Family::default(),
         };
         registry.register(
             "events_received",
@@ -214,6 +224,11 @@ impl Metrics {
             "Messages larger than NATS carries, kept shrunk as dead letters",
             m.oversize.clone(),
         );
+        registry.register(
+            "tls_certificate_reloads",
+            "Reads of a changed TLS certificate and key, by outcome",
+            m.tls_reloads.clone(),
+        );
         m.registry = Arc::new(registry);
         m
     }
@@ -223,6 +238,15 @@ impl Metrics {
         self.events_rejected
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a read of a changed TLS certificate and key.
+    pub fn tls_reload(&self, outcome: &str) {
+        self.tls_reloads
+            .get_or_create(&OutcomeOnlyLabels {
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -14,6 +14,9 @@
 //! - **No progress**: a connection on which no byte moves, either way, for
 //!   `idle` is closed ([`DeadlineIo`]): a client that stops reading our
 //!   answer, or goes silent where no other timer runs.
+//! - **TLS handshake** (when the listener serves TLS): done within
+//!   `header_read` of accept, like a request's headers; the deadlines above
+//!   then apply to the decrypted connection.
 //! - **Bodies** are read by handlers, which know how long a body may take:
 //!   ingest answers `408` when an event does not arrive in time.
 //!
@@ -24,15 +27,18 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to send a request's headers, by default.
@@ -119,24 +125,19 @@ pub enum Protocol {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then stops
-/// accepting and waits for the connections to finish.
+/// accepting and waits for the connections to finish. With `tls`, every
+/// connection speaks TLS, and its handshake must be done within the header
+/// deadline, as a request's headers must.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     protocol: Protocol,
+    tls: Option<TlsAcceptor>,
     deadlines: Deadlines,
     shutdown: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut http1 = hyper::server::conn::http1::Builder::new();
-    http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(deadlines.header_read);
-    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2
-        .timer(TokioTimer::new())
-        .keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(deadlines.header_read);
+    let connections = Arc::new(Connections::new(protocol, deadlines));
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -151,16 +152,20 @@ pub async fn serve(
         // Answers are written whole; Nagle would only delay them.
         stream.set_nodelay(true).ok();
         let service = TowerToHyperService::new(router.clone());
-        let io = DeadlineIo::new(stream, deadlines.idle);
-        match protocol {
-            Protocol::Http1 => {
-                let connection = http1.serve_connection(TokioIo::new(io), service);
-                tokio::spawn(finish(graceful.watch(connection)));
+        // Taken now, so that shutdown waits for a handshake under way too.
+        let watcher = graceful.watcher();
+        let connections = Arc::clone(&connections);
+        match &tls {
+            None => {
+                tokio::spawn(async move { connections.serve(stream, service, watcher).await });
             }
-            Protocol::Http2 => {
-                let io = io.with_preface(HTTP2_PREFACE_LEN, deadlines.header_read);
-                let connection = http2.serve_connection(TokioIo::new(io), service);
-                tokio::spawn(finish(graceful.watch(connection)));
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Some(stream) = connections.handshake(stream, &acceptor).await {
+                        connections.serve(stream, service, watcher).await;
+                    }
+                });
             }
         }
     }
@@ -168,10 +173,132 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-async fn finish(connection: impl Future<Output = Result<(), hyper::Error>>) {
-    if let Err(error) = connection.await {
-        tracing::debug!(error = %error, "Closed a connection.");
+/// How every connection of a listener is served.
+struct Connections {
+    protocol: Protocol,
+    deadlines: Deadlines,
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+// === impl Connections ===
+
+impl Connections {
+    fn new(protocol: Protocol, deadlines: Deadlines) -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(deadlines.header_read);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(deadlines.header_read);
+        Self {
+            protocol,
+            deadlines,
+            http1,
+            http2,
+        }
     }
+
+    /// Serves HTTP on `stream` (plain TCP, or TLS once the handshake is done).
+    async fn serve<T>(&self, stream: T, service: Service, watcher: Watcher)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = DeadlineIo::new(stream, self.deadlines.idle);
+        let served = match self.protocol {
+            Protocol::Http1 => {
+                let connection = self.http1.serve_connection(TokioIo::new(io), service);
+                watcher.watch(connection).await
+            }
+            Protocol::Http2 => {
+                let io = io.with_preface(HTTP2_PREFACE_LEN, self.deadlines.header_read);
+                let connection = self.http2.serve_connection(TokioIo::new(io), service);
+                watcher.watch(connection).await
+            }
+        };
+        if let Err(error) = served {
+            tracing::debug!(error = %error, "Closed a connection.");
+        }
+    }
+
+    /// The TLS handshake, within the header deadline. A client that speaks
+    /// plain HTTP/1 is answered `400` saying so, as Go's servers do.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        acceptor: &TlsAcceptor,
+    ) -> Option<Box<TlsStream<TcpStream>>> {
+        let within = self.deadlines.header_read;
+        let opened = tokio::time::timeout(within, async {
+            let mut first = [0u8; 1];
+            if stream.peek(&mut first).await? == 0 {
+                return Ok(Handshake::Closed);
+            }
+            if first[0] != TLS_HANDSHAKE_RECORD {
+                return Ok(Handshake::Plain(stream));
+            }
+            let tls = acceptor.accept(stream).await?;
+            io::Result::Ok(Handshake::Done(Box::new(tls)))
+        })
+        .await;
+        match opened {
+            Ok(Ok(Handshake::Done(tls))) => Some(tls),
+            Ok(Ok(Handshake::Plain(stream))) => {
+                if self.protocol == Protocol::Http1 {
+                    refuse_plain_http(stream).await;
+                }
+                None
+            }
+            Ok(Ok(Handshake::Closed)) => None,
+            Ok(Err(error)) => {
+                tracing::debug!(error = %error, "A TLS handshake failed.");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(limit = ?within, "A client did not finish its TLS handshake in time.");
+                None
+            }
+        }
+    }
+}
+
+/// The service every connection runs.
+type Service = TowerToHyperService<axum::Router>;
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// How long a refused plain HTTP client may take to read its answer.
+const PLAIN_HTTP_LINGER: Duration = Duration::from_secs(1);
+
+enum Handshake {
+    Done(Box<TlsStream<TcpStream>>),
+    Plain(TcpStream),
+    Closed,
+}
+
+/// Answers a plain HTTP request on a TLS listener with `400`, then reads
+/// what the client still sends (briefly), so that closing does not reset
+/// the connection before the client has read the answer.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    let body = "This listener speaks HTTPS: use https:// in the address.\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tracing::debug!("Refused a plain HTTP request on a TLS listener.");
+    let answered = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    tokio::time::timeout(PLAIN_HTTP_LINGER, answered).await.ok();
 }
 
 /// A failed accept: per-connection errors are skipped; others (such as too

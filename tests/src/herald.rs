@@ -51,6 +51,10 @@ impl Default for Options {
                 rate_limit_interval: Duration::from_secs(300),
                 publish_timeout: Duration::from_secs(1),
                 body_read_timeout: Duration::from_secs(30),
+                cluster_max_in_flight: 64,
+                cluster_rate: 100.0,
+                cluster_burst: 1000,
+                tls: herald_runtime::tls::TlsArgs::default(),
             },
             router_args: RouterArgs {
                 router_concurrency: 64,
