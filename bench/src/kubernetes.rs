@@ -345,7 +345,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
         .build()?;
     let result = measure(ctx, &runtime).await;
     runtime.shutdown_background();
-    let (starts, routes, mut usages, events, clusters) = result?;
+    let Measured {
+        starts,
+        routes,
+        mut usages,
+        events,
+        fills,
+    } = result?;
     let rounds = opts.routing_rounds.max(1);
     // Each Herald process here ran for its own phase only.
     for usage in usages.iter_mut().filter(|u| u.herald) {
@@ -361,7 +367,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
          (the label watches); Herald runs with `--catalog kubernetes --kubeconfig ...` and its \
          defaults otherwise. Filling the fake took {}.\n",
         thousands(opts.kube_labelled as f64),
-        clusters
+        fills
             .iter()
             .map(|(alerts, fill)| format!("{fill:.1} s for {}", thousands(*alerts as f64)))
             .collect::<Vec<_>>()
@@ -424,9 +430,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
         "Routing, then sending: {} events were stored through herald ingest; then, for each \
          size, one `herald router` routed the whole backlog with a fresh consumer (rate = events \
          finished between 10 % and 90 % of the backlog / time, as in `alerts`; the figure of a \
-         size is its best round), and then one `herald sender` delivered {} of the deliveries it \
-         stored (rate = the middle 80 % of the sink's arrivals / their time span). Ready = from \
-         starting the process until `/readyz` answered 200, with the backlog waiting.\n",
+         size is its best round), and then one `herald sender` delivered the first {} of the \
+         deliveries the router stored (rate = the middle 80 % of the sink's arrivals / their \
+         time span). Ready = from starting the process until `/readyz` answered 200, with the \
+         backlog waiting.\n",
         thousands(events as f64),
         thousands(opts.kube_deliveries.min(events) as f64),
     );
@@ -515,13 +522,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     Ok(goals)
 }
 
-type Measured = (
-    Vec<StartRun>,
-    Vec<RouteRun>,
-    Vec<Usage>,
-    u64,
-    Vec<(usize, f64)>,
-);
+/// Everything the three phases measured.
+struct Measured {
+    starts: Vec<StartRun>,
+    routes: Vec<RouteRun>,
+    /// Every Herald process, then the nats-server.
+    usages: Vec<Usage>,
+    /// Events in the backlog.
+    events: u64,
+    /// (Alerts, seconds to fill the fake) of each size.
+    fills: Vec<(usize, f64)>,
+}
 
 async fn measure(ctx: &Ctx, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Measured> {
     let opts = &ctx.opts;
@@ -563,7 +574,13 @@ async fn measure(ctx: &Ctx, runtime: &tokio::runtime::Runtime) -> anyhow::Result
         .iter()
         .map(|c| (c.alerts, c.fill_seconds))
         .collect();
-    Ok((starts, routes, usages, events, fills))
+    Ok(Measured {
+        starts,
+        routes,
+        usages,
+        events,
+        fills,
+    })
 }
 
 #[cfg(test)]
