@@ -23,7 +23,7 @@ const KINDS: [&str; 10] = [
 
 /// Alerts not in the events' namespace go to `team-<i % 100>`; as every
 /// tenth Alert is in the events' namespace, 90 of those names are used.
-const OTHER_NAMESPACES: usize = 100;
+pub const OTHER_NAMESPACES: usize = 100;
 
 fn provider(namespace: &str, sink_url: &str) -> String {
     format!(
@@ -45,7 +45,7 @@ fn alert(namespace: &str, name: &str, kind: &str) -> String {
 /// The (namespace, kind) of non-matching Alert `i`: every tenth in the
 /// events' namespace with another kind, the others in other namespaces with
 /// any kind.
-fn non_matching(i: usize) -> (String, &'static str) {
+pub fn non_matching(i: usize) -> (String, &'static str) {
     if i.is_multiple_of(10) {
         let kind = KINDS[1 + (i / 10) % (KINDS.len() - 1)];
         (EVENT_NAMESPACE.to_owned(), kind)

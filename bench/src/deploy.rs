@@ -3,12 +3,13 @@
 //! `sender` processes.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use herald_proto::names;
 
-use crate::procs::{BenchNats, HeraldProc, Launcher, Usage, own_threads_cpu};
+use crate::procs::{BenchNats, HeraldProc, Launcher, READY_PATIENCE, Usage, own_threads_cpu};
 
 /// How Herald runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,6 +35,8 @@ impl Topology {
 pub struct Deployment {
     pub nats: BenchNats,
     pub work: tempfile::TempDir,
+    /// The catalog flags of `router`, `sender` and `standalone`.
+    catalog: Vec<String>,
     procs: Vec<HeraldProc>,
     stopped: Vec<Usage>,
     /// CPU seconds of each process (by pid) when the measured window began.
@@ -47,9 +50,14 @@ impl Deployment {
         let work = tempfile::Builder::new().prefix("herald-bench-").tempdir()?;
         std::fs::create_dir(work.path().join("config"))?;
         crate::catalog::write(&work.path().join("config"), sink_url, alerts, match_name)?;
+        let catalog = vec![
+            "--config-dir".to_owned(),
+            work.path().join("config").display().to_string(),
+        ];
         Ok(Self {
             nats,
             work,
+            catalog,
             procs: Vec::new(),
             stopped: Vec::new(),
             marks: HashMap::new(),
@@ -72,6 +80,46 @@ impl Deployment {
         )
     }
 
+    /// Processes started from now on read their catalog from the Kubernetes
+    /// API server of `kubeconfig` (`--catalog kubernetes`), with Herald's
+    /// defaults otherwise.
+    pub fn use_kubernetes(&mut self, kubeconfig: &Path) {
+        self.catalog = vec![
+            "--catalog".to_owned(),
+            "kubernetes".to_owned(),
+            "--kubeconfig".to_owned(),
+            kubeconfig.display().to_string(),
+        ];
+    }
+
+    /// Starts `herald <subcommand>` for each of `subcommands` at once and
+    /// waits until every one is ready; returns when each was ready, in ns
+    /// after the first was started.
+    pub async fn launch_together(
+        &mut self,
+        launcher: &Launcher,
+        subcommands: &[&str],
+    ) -> anyhow::Result<Vec<u64>> {
+        let started = crate::now_ns();
+        let mut procs = Vec::with_capacity(subcommands.len());
+        for subcommand in subcommands {
+            procs.push(launcher.spawn(
+                subcommand,
+                &self.nats.url(),
+                &self.catalog,
+                self.work.path(),
+                &[],
+            )?);
+        }
+        let ready =
+            futures::future::join_all(procs.iter_mut().map(|p| p.wait_ready(READY_PATIENCE))).await;
+        self.procs.extend(procs);
+        ready
+            .into_iter()
+            .map(|at| Ok(at?.saturating_sub(started)))
+            .collect()
+    }
+
     /// Starts `herald <subcommand>` and waits until it is ready.
     pub async fn launch(&mut self, launcher: &Launcher, subcommand: &str) -> anyhow::Result<()> {
         self.launch_with(launcher, subcommand, &[]).await
@@ -88,7 +136,7 @@ impl Deployment {
             .start(
                 subcommand,
                 &self.nats.url(),
-                &self.work.path().join("config"),
+                &self.catalog,
                 self.work.path(),
                 extra,
             )

@@ -13,6 +13,9 @@
 //! - `alerts`: routing throughput with 10, 1,000 and 10,000 Alerts;
 //! - `slow-sink`: deliveries per second of one sender when the destination
 //!   takes 100 ms to answer;
+//! - `kubernetes`: the catalog read from a (fake) Kubernetes API server with
+//!   10 and 10,000 Alerts, Providers and Secrets: time until ready, peak RSS,
+//!   routing rate;
 //! - `all`: all of them.
 //!
 //! Run it with `cargo run --release -p herald-bench -- all`; see `--help`.
@@ -23,6 +26,7 @@ mod alerts;
 mod bare;
 mod catalog;
 mod deploy;
+mod kubernetes;
 mod latency;
 mod load;
 mod max;
@@ -66,6 +70,7 @@ enum Scenario {
     Latency,
     Alerts,
     SlowSink,
+    Kubernetes,
     All,
 }
 
@@ -115,16 +120,16 @@ pub struct Options {
     /// latency: how Herald runs.
     #[arg(long, value_enum, default_value = "split")]
     pub latency_topology: Topology,
-    /// alerts: events routed for each catalog size.
+    /// alerts and kubernetes: events routed for each catalog size.
     #[arg(long, default_value_t = 150_000)]
     pub routing_events: u64,
-    /// alerts: how many times each catalog size is measured (the best counts).
+    /// alerts and kubernetes: how many times each catalog size is measured (the best counts).
     #[arg(long, default_value_t = 2)]
     pub routing_rounds: usize,
     /// alerts: catalog sizes.
     #[arg(long, value_delimiter = ',', default_value = "10,1000,10000")]
     pub alert_counts: Vec<usize>,
-    /// alerts and slow-sink: the longest a routing run may take.
+    /// alerts, slow-sink and kubernetes: the longest a routing run may take.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub routing_timeout: Duration,
     /// alerts and slow-sink: the longest filling HERALD_EVENTS may take.
@@ -139,6 +144,15 @@ pub struct Options {
     /// slow-sink: the longest the sender is given.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub slow_timeout: Duration,
+    /// kubernetes: catalog sizes (Alerts, and as many Providers and Secrets).
+    #[arg(long, value_delimiter = ',', default_value = "10,10000")]
+    pub kube_alert_counts: Vec<usize>,
+    /// kubernetes: Kustomizations with labels the API server serves too.
+    #[arg(long, default_value_t = 1000)]
+    pub kube_labelled: usize,
+    /// kubernetes: deliveries the sender sends after each routing run.
+    #[arg(long, default_value_t = 20_000)]
+    pub kube_deliveries: u64,
     /// How long to wait, after the load, for accepted events to reach the sink.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -285,6 +299,9 @@ async fn run(cli: Cli, herald: PathBuf, load_handle: tokio::runtime::Handle) -> 
     }
     if all || scenario == Scenario::SlowSink {
         goals.extend(slow::run(&ctx).await?);
+    }
+    if all || scenario == Scenario::Kubernetes {
+        goals.extend(kubernetes::run(&ctx).await?);
     }
     if ctx.sink.unmatched() > 0 {
         println!(

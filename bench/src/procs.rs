@@ -11,6 +11,9 @@ use anyhow::{Context as _, bail};
 use herald_runtime::local_nats::LocalNatsServer;
 use tokio::process::{Child, Command};
 
+/// How long a Herald process may take to become ready.
+pub const READY_PATIENCE: Duration = Duration::from_secs(90);
+
 /// Builds `herald` in release mode, with the cargo that runs this bench and
 /// the same target directory, and returns the binary's path.
 pub fn build_herald() -> anyhow::Result<PathBuf> {
@@ -84,14 +87,28 @@ pub struct Usage {
 }
 
 impl Launcher {
-    /// Starts `herald <subcommand>` against `nats_url` with the catalog in
-    /// `config_dir` and the `extra` flags last, logging to
-    /// `<work>/<name>.log`, and waits until `/readyz` answers 200.
+    /// Starts `herald <subcommand>` against `nats_url` with the `catalog`
+    /// flags and the `extra` flags last, logging to `<work>/<name>.log`, and
+    /// waits until `/readyz` answers 200.
     pub async fn start(
         &self,
         subcommand: &str,
         nats_url: &str,
-        config_dir: &Path,
+        catalog: &[String],
+        work: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<HeraldProc> {
+        let mut proc = self.spawn(subcommand, nats_url, catalog, work, extra)?;
+        proc.wait_ready(READY_PATIENCE).await?;
+        Ok(proc)
+    }
+
+    /// As [`Launcher::start`], without waiting: see [`HeraldProc::wait_ready`].
+    pub fn spawn(
+        &self,
+        subcommand: &str,
+        nats_url: &str,
+        catalog: &[String],
         work: &Path,
         extra: &[&str],
     ) -> anyhow::Result<HeraldProc> {
@@ -114,7 +131,7 @@ impl Launcher {
             args.extend(self.ingest_args.iter().cloned());
         }
         if with_catalog {
-            args.extend(["--config-dir".into(), config_dir.display().to_string()]);
+            args.extend(catalog.iter().cloned());
         }
         if matches!(subcommand, "router" | "standalone") {
             args.extend(self.router_args.iter().cloned());
@@ -143,16 +160,14 @@ impl Launcher {
             .spawn()
             .with_context(|| format!("cannot start {}", self.binary.display()))?;
         let pid = child.id().context("the child has no pid")?;
-        let mut proc = HeraldProc {
+        Ok(HeraldProc {
             name,
             pid,
             listen,
             admin,
             log,
             child,
-        };
-        proc.wait_ready(Duration::from_secs(90)).await?;
-        Ok(proc)
+        })
     }
 }
 
@@ -163,7 +178,9 @@ impl HeraldProc {
         Ok(format!("http://{listen}/"))
     }
 
-    async fn wait_ready(&mut self, patience: Duration) -> anyhow::Result<()> {
+    /// Polls `/readyz` every 10 ms until it answers 200; returns when (on
+    /// the bench clock, ns) it first did.
+    pub async fn wait_ready(&mut self, patience: Duration) -> anyhow::Result<u64> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
@@ -181,7 +198,7 @@ impl HeraldProc {
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
             {
-                return Ok(());
+                return Ok(crate::now_ns());
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
@@ -190,7 +207,7 @@ impl HeraldProc {
                     self.log_tail()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

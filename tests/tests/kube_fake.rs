@@ -1,6 +1,7 @@
 //! The fake Kubernetes API server driven by the real, unmodified kube-rs
 //! client and runtime: discovery, watcher + reflector through a 410 relist,
-//! metadata-only watches, field selectors, the events recorder, `/status`.
+//! metadata-only watches, field selectors, list pages, the events recorder,
+//! `/status`.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,9 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray,
 };
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
 use kube::discovery::Discovery;
@@ -425,4 +428,71 @@ async fn recorder_events_are_stored() {
     assert_eq!(events[0]["regarding"]["name"], "e");
     assert_eq!(events[0]["reportingController"], "herald");
     assert_eq!(events[0]["series"]["count"], 2);
+}
+
+/// Every page of a list, following `continue` tokens.
+async fn all_pages(api: &Api<Secret>, params: ListParams) -> (Vec<String>, usize) {
+    let mut params = params;
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let list = api.list(&params).await.expect("a page");
+        pages += 1;
+        names.extend(
+            list.items
+                .iter()
+                .map(|s| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())),
+        );
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return (names, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_come_in_pages_by_namespace_then_name() {
+    init();
+    let fake = FakeKube::start().await;
+    let mut expected = Vec::new();
+    for i in 0..25 {
+        let namespace = format!("team-{}", i % 3);
+        let labels = if i % 2 == 0 { "{even: 'yes'}" } else { "{}" };
+        fake.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s-{i:02}, namespace: {namespace}, labels: {labels}}}\ndata: {{token: eA==}}"
+        ));
+        expected.push((namespace, format!("s-{i:02}"), i % 2 == 0));
+    }
+    // Objects of another kind sort around them and never show up.
+    fake.apply(&alert("a", "v1beta3", "x"));
+    expected.sort();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = client(&fake, &dir).await;
+
+    let all: Api<Secret> = Api::all(client.clone());
+    let (names, pages) = all_pages(&all, ListParams::default().limit(10)).await;
+    let want: Vec<String> = expected
+        .iter()
+        .map(|(ns, n, _)| format!("{ns}/{n}"))
+        .collect();
+    assert_eq!(names, want);
+    assert_eq!(pages, 3);
+
+    let one: Api<Secret> = Api::namespaced(client.clone(), "team-1");
+    let (names, pages) = all_pages(&one, ListParams::default().limit(3)).await;
+    let want: Vec<String> = expected
+        .iter()
+        .filter(|(ns, _, _)| ns == "team-1")
+        .map(|(ns, n, _)| format!("{ns}/{n}"))
+        .collect();
+    assert_eq!(names, want);
+    assert_eq!(pages, 3);
+
+    let (names, _) = all_pages(&all, ListParams::default().labels("even=yes").limit(4)).await;
+    let want: Vec<String> = expected
+        .iter()
+        .filter(|(_, _, even)| *even)
+        .map(|(ns, n, _)| format!("{ns}/{n}"))
+        .collect();
+    assert_eq!(names, want);
 }

@@ -357,15 +357,37 @@ fn answer(
     Ok(Answer::Json(200, show(&object)))
 }
 
+/// The label and field selectors of a request.
+struct Selectors {
+    labels: Option<String>,
+    fields: Option<String>,
+}
+
+// === impl Selectors ===
+
+impl Selectors {
+    fn of(request: &KubeRequest) -> Self {
+        Self {
+            labels: request.query_value("labelSelector"),
+            fields: request.query_value("fieldSelector"),
+        }
+    }
+
+    fn select(&self, object: &Value) -> Result<bool, ApiError> {
+        let labels = self
+            .labels
+            .as_deref()
+            .is_none_or(|s| select::labels_match(s, object));
+        let fields = match self.fields.as_deref() {
+            Some(s) => select::fields_match(s, object)?,
+            None => true,
+        };
+        Ok(labels && fields)
+    }
+}
+
 fn selected(request: &KubeRequest, object: &Value) -> Result<bool, ApiError> {
-    let labels = request
-        .query_value("labelSelector")
-        .is_none_or(|s| select::labels_match(&s, object));
-    let fields = match request.query_value("fieldSelector") {
-        Some(s) => select::fields_match(&s, object)?,
-        None => true,
-    };
-    Ok(labels && fields)
+    Selectors::of(request).select(object)
 }
 
 fn list(
@@ -415,20 +437,14 @@ fn list(
         .and_then(|l| l.parse().ok())
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
+    let selectors = Selectors::of(request);
     let mut items = Vec::new();
     let mut next = None;
-    for object in store.list(resource, target.namespace.as_deref()) {
-        let position = (
-            object["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
-        if after.as_ref().is_some_and(|a| position <= *a) || !selected(request, &object)? {
+    let after = after
+        .as_ref()
+        .map(|(ns, name)| (ns.as_str(), name.as_str()));
+    for object in store.scan(resource, target.namespace.as_deref(), after) {
+        if !selectors.select(object)? {
             continue;
         }
         if items.len() == limit {
@@ -440,7 +456,7 @@ fn list(
             ));
             break;
         }
-        items.push(store::served(resource, &object));
+        items.push(store::served(resource, object));
     }
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(token) = next {

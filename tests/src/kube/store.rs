@@ -4,6 +4,7 @@
 //! of changes that watches resume from until it is compacted.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
@@ -245,14 +246,30 @@ impl Store {
     /// Objects of `resource` (in `namespace`, or everywhere when `None`), by key.
     #[must_use]
     pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> Vec<Value> {
+        self.scan(resource, namespace, None).cloned().collect()
+    }
+
+    /// As [`Store::list`], borrowed, and only the objects after `after`
+    /// (namespace, name) in key order: a list page reads only what it sends.
+    pub fn scan<'a>(
+        &'a self,
+        resource: &Resource,
+        namespace: Option<&'a str>,
+        after: Option<(&str, &str)>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
         let (group, plural) = family(resource);
+        let first = match (after, namespace) {
+            (Some((ns, name)), _) => {
+                Bound::Excluded(key(&(group.clone(), plural.clone()), ns, name))
+            }
+            (None, Some(ns)) => Bound::Included(key(&(group.clone(), plural.clone()), ns, "")),
+            (None, None) => Bound::Included(key(&(group.clone(), plural.clone()), "", "")),
+        };
         self.objects
-            .iter()
-            .filter(|((g, p, ns, _), _)| {
-                *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
-            })
-            .map(|(_, v)| v.clone())
-            .collect()
+            .range((first, Bound::Unbounded))
+            .take_while(move |((g, p, _, _), _)| *g == group && *p == plural)
+            .filter(move |((_, _, ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v)
     }
 
     /// Creates `object` in `namespace`.

@@ -34,7 +34,7 @@ use futures::StreamExt;
 use futures::stream::{BoxStream, SelectAll};
 use herald_flux::objects::{
     FLUX_OPERATOR_KINDS, NOTIFICATION_GROUP, Object, ObjectMeta as FluxMeta, SOURCE_KINDS,
-    Secret as FluxSecret, parse_documents,
+    Secret as FluxSecret, parse_documents, parse_value,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -524,16 +524,21 @@ fn entry(object: DynamicObject, resource: &ApiResource) -> (Key, Entry) {
     let mut value = serde_json::to_value(&object).unwrap_or_default();
     value["apiVersion"] = resource.api_version.clone().into();
     value["kind"] = resource.kind.clone().into();
-    let parsed = serde_json::to_string(&value)
-        .map_err(|e| e.to_string())
-        .and_then(|text| parse_documents(&text, &key.0))
-        .and_then(|mut objects| {
-            objects
-                .pop()
-                .ok_or_else(|| "not an Alert or Provider".to_owned())
-                .and_then(|o| o.map_err(|e| e.reason))
-        })
-        .map_err(|reason| Problem::error(PathBuf::new(), id, reason));
+    // Straight from JSON; the YAML reading of the text only when that fails
+    // (it reads scalars as a folder would, and says what is wrong).
+    let parsed = match parse_value(&value, &key.0) {
+        Some(parsed) => parsed.map_err(|e| e.reason),
+        None => serde_json::to_string(&value)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse_documents(&text, &key.0))
+            .and_then(|mut objects| {
+                objects
+                    .pop()
+                    .ok_or_else(|| "not an Alert or Provider".to_owned())
+                    .and_then(|o| o.map_err(|e| e.reason))
+            }),
+    }
+    .map_err(|reason| Problem::error(PathBuf::new(), id, reason));
     let entry = Entry {
         object: parsed,
         uid: object.metadata.uid.clone().unwrap_or_default(),
