@@ -126,6 +126,8 @@ pub struct Stored {
 #[derive(Clone, Debug)]
 pub struct Intake {
     nats: Nats,
+    /// JetStream with `publish_timeout` as its timeout, for the publishes.
+    publisher: async_nats::jetstream::Context,
     metrics: Metrics,
     publish_timeout: Duration,
     dedupe: Option<Dedupe>,
@@ -145,8 +147,12 @@ impl Intake {
         dedupe: Option<Dedupe>,
         budget: StreamBudget,
     ) -> Self {
+        let publisher = async_nats::jetstream::ContextBuilder::new()
+            .timeout(publish_timeout)
+            .build(nats.client.clone());
         Self {
             nats,
+            publisher,
             metrics,
             publish_timeout,
             dedupe,
@@ -315,8 +321,7 @@ impl Intake {
         };
         let attempt = async {
             let ack_future = self
-                .nats
-                .jetstream
+                .publisher
                 .publish_with_headers(subject, headers, payload)
                 .await
                 .map_err(|e| unavailable(&e))?;
