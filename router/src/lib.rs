@@ -13,6 +13,7 @@ use async_nats::jetstream::consumer;
 use async_nats::jetstream::{self, AckKind};
 use herald_proto::names;
 use herald_runtime::budget::StreamBudget;
+use herald_runtime::consume::{ConsumeSettings, Done};
 use herald_runtime::nats::{durable_consumer, parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,7 @@ pub struct App {
     router: Router,
     consumer: consumer::Consumer<consumer::pull::Config>,
     concurrency: usize,
+    ack_wait: Duration,
     deliveries_budget: StreamBudget,
 }
 
@@ -111,6 +113,7 @@ impl App {
             },
             consumer,
             concurrency,
+            ack_wait: args.router_ack_wait,
             deliveries_budget,
         })
     }
@@ -149,8 +152,12 @@ impl App {
             cancel.clone(),
         ));
         herald_runtime::consume::consume(
+            &self.router.nats.jetstream,
             &self.consumer,
-            self.concurrency,
+            ConsumeSettings {
+                concurrency: self.concurrency,
+                ack_wait: self.ack_wait,
+            },
             &cancel,
             "events",
             |message| self.handle(message),
@@ -159,7 +166,7 @@ impl App {
         tracing::info!("Router stopped pulling events.");
     }
 
-    async fn handle(&self, message: jetstream::Message) {
+    async fn handle(&self, message: jetstream::Message) -> Done {
         let span = tracing::info_span!(
             "router.process",
             otel.name = "process herald.events",
@@ -187,10 +194,10 @@ impl App {
             herald_runtime::propagation::extract_nats(message.headers.as_ref()),
         );
         herald_runtime::propagation::record_trace_id(&span);
-        self.handle_in(message).instrument(span).await;
+        self.handle_in(message).instrument(span).await
     }
 
-    async fn handle_in(&self, message: jetstream::Message) {
+    async fn handle_in(&self, message: jetstream::Message) -> Done {
         match self.router.route(&message.payload).await {
             Ok(routed) => {
                 self.deliveries_budget.stored();
@@ -199,6 +206,7 @@ impl App {
                 if let Err(error) = message.ack().await {
                     tracing::warn!(error = %error, "Cannot ack a routed event; it is routed again (deliveries are de-duplicated).");
                 }
+                Done::Finished
             }
             Err(route::RouteError::Undecodable(error)) => {
                 // Not an event of ours: nothing can ever route it.
@@ -207,6 +215,7 @@ impl App {
                 if let Err(error) = message.ack_with(AckKind::Term).await {
                     tracing::warn!(error = %error, "Cannot terminate an undecodable message.");
                 }
+                Done::Finished
             }
             Err(error) => {
                 tracing::Span::current().record("otel.status_code", "error");
@@ -222,6 +231,7 @@ impl App {
                 if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %error, "Cannot nak an event; it is redelivered after the ack wait.");
                 }
+                Done::PutBack
             }
         }
     }
