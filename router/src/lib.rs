@@ -31,8 +31,11 @@ pub struct RouterArgs {
     /// `--no-cross-namespace-refs`).
     #[arg(long, env = "HERALD_NO_CROSS_NAMESPACE_REFS")]
     pub no_cross_namespace_refs: bool,
-    /// How long JetStream waits for the router's ack before redelivering.
-    #[arg(long, env = "HERALD_ROUTER_ACK_WAIT", default_value = "30s", value_parser = parse_duration)]
+    /// How long JetStream waits for the router's ack before redelivering:
+    /// how soon an event held by a lost router, or lost on its way with a
+    /// NATS server, is routed again (events in hand are reported in progress
+    /// every third of it).
+    #[arg(long, env = "HERALD_ROUTER_ACK_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub router_ack_wait: Duration,
 }
 

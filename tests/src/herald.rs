@@ -54,7 +54,7 @@ impl Default for Options {
             router_args: RouterArgs {
                 router_concurrency: 64,
                 no_cross_namespace_refs: false,
-                router_ack_wait: Duration::from_secs(30),
+                router_ack_wait: Duration::from_secs(5),
             },
             sender_args: SenderArgs {
                 sender_concurrency: 32,
@@ -65,7 +65,7 @@ impl Default for Options {
                 retry_policies: Vec::new(),
                 paces: Vec::new(),
                 pace_max_wait: Duration::from_secs(5),
-                sender_ack_wait: Duration::from_secs(30),
+                sender_ack_wait: Duration::from_secs(5),
             },
             reload_interval: Duration::from_millis(100),
             kubernetes: None,
