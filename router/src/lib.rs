@@ -57,6 +57,16 @@ const TRIM_AT: f64 = 0.75;
 /// ... down to this share, or to the oldest event not yet routed.
 const TRIM_TO: f64 = 0.5;
 
+/// How long the router keeps trying to store an event's deliveries itself
+/// before putting the event back: longer than HERALD_DELIVERIES takes to
+/// elect a new leader after a node loss (4 to 9 s), so that routing goes on
+/// within a second of the election instead of after a nak's delay.
+const STORE_FOR: Duration = Duration::from_secs(12);
+
+/// The first and the longest wait between two of those tries.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(250);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// The delay before an event whose deliveries could not be stored is routed
 /// again: doubling from one second with each redelivery, up to 10 s, with
 /// jitter so that held events do not come back together.
@@ -201,7 +211,7 @@ impl App {
     }
 
     async fn handle_in(&self, message: jetstream::Message) -> Done {
-        match self.router.route(&message.payload).await {
+        match self.route(&message.payload).await {
             Ok(routed) => {
                 self.deliveries_budget.stored();
                 self.router.metrics.events_routed.inc();
@@ -235,6 +245,29 @@ impl App {
                     tracing::warn!(error = %error, "Cannot nak an event; it is redelivered after the ack wait.");
                 }
                 Done::PutBack
+            }
+        }
+    }
+}
+
+// === impl App ===
+
+impl App {
+    /// Routes an event, trying again for up to [`STORE_FOR`] while its
+    /// deliveries cannot be stored for want of an answer (not for want of
+    /// room, which the budget handles). Deliveries carry their message id,
+    /// so storing them again stores each once.
+    async fn route(&self, payload: &[u8]) -> Result<Routed, route::RouteError> {
+        let started = tokio::time::Instant::now();
+        let mut retry = STORE_RETRY_FIRST;
+        loop {
+            match self.router.route(payload).await {
+                Err(route::RouteError::Publish(error)) if started.elapsed() + retry < STORE_FOR => {
+                    tracing::debug!(error = %error, ?retry, "Cannot store deliveries yet; trying again.");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(STORE_RETRY_MAX);
+                }
+                other => return other,
             }
         }
     }
