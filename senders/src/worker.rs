@@ -26,6 +26,11 @@ use crate::policy::{Policies, RetryPolicy};
 use crate::providers::{self, Input, Plan};
 use crate::records::Noted;
 
+/// When a delivery is tried again after Herald's own state in NATS could
+/// not be read or written (a node lost, a leader being elected): soon, not
+/// after the destination's backoff, since the destination was not at fault.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
 /// Retry, pacing and concurrency settings, resolved.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -447,7 +452,7 @@ impl Worker {
                 return Step::Failed(Outcome::Retry {
                     reason: format!("pacing state unavailable: {error}"),
                     status: 0,
-                    after: None,
+                    after: Some(UNAVAILABLE_RETRY),
                     body: String::new(),
                 });
             }
@@ -470,7 +475,7 @@ impl Worker {
                         return Step::Failed(Outcome::Retry {
                             reason: format!("commit status record unavailable: {error}"),
                             status: 0,
-                            after: None,
+                            after: Some(UNAVAILABLE_RETRY),
                             body: String::new(),
                         });
                     }
