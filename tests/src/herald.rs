@@ -32,6 +32,8 @@ pub struct Options {
     pub budgets: herald_runtime::budget::Budgets,
     /// The connection deadlines of every listener (ingest and admin).
     pub deadlines: Deadlines,
+    /// Replicas of each stream and bucket (`--stream-replicas`).
+    pub stream_replicas: usize,
 }
 
 impl Default for Options {
@@ -71,6 +73,7 @@ impl Default for Options {
             kubernetes: None,
             budgets: herald_runtime::budget::Budgets::default(),
             deadlines: Deadlines::default(),
+            stream_replicas: 1,
         }
     }
 }
@@ -83,6 +86,7 @@ pub struct TestHerald {
     grpc: Option<SocketAddr>,
     admin: SocketAddr,
     config_dir: PathBuf,
+    nats: herald_runtime::Nats,
     pub metrics: Metrics,
     pub readiness: Readiness,
     http: reqwest::Client,
@@ -123,7 +127,7 @@ impl TestHerald {
         let nats_args = NatsArgs {
             nats_url: Some(nats_url.to_owned()),
             nats_creds: None,
-            stream_replicas: 1,
+            stream_replicas: options.stream_replicas,
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(120),
             dead_max_age: Duration::from_secs(3600),
@@ -209,6 +213,7 @@ impl TestHerald {
             grpc,
             admin: admin_addr,
             config_dir: dir.to_path_buf(),
+            nats,
             metrics,
             readiness,
             http: reqwest::Client::new(),
@@ -265,6 +270,12 @@ impl TestHerald {
     #[must_use]
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
+    }
+
+    /// The `server_name` of the NATS server the services are connected to now.
+    #[must_use]
+    pub fn nats_server(&self) -> String {
+        self.nats.client.server_info().server_name
     }
 
     /// The catalog folder.
