@@ -405,3 +405,121 @@ async fn a_401_is_dead_at_once_and_dlq_replay_delivers_it_once_fixed() {
     assert!(String::from_utf8_lossy(&listed.stderr).contains("0 dead letters"));
     herald.shutdown().await;
 }
+
+/// `herald standalone` on a 3-node cluster through `--nats-url` with a list
+/// whose first server answers nothing; started again with other ack waits,
+/// it updates its consumers.
+#[tokio::test]
+async fn a_nats_url_list_reaches_a_cluster_and_a_restart_updates_the_consumers() {
+    use herald_proto::names;
+    herald_tests::init();
+    let cluster = herald_tests::nats_cluster::TestCluster::start().await;
+    let nobody = herald_tests::process::free_port();
+    let urls = format!("nats://127.0.0.1:{nobody},{}", cluster.urls());
+    let hook = FakeServer::webhook().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
+             spec: {{type: generic, address: '{}'}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
+             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
+    let js = cluster.jetstream().await;
+    let ack_waits = || async {
+        let mut waits = Vec::new();
+        for (stream, consumer) in [
+            (names::EVENTS_STREAM, names::ROUTER_CONSUMER),
+            (names::DELIVERIES_STREAM, names::SENDER_CONSUMER),
+        ] {
+            let stream = js.get_stream(stream).await.unwrap();
+            let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+                stream.get_consumer(consumer).await.unwrap();
+            let info = consumer.info().await.unwrap();
+            assert_eq!(
+                info.cluster.as_ref().map(|c| c.replicas.len()),
+                Some(2),
+                "{consumer:?} is replicated as its stream"
+            );
+            waits.push(info.config.ack_wait);
+        }
+        waits
+    };
+    let http = reqwest::Client::new();
+    for (run, extra, expected) in [
+        (
+            0,
+            vec!["--router-ack-wait", "30s", "--sender-ack-wait", "60s"],
+            [Duration::from_secs(30), Duration::from_secs(60)],
+        ),
+        (1, Vec::new(), [Duration::from_secs(5); 2]),
+    ] {
+        let (port, admin) = (
+            herald_tests::process::free_port(),
+            herald_tests::process::free_port(),
+        );
+        let mut child = tokio::process::Command::new(HERALD)
+            .arg("standalone")
+            .arg("--config-dir")
+            .arg(dir.path())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .args(["--grpc-listen", "off", "--stream-replicas", "3"])
+            .args(extra)
+            .env("HERALD_NATS_URL", &urls)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start herald standalone");
+        herald_tests::process::wait_ready(admin, "standalone on the cluster").await;
+        let body = format!(
+            r#"{{"involvedObject":{{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"}},
+                "severity":"info","message":"run {run}","reason":"Progressing","reportingController":"kustomize-controller","timestamp":"2024-01-01T00:00:00Z"}}"#
+        );
+        let response = http
+            .post(format!("http://127.0.0.1:{port}/"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let requests = hook.wait_for(run + 1).await;
+        assert_eq!(requests[run].json()["message"], format!("run {run}"));
+        assert_eq!(ack_waits().await, expected);
+        herald_tests::process::sigterm(child.id().expect("pid"));
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status}");
+    }
+    for stream in [
+        names::EVENTS_STREAM.to_owned(),
+        names::DELIVERIES_STREAM.to_owned(),
+        names::DEAD_STREAM.to_owned(),
+        format!("KV_{}", names::DEDUPE_BUCKET),
+        format!("KV_{}", names::PACING_BUCKET),
+        format!("KV_{}", names::COMMIT_STATUS_BUCKET),
+        format!("KV_{}", names::OBJECTS_BUCKET),
+    ] {
+        let mut info = js.get_stream(&stream).await.unwrap();
+        let info = info.info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+        assert_eq!(
+            info.cluster.as_ref().map(|c| c.replicas.len()),
+            Some(2),
+            "{stream} has two followers"
+        );
+    }
+    let listed = Command::new(HERALD)
+        .args(["dlq", "--nats-url", &urls, "list"])
+        .output()
+        .expect("run herald dlq");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+}

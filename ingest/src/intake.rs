@@ -130,6 +130,8 @@ pub struct Stored {
 #[derive(Clone, Debug)]
 pub struct Intake {
     nats: Nats,
+    /// JetStream with `publish_timeout` as its timeout, for the publishes.
+    publisher: async_nats::jetstream::Context,
     metrics: Metrics,
     publish_timeout: Duration,
     dedupe: Option<Dedupe>,
@@ -149,8 +151,12 @@ impl Intake {
         dedupe: Option<Dedupe>,
         budget: StreamBudget,
     ) -> Self {
+        let publisher = async_nats::jetstream::ContextBuilder::new()
+            .timeout(publish_timeout)
+            .build(nats.client.clone());
         Self {
             nats,
+            publisher,
             metrics,
             publish_timeout,
             dedupe,
@@ -319,8 +325,7 @@ impl Intake {
         };
         let attempt = async {
             let ack_future = self
-                .nats
-                .jetstream
+                .publisher
                 .publish_with_headers(subject, headers, payload)
                 .await
                 .map_err(|e| unavailable(&e))?;

@@ -22,6 +22,19 @@ pub const ENVELOPE_RESERVE: usize = 64 * 1024;
 /// letter's reason) when deciding whether it fits `max_payload`.
 pub const HEADER_ROOM: usize = 4 * 1024;
 
+/// How long a JetStream request (an API call, a publish's ack, a key-value
+/// read or write, a confirmed ack) waits for its answer. A request sent on a
+/// connection that is then lost is never answered: this bounds how long the
+/// work waiting on it stalls after a node loss. Healthy answers take
+/// milliseconds. Ingest waits `--publish-timeout` for its publishes instead.
+pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the client pings its server when nothing else arrives: a
+/// server lost without closing the connection (a host or network failure)
+/// is noticed after three unanswered pings, and the client moves to another
+/// server of the list.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How to reach NATS.
 #[derive(Clone, clap::Args)]
 pub struct NatsArgs {
@@ -143,6 +156,7 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
+        .ping_interval(PING_INTERVAL)
         .event_callback(move |event| {
             let ready = ready.clone();
             async move {
@@ -164,7 +178,7 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
         readiness.set("nats", true);
     }
     let jetstream = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(5))
+        .timeout(JETSTREAM_TIMEOUT)
         .build(client.clone());
     Ok(Nats {
         client,

@@ -64,8 +64,11 @@ pub struct SenderArgs {
     /// delivery back on the queue.
     #[arg(long, env = "HERALD_PACE_MAX_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub pace_max_wait: Duration,
-    /// How long JetStream waits for a sender's ack before redelivering.
-    #[arg(long, env = "HERALD_SENDER_ACK_WAIT", default_value = "60s", value_parser = parse_duration)]
+    /// How long JetStream waits for a sender's ack before redelivering:
+    /// how soon a delivery held by a lost sender, or lost on its way with a
+    /// NATS server, is sent again (deliveries in hand, however slow, are
+    /// reported in progress every third of it).
+    #[arg(long, env = "HERALD_SENDER_ACK_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub sender_ack_wait: Duration,
 }
 

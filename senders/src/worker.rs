@@ -9,6 +9,7 @@ use bytes::Bytes;
 use herald_flux::convert::{from_proto, from_time, to_time};
 use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, names};
+use herald_runtime::consume::{ConsumeSettings, Done, ack_confirmed};
 use herald_runtime::nats::HEADER_ROOM;
 use herald_runtime::{Catalog, Metrics, Nats};
 use prost::Message as _;
@@ -25,6 +26,11 @@ use crate::policy::{Policies, RetryPolicy};
 use crate::providers::{self, Input, Plan};
 use crate::records::Noted;
 
+/// When a delivery is tried again after Herald's own state in NATS could
+/// not be read or written (a node lost, a leader being elected): soon, not
+/// after the destination's backoff, since the destination was not at fault.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
 /// Retry, pacing and concurrency settings, resolved.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -32,7 +38,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Retry policies and paces per provider type.
     pub policies: Policies,
-    /// The consumer's ack wait (progress acks keep long sends alive).
+    /// The consumer's ack wait (progress acks keep every delivery in hand
+    /// alive, however long it takes).
     pub ack_wait: Duration,
     /// The delay before a dead letter that could not be stored is tried again.
     pub requeue_delay: Duration,
@@ -82,8 +89,12 @@ impl Worker {
         cancel: CancellationToken,
     ) {
         herald_runtime::consume::consume(
+            &self.nats.jetstream,
             &consumer,
-            self.settings.concurrency,
+            ConsumeSettings {
+                concurrency: self.settings.concurrency,
+                ack_wait: self.settings.ack_wait,
+            },
             &cancel,
             "deliveries",
             |message| self.handle(message),
@@ -95,7 +106,7 @@ impl Worker {
     /// Handles one delivery message to the end: acked, nak'ed or dead-lettered,
     /// in a span that continues the trace the router started; every attempt
     /// is its own span.
-    pub async fn handle(&self, message: jetstream::Message) {
+    pub async fn handle(&self, message: jetstream::Message) -> Done {
         let span = tracing::info_span!(
             "sender.process",
             otel.name = "process herald.deliveries",
@@ -127,10 +138,10 @@ impl Worker {
             herald_runtime::propagation::extract_nats(message.headers.as_ref()),
         );
         herald_runtime::propagation::record_trace_id(&span);
-        self.handle_in(message).instrument(span).await;
+        self.handle_in(message).instrument(span).await
     }
 
-    async fn handle_in(&self, message: jetstream::Message) {
+    async fn handle_in(&self, message: jetstream::Message) -> Done {
         let span = tracing::Span::current();
         let (delivered, sequence) = message.info().map_or((1, 0), |info| {
             (info.delivered.max(1) as u64, info.stream_sequence)
@@ -143,8 +154,7 @@ impl Worker {
                     status: 0,
                     body: String::new(),
                 };
-                self.bury(&message, None, "unknown", delivered, death).await;
-                return;
+                return self.bury(&message, None, "unknown", delivered, death).await;
             }
         };
         let provider_type = if delivery.provider_type.is_empty() {
@@ -194,7 +204,7 @@ impl Worker {
                 body: String::new(),
             })
         } else {
-            self.attempt(&message, &delivery, policy, attempts).await
+            self.attempt(&delivery, policy, attempts).await
         };
         if paced > 0 && !matches!(step, Step::Paced(_)) {
             self.pacer.forget(sequence).await.ok();
@@ -204,15 +214,17 @@ impl Worker {
                 span.record("herald.outcome", "superseded");
                 self.metrics.delivery(&provider_type, "superseded");
                 tracing::info!(delivery.id = %delivery.id, "A newer event's commit status is applied; this older one is not written.");
-                if let Err(error) = message.ack().await {
+                if let Err(error) = ack_confirmed(&message, AckKind::Ack).await {
                     tracing::warn!(error = %error, "Cannot ack a superseded message; it may be seen again.");
                 }
+                Done::Finished
             }
             Step::Skipped => {
                 span.record("herald.outcome", "skipped");
-                if let Err(error) = message.ack().await {
+                if let Err(error) = ack_confirmed(&message, AckKind::Ack).await {
                     tracing::warn!(error = %error, "Cannot ack a skipped message; it may be seen again.");
                 }
+                Done::Finished
             }
             Step::Paced(delay) => {
                 span.record("herald.outcome", "paced");
@@ -224,6 +236,7 @@ impl Worker {
                 if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
                 }
+                Done::PutBack
             }
             Step::Delivered(status) => {
                 span.record("herald.outcome", "delivered");
@@ -238,9 +251,10 @@ impl Worker {
                 }
                 tracing::debug!(delivery.id = %delivery.id, status, "Delivered.");
                 self.note(&delivery, &Noted::Delivered);
-                if let Err(error) = message.ack().await {
+                if let Err(error) = ack_confirmed(&message, AckKind::Ack).await {
                     tracing::warn!(error = %error, delivery.id = %delivery.id, "Cannot ack a delivered message; it may be sent again.");
                 }
+                Done::Finished
             }
             Step::Failed(Outcome::Retry {
                 reason,
@@ -261,7 +275,7 @@ impl Worker {
                     },
                 );
                 self.bury(&message, Some(delivery), &provider_type, attempts, death)
-                    .await;
+                    .await
             }
             Step::Failed(Outcome::Retry {
                 reason,
@@ -295,6 +309,7 @@ impl Worker {
                 if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
                 }
+                Done::PutBack
             }
             Step::Failed(Outcome::Dead {
                 reason,
@@ -314,7 +329,7 @@ impl Worker {
                     body,
                 };
                 self.bury(&message, Some(delivery), &provider_type, attempts, death)
-                    .await;
+                    .await
             }
             Step::Failed(Outcome::Delivered { status }) => {
                 unreachable!("a send that delivered ({status}) is Step::Delivered")
@@ -348,13 +363,7 @@ impl Worker {
 
     /// One attempt: resolve the Provider, wait for the destination's turn,
     /// send, and tell the other replicas when the destination asks to back off.
-    async fn attempt(
-        &self,
-        message: &jetstream::Message,
-        delivery: &Delivery,
-        policy: RetryPolicy,
-        attempts: u64,
-    ) -> Step {
+    async fn attempt(&self, delivery: &Delivery, policy: RetryPolicy, attempts: u64) -> Step {
         let dead = |reason: String| {
             Step::Failed(Outcome::Dead {
                 reason,
@@ -447,7 +456,7 @@ impl Worker {
         match self.pacer.turn(&destination, pace).await {
             Ok(Turn::Later(wait)) => return Step::Paced(wait),
             Ok(Turn::SendAfter(wait)) if !wait.is_zero() => {
-                with_progress(message, self.settings.ack_wait, tokio::time::sleep(wait)).await;
+                tokio::time::sleep(wait).await;
                 // Another replica may have been told to back off meanwhile.
                 if let Ok(Some(left)) = self.pacer.blocked_for(&destination).await {
                     return Step::Paced(left);
@@ -458,17 +467,14 @@ impl Worker {
                 return Step::Failed(Outcome::Retry {
                     reason: format!("pacing state unavailable: {error}"),
                     status: 0,
-                    after: None,
+                    after: Some(UNAVAILABLE_RETRY),
                     body: String::new(),
                 });
             }
         }
         let started = tokio::time::Instant::now();
         let outcome = match prepared {
-            Plan::Request(request) => {
-                let send = self.http.send(request, &resolved);
-                with_progress(message, self.settings.ack_wait, send).await
-            }
+            Plan::Request(request) => self.http.send(request, &resolved).await,
             Plan::CommitStatus(plan) => {
                 let key = ordering::status_key(&plan.repository, &plan.sha, &plan.identifier);
                 let event_time = delivery
@@ -484,18 +490,14 @@ impl Worker {
                         return Step::Failed(Outcome::Retry {
                             reason: format!("commit status record unavailable: {error}"),
                             status: 0,
-                            after: None,
+                            after: Some(UNAVAILABLE_RETRY),
                             body: String::new(),
                         });
                     }
                 }
-                let write = plan.write.apply(&self.http, &resolved);
-                with_progress(message, self.settings.ack_wait, write).await
+                plan.write.apply(&self.http, &resolved).await
             }
-            Plan::Exchange(exchange) => {
-                let run = exchange.run(&self.http, &resolved);
-                with_progress(message, self.settings.ack_wait, run).await
-            }
+            Plan::Exchange(exchange) => exchange.run(&self.http, &resolved).await,
             Plan::Skip(_) => unreachable!("skips return early"),
         };
         self.metrics
@@ -530,7 +532,7 @@ impl Worker {
         provider_type: &str,
         attempts: u64,
         death: Death,
-    ) {
+    ) -> Done {
         let sequence = message.info().map_or(0, |info| info.stream_sequence);
         let delivery_id = delivery.as_ref().map_or(String::new(), |d| d.id.clone());
         let event_id = delivery
@@ -603,9 +605,10 @@ impl Worker {
                     reason = %death.reason,
                     "Delivery is dead; kept on HERALD_DEAD."
                 );
-                if let Err(error) = message.ack().await {
+                if let Err(error) = ack_confirmed(message, AckKind::Ack).await {
                     tracing::warn!(error = %error, "Cannot ack a dead-lettered message; it may be dead-lettered twice.");
                 }
+                Done::Finished
             }
             Err(error) => {
                 tracing::error!(error = %error, delivery.id = %delivery_id, "Cannot store a dead letter; the delivery stays queued.");
@@ -615,6 +618,7 @@ impl Worker {
                 {
                     tracing::warn!(error = %error, "Cannot nak a message; it is redelivered after the ack wait.");
                 }
+                Done::PutBack
             }
         }
     }
@@ -663,28 +667,6 @@ fn one_line(text: &str) -> String {
         line.truncate(end);
     }
     line
-}
-
-/// Awaits `work`, telling JetStream the message is still in progress every
-/// third of the ack wait, so a long provider timeout never causes a redelivery.
-async fn with_progress<F: std::future::Future>(
-    message: &jetstream::Message,
-    ack_wait: Duration,
-    work: F,
-) -> F::Output {
-    let period = (ack_wait / 3).max(Duration::from_millis(100));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            output = &mut work => return output,
-            _ = ticker.tick() => {
-                if let Err(error) = message.ack_with(AckKind::Progress).await {
-                    tracing::debug!(error = %error, "Cannot send a progress ack.");
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

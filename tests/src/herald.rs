@@ -34,6 +34,8 @@ pub struct Options {
     pub budgets: herald_runtime::budget::Budgets,
     /// The connection deadlines of every listener (ingest and admin).
     pub deadlines: Deadlines,
+    /// Replicas of each stream and bucket (`--stream-replicas`).
+    pub stream_replicas: usize,
 }
 
 impl Default for Options {
@@ -61,7 +63,7 @@ impl Default for Options {
                 no_cross_namespace_refs: false,
                 // Most suites model one cluster; the fleet suite turns it on.
                 no_cluster_metadata: true,
-                router_ack_wait: Duration::from_secs(30),
+                router_ack_wait: Duration::from_secs(5),
             },
             sender_args: SenderArgs {
                 sender_concurrency: 32,
@@ -72,13 +74,14 @@ impl Default for Options {
                 retry_policies: Vec::new(),
                 paces: Vec::new(),
                 pace_max_wait: Duration::from_secs(5),
-                sender_ack_wait: Duration::from_secs(30),
+                sender_ack_wait: Duration::from_secs(5),
             },
             reload_interval: Duration::from_millis(100),
             kubernetes: None,
             clusters_file: None,
             budgets: herald_runtime::budget::Budgets::default(),
             deadlines: Deadlines::default(),
+            stream_replicas: 1,
         }
     }
 }
@@ -91,6 +94,7 @@ pub struct TestHerald {
     grpc: Option<SocketAddr>,
     admin: SocketAddr,
     config_dir: PathBuf,
+    nats: herald_runtime::Nats,
     pub metrics: Metrics,
     pub readiness: Readiness,
     http: reqwest::Client,
@@ -131,7 +135,7 @@ impl TestHerald {
         let nats_args = NatsArgs {
             nats_url: Some(nats_url.to_owned()),
             nats_creds: None,
-            stream_replicas: 1,
+            stream_replicas: options.stream_replicas,
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(120),
             dead_max_age: Duration::from_secs(3600),
@@ -231,6 +235,7 @@ impl TestHerald {
             grpc,
             admin: admin_addr,
             config_dir: dir.to_path_buf(),
+            nats,
             metrics,
             readiness,
             http: reqwest::Client::new(),
@@ -287,6 +292,12 @@ impl TestHerald {
     #[must_use]
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
+    }
+
+    /// The `server_name` of the NATS server the services are connected to now.
+    #[must_use]
+    pub fn nats_server(&self) -> String {
+        self.nats.client.server_info().server_name
     }
 
     /// The catalog folder.

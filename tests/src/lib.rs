@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod herald;
 pub mod kube;
 pub mod nats;
+pub mod nats_cluster;
 pub mod process;
 
 use std::time::Duration;
