@@ -319,27 +319,11 @@ impl Nats {
     pub async fn ensure_commit_status_bucket(
         &self,
     ) -> anyhow::Result<async_nats::jetstream::kv::Store> {
-        self.jetstream
-            .create_or_update_key_value(async_nats::jetstream::kv::Config {
-                bucket: names::COMMIT_STATUS_BUCKET.to_owned(),
-                description:
-                    "The newest applied commit status per repository, commit and identifier."
-                        .to_owned(),
-                history: 1,
-                max_age: Duration::from_secs(90 * 86_400),
-                max_bytes: budget(self.args.budgets.kv_max_bytes),
-                storage: stream::StorageType::File,
-                num_replicas: self.args.stream_replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                self.setup_error(
-                    names::COMMIT_STATUS_BUCKET,
-                    self.args.budgets.kv_max_bytes,
-                    &e,
-                )
-            })
+        self.ensure_record_bucket(
+            names::COMMIT_STATUS_BUCKET,
+            "The newest applied commit status per repository, commit and identifier.",
+        )
+        .await
     }
 
     /// Creates or updates the HERALD_OBJECTS key-value bucket (what Herald
@@ -349,11 +333,24 @@ impl Nats {
     ///
     /// When JetStream refuses the configuration or does not answer.
     pub async fn ensure_objects_bucket(&self) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+        self.ensure_record_bucket(
+            names::OBJECTS_BUCKET,
+            "What Herald knows of each Alert and Provider from its deliveries.",
+        )
+        .await
+    }
+
+    /// A key-value bucket of long-lived records (one value per key, kept
+    /// 90 days, within the bucket budget).
+    async fn ensure_record_bucket(
+        &self,
+        bucket: &str,
+        description: &str,
+    ) -> anyhow::Result<async_nats::jetstream::kv::Store> {
         self.jetstream
             .create_or_update_key_value(async_nats::jetstream::kv::Config {
-                bucket: names::OBJECTS_BUCKET.to_owned(),
-                description: "What Herald knows of each Alert and Provider from its deliveries."
-                    .to_owned(),
+                bucket: bucket.to_owned(),
+                description: description.to_owned(),
                 history: 1,
                 max_age: Duration::from_secs(90 * 86_400),
                 max_bytes: budget(self.args.budgets.kv_max_bytes),
@@ -362,9 +359,7 @@ impl Nats {
                 ..Default::default()
             })
             .await
-            .map_err(|e| {
-                self.setup_error(names::OBJECTS_BUCKET, self.args.budgets.kv_max_bytes, &e)
-            })
+            .map_err(|e| self.setup_error(bucket, self.args.budgets.kv_max_bytes, &e))
     }
 
     async fn ensure_stream(&self, config: stream::Config) -> anyhow::Result<()> {
