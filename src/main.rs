@@ -622,7 +622,11 @@ async fn run(
                 ..
             } => {
                 let fleet = open_fleet(clusters, &mut tasks)?;
-                let catalog = open_catalog(catalog, fleet.as_ref(), &mut tasks).await?;
+                // Routers send nothing: they need to know Secrets exist, not
+                // what they hold.
+                let mut catalog = catalog.clone();
+                catalog.kubernetes.secret_data = false;
+                let catalog = open_catalog(&catalog, fleet.as_ref(), &mut tasks).await?;
                 let app = herald_router::App::build(
                     router,
                     fleet,

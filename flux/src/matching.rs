@@ -16,7 +16,8 @@ use crate::provider_type::{Category, ProviderType};
 /// An Alert with its regexes compiled once.
 #[derive(Debug)]
 pub struct CompiledAlert {
-    pub alert: Alert,
+    /// Shared with the catalog source that read it.
+    pub alert: Arc<Alert>,
     /// The Alert's uid (explicit or derived).
     pub uid: String,
     inclusion: Vec<Regex>,
@@ -35,7 +36,8 @@ impl CompiledAlert {
     /// skipped with a warning, as the notification-controller does; so an
     /// inclusion list whose entries are all invalid matches nothing.
     #[must_use]
-    pub fn new(alert: Alert) -> Self {
+    pub fn new(alert: impl Into<Arc<Alert>>) -> Self {
+        let alert = alert.into();
         let mut warnings = Vec::new();
         let mut compile = |list: &[String], which: &str| -> Vec<Regex> {
             list.iter()

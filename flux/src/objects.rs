@@ -5,6 +5,7 @@
 use crate::provider_type::ProviderType;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -164,13 +165,34 @@ impl fmt::Debug for Secret {
 
 /// One object of a folder of manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Each kind is behind an `Arc`: a catalog's source and its snapshots share
+/// one copy of every object.
 pub enum Object {
-    Alert(Alert),
-    Provider(Provider),
-    Secret(Secret),
+    Alert(Arc<Alert>),
+    Provider(Arc<Provider>),
+    Secret(Arc<Secret>),
 }
 
 // === impl Object ===
+
+impl From<Arc<Alert>> for Object {
+    fn from(alert: Arc<Alert>) -> Self {
+        Self::Alert(alert)
+    }
+}
+
+impl From<Arc<Provider>> for Object {
+    fn from(provider: Arc<Provider>) -> Self {
+        Self::Provider(provider)
+    }
+}
+
+impl From<Arc<Secret>> for Object {
+    fn from(secret: Arc<Secret>) -> Self {
+        Self::Secret(secret)
+    }
+}
 
 impl Object {
     /// `Alert`, `Provider` or `Secret`.
@@ -689,7 +711,7 @@ fn alert_of(doc: &Doc<AlertSpec>) -> (ObjectMeta, Result<Object, String>) {
         meta: doc.metadata.clone(),
         spec: doc.spec.clone().unwrap_or_default(),
     };
-    (alert.meta.clone(), Ok(Object::Alert(alert)))
+    (alert.meta.clone(), Ok(Object::Alert(Arc::new(alert))))
 }
 
 fn provider_of(doc: &Doc<ProviderSpec>) -> (ObjectMeta, Result<Object, String>) {
@@ -697,7 +719,10 @@ fn provider_of(doc: &Doc<ProviderSpec>) -> (ObjectMeta, Result<Object, String>) 
         meta: doc.metadata.clone(),
         spec: doc.spec.clone().unwrap_or_default(),
     };
-    (provider.meta.clone(), Ok(Object::Provider(provider)))
+    (
+        provider.meta.clone(),
+        Ok(Object::Provider(Arc::new(provider))),
+    )
 }
 
 fn secret_of(doc: &Doc<NoSpec>) -> (ObjectMeta, Result<Object, String>) {
@@ -705,10 +730,10 @@ fn secret_of(doc: &Doc<NoSpec>) -> (ObjectMeta, Result<Object, String>) {
     (
         doc.metadata.clone(),
         data.map(|data| {
-            Object::Secret(Secret {
+            Object::Secret(Arc::new(Secret {
                 meta: doc.metadata.clone(),
                 data,
-            })
+            }))
         }),
     )
 }
@@ -775,9 +800,10 @@ fn finish(
     }
     let mut object = object.map_err(|reason| ParseError { object: id, reason })?;
     match &mut object {
-        Object::Alert(a) => a.meta.namespace = namespace,
-        Object::Provider(p) => p.meta.namespace = namespace,
-        Object::Secret(s) => s.meta.namespace = namespace,
+        // Just built: not shared yet, so nothing is copied.
+        Object::Alert(a) => Arc::make_mut(a).meta.namespace = namespace,
+        Object::Provider(p) => Arc::make_mut(p).meta.namespace = namespace,
+        Object::Secret(s) => Arc::make_mut(s).meta.namespace = namespace,
     }
     Ok(object)
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_runtime::catalog::kubernetes::KubeArgs;
+use herald_runtime::catalog::kubernetes::{KubeArgs, KubeSource};
 use herald_tests::eventually;
 use herald_tests::fake::FakeServer;
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters};
@@ -709,4 +709,75 @@ async fn a_member_cluster_keeps_its_own_alerts_which_hear_only_its_events() {
         "a member's Event was written in the hub"
     );
     herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_router_learns_secrets_exist_without_reading_their_data() {
+    let s = setup().await;
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic")
+            .address("http://127.0.0.1:9/hook")
+            .secret_ref("hook-auth"),
+    );
+    apply(
+        &s.kube,
+        Secret::new(NS, "hook-auth").data("headers", "X-Token: one"),
+    );
+    let readiness = herald_runtime::health::Readiness::default();
+    let args = KubeArgs {
+        secret_data: false,
+        ..s.args()
+    };
+    let (catalog, source) = KubeSource::open(&args, &readiness).await.expect("source");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(source.run(cancel.clone()));
+    tokio::time::timeout(Duration::from_secs(20), catalog.loaded())
+        .await
+        .expect("the first list is published");
+    let snapshot = catalog.snapshot();
+    let secret = snapshot
+        .secret(NS, "hook-auth")
+        .expect("the Secret is known");
+    assert!(secret.data.is_empty(), "{secret:?}");
+    assert!(
+        snapshot.problems.is_empty(),
+        "the Provider's Secret exists: {:?}",
+        snapshot.problems
+    );
+
+    // A Secret a Provider names later is read on its own, as metadata too.
+    apply(
+        &s.kube,
+        Secret::new(NS, "other-auth").data("headers", "X-Token: two"),
+    );
+    apply(
+        &s.kube,
+        Provider::new(NS, "hook", "generic")
+            .address("http://127.0.0.1:9/hook")
+            .secret_ref("other-auth"),
+    );
+    eventually("the newly named Secret is known", || async {
+        catalog.snapshot().secret(NS, "other-auth").map(|_| ())
+    })
+    .await;
+    cancel.cancel();
+    running.await.expect("the source stops");
+
+    let secret_reads: Vec<_> = s
+        .kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/v1/") && r.path.contains("/secrets"))
+        .collect();
+    assert!(!secret_reads.is_empty());
+    for request in secret_reads {
+        assert!(
+            request
+                .accept
+                .as_deref()
+                .is_some_and(|a| a.contains("as=PartialObjectMetadata")),
+            "a Secret read for its data: {request:?}"
+        );
+    }
 }

@@ -29,9 +29,10 @@
 pub mod folder;
 pub mod kubernetes;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -205,13 +206,45 @@ impl fmt::Display for Problem {
 
 type Key = (String, String);
 
+/// A Provider or Secret of a snapshot, with the file it came from.
+#[derive(Debug)]
+struct Listed<T> {
+    file: PathBuf,
+    object: Arc<T>,
+}
+
+/// Adds `object` under `key` unless an object of its kind already has that
+/// namespace and name: then the copy is left out with an error.
+fn insert_first<T>(
+    map: &mut HashMap<Key, Listed<T>>,
+    key: Key,
+    file: PathBuf,
+    object: Arc<T>,
+    problems: &mut Vec<Problem>,
+) where
+    Object: From<Arc<T>>,
+{
+    match map.entry(key) {
+        Entry::Occupied(first) => {
+            let reason = format!(
+                "already defined in {}; this copy is ignored",
+                first.get().file.display()
+            );
+            problems.push(Problem::error(file, Object::from(object).id(), reason));
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(Listed { file, object });
+        }
+    }
+}
+
 /// One consistent set of objects.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Alerts, indexed for matching.
     pub alerts: AlertIndex,
-    providers: HashMap<Key, Arc<Provider>>,
-    secrets: HashMap<Key, Arc<Secret>>,
+    providers: HashMap<Key, Listed<Provider>>,
+    secrets: HashMap<Key, Listed<Secret>>,
     /// Every unusable file or object (errors) and every doubtful one
     /// (warnings), in file order, errors first within a file.
     pub problems: Vec<Problem>,
@@ -247,54 +280,64 @@ impl Snapshot {
         mut problems: Vec<Problem>,
         served_kinds: Option<&[String]>,
     ) -> Self {
+        // Objects are shared with the source (each kind is behind an Arc):
+        // nothing here copies one, and the maps below hold each key once.
+        let mut alerts: Vec<(PathBuf, Arc<Alert>)> = Vec::new();
+        let mut providers: HashMap<Key, Listed<Provider>> = HashMap::new();
+        let mut secrets: HashMap<Key, Listed<Secret>> = HashMap::new();
+        // Every object is checked before any is compared with another, so
+        // a file's rule errors come before its duplicates.
         let mut valid = Vec::with_capacity(objects.len());
         for (file, object) in objects {
-            let id = object.id();
             problems.extend(
                 object
                     .warnings_served(served_kinds)
                     .into_iter()
-                    .map(|reason| Problem::warning(file.clone(), id.clone(), reason)),
+                    .map(|reason| Problem::warning(file.clone(), object.id(), reason)),
             );
             match object.validate() {
                 Ok(()) => valid.push((file, object)),
-                Err(reason) => problems.push(Problem::error(file, id, reason)),
+                Err(reason) => problems.push(Problem::error(file, object.id(), reason)),
             }
         }
-        let mut alerts: Vec<(PathBuf, Alert)> = Vec::new();
-        let mut providers = HashMap::new();
-        let mut provider_files: HashMap<String, PathBuf> = HashMap::new();
-        let mut secrets = HashMap::new();
-        let mut seen: HashMap<(&'static str, Key), PathBuf> = HashMap::new();
         for (file, object) in valid {
-            let kind = object.kind();
-            let key = (object.meta().namespace.clone(), object.meta().name.clone());
-            if let Some(first) = seen.get(&(kind, key.clone())) {
-                let reason = format!(
-                    "already defined in {}; this copy is ignored",
-                    first.display()
-                );
-                problems.push(Problem::error(file, object.id(), reason));
-                continue;
-            }
-            seen.insert((kind, key.clone()), file.clone());
             match object {
                 Object::Alert(a) => alerts.push((file, a)),
                 Object::Provider(p) => {
-                    provider_files.insert(p.key(), file);
-                    providers.insert(key, Arc::new(p));
+                    let key = (p.meta.namespace.clone(), p.meta.name.clone());
+                    insert_first(&mut providers, key, file, p, &mut problems);
                 }
                 Object::Secret(s) => {
-                    secrets.insert(key, Arc::new(s));
+                    let key = (s.meta.namespace.clone(), s.meta.name.clone());
+                    insert_first(&mut secrets, key, file, s, &mut problems);
                 }
             }
         }
-        // The API server lists objects by namespace, then name.
+        // The API server lists objects by namespace, then name; a stable
+        // sort keeps the first of two same-named Alerts first.
         alerts.sort_by(|(_, a), (_, b)| {
             (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
         });
-        let mut compiled = Vec::with_capacity(alerts.len());
+        let mut compiled: Vec<Arc<CompiledAlert>> = Vec::with_capacity(alerts.len());
+        let mut first_file: Option<PathBuf> = None;
         for (file, alert) in alerts {
+            if let Some(previous) = compiled.last() {
+                let previous = &previous.alert.meta;
+                if (&previous.namespace, &previous.name)
+                    == (&alert.meta.namespace, &alert.meta.name)
+                {
+                    let reason = format!(
+                        "already defined in {}; this copy is ignored",
+                        first_file.as_deref().unwrap_or(Path::new("")).display()
+                    );
+                    problems.push(Problem::error(
+                        file,
+                        format!("Alert/{}", alert.key()),
+                        reason,
+                    ));
+                    continue;
+                }
+            }
             let alert = CompiledAlert::new(alert);
             let id = format!("Alert/{}", alert.alert.key());
             problems.extend(
@@ -307,7 +350,7 @@ impl Snapshot {
             let provider = &alert.alert.spec.provider_ref.name;
             if !providers.contains_key(&(namespace.clone(), provider.clone())) {
                 problems.push(Problem::error(
-                    file,
+                    file.clone(),
                     id,
                     format!(
                         "spec.providerRef names the Provider {namespace}/{provider}, which does \
@@ -315,11 +358,16 @@ impl Snapshot {
                     ),
                 ));
             }
+            first_file = Some(file);
             compiled.push(Arc::new(alert));
         }
-        let mut by_key: Vec<&Arc<Provider>> = providers.values().collect();
-        by_key.sort_by_key(|p| p.key());
-        for provider in by_key {
+        let mut by_key: Vec<&Listed<Provider>> = providers.values().collect();
+        by_key.sort_by(|a, b| {
+            (&a.object.meta.namespace, &a.object.meta.name)
+                .cmp(&(&b.object.meta.namespace, &b.object.meta.name))
+        });
+        for listed in by_key {
+            let provider = &listed.object;
             let spec = &provider.spec;
             for (field, reference) in [
                 ("secretRef", &spec.secret_ref),
@@ -332,10 +380,7 @@ impl Snapshot {
                 let namespace = &provider.meta.namespace;
                 if !secrets.contains_key(&(namespace.clone(), reference.name.clone())) {
                     problems.push(Problem::error(
-                        provider_files
-                            .get(&provider.key())
-                            .cloned()
-                            .unwrap_or_default(),
+                        listed.file.clone(),
                         format!("Provider/{}", provider.key()),
                         format!(
                             "spec.{field} names the Secret {namespace}/{}, which does not \
@@ -361,7 +406,7 @@ impl Snapshot {
     pub fn provider(&self, namespace: &str, name: &str) -> Option<Arc<Provider>> {
         self.providers
             .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+            .map(|listed| listed.object.clone())
     }
 
     /// The Secret `namespace/name`.
@@ -369,7 +414,7 @@ impl Snapshot {
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         self.secrets
             .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+            .map(|listed| listed.object.clone())
     }
 
     /// How many problems are errors and how many are warnings.

@@ -89,6 +89,10 @@ pub struct KubeArgs {
     /// How long changes are gathered before the catalog is rebuilt.
     #[arg(long, env = "HERALD_CATALOG_DEBOUNCE", default_value = "200ms", value_parser = crate::nats::parse_duration)]
     pub catalog_debounce: Duration,
+    /// Whether the service reads Secrets' data (a sender sends with it); a
+    /// router only needs to know they exist, and watches their metadata.
+    #[arg(skip = true)]
+    pub secret_data: bool,
 }
 
 impl Default for KubeArgs {
@@ -100,6 +104,7 @@ impl Default for KubeArgs {
             catalog_cluster: "default".to_owned(),
             object_labels: true,
             catalog_debounce: Duration::from_millis(200),
+            secret_data: true,
         }
     }
 }
@@ -485,7 +490,7 @@ impl<T: PartialEq> KindState<T> {
 /// A Secret as kept: its data only when a Provider names it.
 #[derive(Debug, Clone, PartialEq)]
 enum Kept {
-    Data(FluxSecret),
+    Data(Arc<FluxSecret>),
     /// It exists; nothing names it, so its data is not kept.
     Unused,
 }
@@ -494,9 +499,9 @@ enum Kept {
 enum Change {
     Alert(WatchEvent<(Key, Entry)>),
     Provider(WatchEvent<(Key, Entry)>),
-    Secret(WatchEvent<(Key, Secret)>),
+    Secret(WatchEvent<(Key, ReadSecret)>),
     /// A Secret read on its own (a Provider began to name it).
-    Fetched(Key, Option<Secret>),
+    Fetched(Key, Option<ReadSecret>),
     Failed(&'static str, watcher::Error),
 }
 
@@ -547,27 +552,47 @@ fn entry(object: DynamicObject, resource: &ApiResource) -> (Key, Entry) {
     (key, entry)
 }
 
-/// Herald's form of a Kubernetes Secret.
-fn flux_secret(secret: &Secret) -> FluxSecret {
-    let meta = &secret.metadata;
-    let mut data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    for (k, v) in secret.string_data.iter().flatten() {
-        data.insert(k.clone(), v.clone().into_bytes());
+/// A Secret as its watcher reads it: whole, or its metadata only where the
+/// service does not read Secrets' data.
+#[derive(Debug)]
+enum ReadSecret {
+    Whole(Secret),
+    Metadata(ObjectMeta),
+}
+
+// === impl ReadSecret ===
+
+impl ReadSecret {
+    fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Whole(secret) => &secret.metadata,
+            Self::Metadata(meta) => meta,
+        }
     }
-    FluxSecret {
-        meta: FluxMeta {
-            name: meta.name.clone().unwrap_or_default(),
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
-            annotations: meta.annotations.clone().unwrap_or_default(),
-        },
-        data,
+
+    /// Herald's form of it: name, namespace, uid and the data (none from
+    /// metadata). Labels and annotations are not kept: no Provider reads
+    /// them, and `kubectl apply` leaves the whole Secret in an annotation.
+    fn flux_secret(&self) -> Arc<FluxSecret> {
+        let meta = self.meta();
+        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        if let Self::Whole(secret) = self {
+            for (k, v) in secret.data.iter().flatten() {
+                data.insert(k.clone(), v.0.clone());
+            }
+            for (k, v) in secret.string_data.iter().flatten() {
+                data.insert(k.clone(), v.clone().into_bytes());
+            }
+        }
+        Arc::new(FluxSecret {
+            meta: FluxMeta {
+                name: meta.name.clone().unwrap_or_default(),
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                uid: meta.uid.clone().unwrap_or_default(),
+                ..FluxMeta::default()
+            },
+            data,
+        })
     }
 }
 
@@ -756,21 +781,47 @@ impl KubeSource {
     }
 
     fn secrets_stream(&self) -> BoxStream<'static, Change> {
-        let api: Api<Secret> = if self.args.watch_namespace.is_empty() {
-            Api::all(self.client.clone())
-        } else {
-            Api::namespaced(self.client.clone(), &self.args.watch_namespace)
-        };
         let config = watcher::Config::default()
             .any_semantic()
             .fields(SECRET_FIELDS);
-        watcher(api, config)
-            .default_backoff()
-            .map(|event| match event {
-                Ok(event) => Change::Secret(map_event(event, |s| (key_of(&s.metadata), s))),
-                Err(error) => Change::Failed("Secret", error),
-            })
-            .boxed()
+        let wrap = |event: Result<WatchEvent<(Key, ReadSecret)>, watcher::Error>| match event {
+            Ok(event) => Change::Secret(event),
+            Err(error) => Change::Failed("Secret", error),
+        };
+        if self.args.secret_data {
+            watcher(self.secrets_api::<Secret>(), config)
+                .default_backoff()
+                .map(move |event| {
+                    wrap(event.map(|event| {
+                        map_event(event, |s| (key_of(&s.metadata), ReadSecret::Whole(s)))
+                    }))
+                })
+                .boxed()
+        } else {
+            // Metadata-only requests: the data never reaches this process.
+            watcher(self.secrets_api::<PartialObjectMeta<Secret>>(), config)
+                .default_backoff()
+                .map(move |event| {
+                    wrap(event.map(|event| {
+                        map_event(event, |s| {
+                            (key_of(&s.metadata), ReadSecret::Metadata(s.metadata))
+                        })
+                    }))
+                })
+                .boxed()
+        }
+    }
+
+    fn secrets_api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        if self.args.watch_namespace.is_empty() {
+            Api::all(self.client.clone())
+        } else {
+            Api::namespaced(self.client.clone(), &self.args.watch_namespace)
+        }
     }
 
     async fn watch(
@@ -848,7 +899,7 @@ impl KubeSource {
                     let named = &state.named;
                     let event = map_event(event, |(key, secret)| {
                         let kept = if named.contains(&key) {
-                            Kept::Data(flux_secret(&secret))
+                            Kept::Data(secret.flux_secret())
                         } else {
                             Kept::Unused
                         };
@@ -861,7 +912,7 @@ impl KubeSource {
                         state
                             .secrets
                             .objects
-                            .insert(key, Kept::Data(flux_secret(&secret)));
+                            .insert(key, Kept::Data(secret.flux_secret()));
                         true
                     }
                     _ => false,
@@ -886,8 +937,16 @@ impl KubeSource {
             let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.0);
             let tx = tx.clone();
             let key = key.clone();
+            let whole = self.args.secret_data;
             tokio::spawn(async move {
-                match api.get_opt(&key.1).await {
+                let read = if whole {
+                    api.get_opt(&key.1).await.map(|s| s.map(ReadSecret::Whole))
+                } else {
+                    api.get_metadata_opt(&key.1)
+                        .await
+                        .map(|s| s.map(|s| ReadSecret::Metadata(s.metadata)))
+                };
+                match read {
                     Ok(secret) => {
                         // The source stopped: nothing waits for it.
                         tx.send(Change::Fetched(key, secret)).ok();
@@ -922,7 +981,7 @@ impl KubeSource {
         }
         for kept in state.secrets.objects.values() {
             if let Kept::Data(secret) = kept {
-                objects.push((PathBuf::new(), Object::Secret(secret.clone())));
+                objects.push((PathBuf::new(), Object::Secret(Arc::clone(secret))));
             }
         }
         let snapshot =
