@@ -11,6 +11,7 @@
 //! rate-limited by [`ObjectEvents`].
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -34,22 +35,28 @@ pub const DEAD_LETTER: &str = "DeadLetter";
 /// How many status writes run at once.
 const STATUS_CONCURRENCY: usize = 8;
 
-/// `(kind, namespace, name)`.
-type ObjectKey = (String, String, String);
-
-/// What the source knows of one Alert or Provider.
+/// What the source knows of one Alert or Provider, borrowed from what it
+/// holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+pub struct Seen<'a> {
+    /// `Alert` or `Provider`.
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a Arc<str>,
     pub generation: i64,
 }
 
-/// uids of the objects read, for Event references; shared with the
-/// [`DeadLetters`] reporter.
-type Uids = Arc<RwLock<HashMap<ObjectKey, String>>>;
+/// uids of the objects read by `Kind/namespace/name`, for Event references;
+/// shared with the [`DeadLetters`] reporter.
+type Uids = Arc<RwLock<HashMap<String, Arc<str>>>>;
+
+/// A 64-bit digest, to remember what was written without keeping it.
+fn digest(value: &impl Hash) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
 
 fn reference(
     api_version: &str,
@@ -94,7 +101,7 @@ impl Reporter for DeadLetters {
             .uids
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&(kind.to_owned(), namespace.to_owned(), name.to_owned()))
+            .get(&format!("{kind}/{namespace}/{name}"))
             .cloned();
         // An object that is gone has no one to tell.
         let Some(uid) = uid else { return };
@@ -108,15 +115,16 @@ impl Reporter for DeadLetters {
     }
 }
 
-/// A status write to make.
+/// A status write to make (kept small: a new writer queues one for every
+/// object).
 #[derive(Debug)]
 struct StatusJob {
-    resource: ApiResource,
-    id: String,
+    kind: &'static str,
     namespace: String,
     name: String,
     generation: i64,
-    ready: Ready,
+    /// Why the object is unusable; `None`: it is ready.
+    problem: Option<String>,
 }
 
 /// Follows the health of the objects from publish to publish and writes
@@ -127,10 +135,12 @@ pub struct Health {
     uids: Uids,
     alerts: Served,
     providers: Served,
-    /// Each object's error problems at the last publish (`None`: usable).
-    last: HashMap<String, Option<String>>,
-    /// The `(generation, problem)` whose status was last queued, per object.
-    written: HashMap<String, (i64, Option<String>)>,
+    /// The error problems of each object unusable at the last publish, by
+    /// `Kind/namespace/name` (a usable object is not there).
+    last: HashMap<String, String>,
+    /// Digests of the `(generation, problem)` whose status was last queued,
+    /// by digest of `Kind/namespace/name`.
+    written: HashMap<u64, u64>,
     status: mpsc::UnboundedSender<StatusJob>,
 }
 
@@ -154,7 +164,11 @@ impl Health {
     ) -> (Self, DeadLetters) {
         let uids: Uids = Arc::default();
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_statuses(status, rx, cancel.clone()));
+        let resources = [
+            ("Alert", discovered.alerts.status.clone()),
+            ("Provider", discovered.providers.status.clone()),
+        ];
+        tokio::spawn(write_statuses(status, resources, rx, cancel.clone()));
         let reporter = DeadLetters {
             events: events.clone(),
             uids: uids.clone(),
@@ -181,12 +195,12 @@ impl Health {
 
     /// The replica became the writer: every status is written again if it
     /// differs from what the object holds.
-    pub fn became_leader(&mut self, objects: &[Seen]) {
+    pub fn became_leader(&mut self, objects: &[Seen<'_>]) {
         self.written.clear();
         // What is unusable now is told again: the previous writer may have
         // told it, or no one (it was unusable before anyone led).
         for seen in objects {
-            if let Some(Some(problem)) = self.last.get(&id(seen)) {
+            if let Some(problem) = self.last.get(&id(seen)) {
                 let regarding = self.regarding(seen);
                 self.events.emit(
                     &regarding,
@@ -203,8 +217,21 @@ impl Health {
     /// Takes the objects and problems of a publish: Events for what became
     /// unusable or recovered, status where it changed (both only on the
     /// writer).
-    pub fn observe(&mut self, objects: &[Seen], problems: &[Problem]) {
-        let mut now: HashMap<String, Option<String>> = HashMap::with_capacity(objects.len());
+    pub fn observe(&mut self, objects: &[Seen<'_>], problems: &[Problem]) {
+        // Problems name objects as `Kind/namespace/name`, as [`id`] does.
+        let mut unusable: HashMap<&str, String> = HashMap::new();
+        for problem in problems.iter().filter(|p| p.is_error()) {
+            unusable
+                .entry(problem.object.as_str())
+                .and_modify(|text| {
+                    text.push_str("; ");
+                    text.push_str(&problem.reason);
+                })
+                .or_insert_with(|| problem.reason.clone());
+        }
+        let leader = self.leadership.is_leader();
+        let mut now: HashMap<String, String> = HashMap::new();
+        let mut present: Vec<u64> = Vec::with_capacity(objects.len());
         {
             let mut uids = self
                 .uids
@@ -212,52 +239,40 @@ impl Health {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             uids.clear();
             for seen in objects {
-                uids.insert(
-                    (seen.kind.clone(), seen.namespace.clone(), seen.name.clone()),
-                    seen.uid.clone(),
-                );
-                now.insert(id(seen), None);
-            }
-        }
-        for problem in problems.iter().filter(|p| p.is_error()) {
-            if let Some(slot) = now.get_mut(&problem.object) {
-                match slot {
-                    Some(text) => {
-                        text.push_str("; ");
-                        text.push_str(&problem.reason);
-                    }
-                    None => *slot = Some(problem.reason.clone()),
-                }
-            }
-        }
-        let leader = self.leadership.is_leader();
-        for seen in objects {
-            let id = id(seen);
-            let problem = now.get(&id).cloned().flatten();
-            let before = self.last.get(&id).cloned().flatten();
-            if leader && problem != before {
-                let regarding = self.regarding(seen);
-                match &problem {
-                    Some(text) => {
-                        self.events.emit(
+                let id = id(seen);
+                present.push(digest(&id));
+                let problem = unusable.get(id.as_str());
+                let before = self.last.get(&id);
+                if leader && problem != before {
+                    let regarding = self.regarding(seen);
+                    match problem {
+                        Some(text) => {
+                            self.events.emit(
+                                &regarding,
+                                EventType::Warning,
+                                UNUSABLE,
+                                "Validate",
+                                text,
+                            );
+                        }
+                        None => self.events.emit(
                             &regarding,
-                            EventType::Warning,
-                            UNUSABLE,
+                            EventType::Normal,
+                            RECOVERED,
                             "Validate",
-                            text,
-                        );
+                            "usable again: the problem is resolved",
+                        ),
                     }
-                    None => self.events.emit(
-                        &regarding,
-                        EventType::Normal,
-                        RECOVERED,
-                        "Validate",
-                        "usable again: the problem is resolved",
-                    ),
                 }
+                if let Some(problem) = problem {
+                    now.insert(id.clone(), problem.clone());
+                }
+                uids.insert(id, Arc::clone(seen.uid));
             }
         }
-        self.written.retain(|id, _| now.contains_key(id));
+        present.sort_unstable();
+        self.written
+            .retain(|id, _| present.binary_search(id).is_ok());
         self.last = now;
         if leader {
             self.queue_statuses(objects);
@@ -265,13 +280,13 @@ impl Health {
     }
 
     /// The reference of an Event about `seen`.
-    fn regarding(&self, seen: &Seen) -> ObjectReference {
+    fn regarding(&self, seen: &Seen<'_>) -> ObjectReference {
         reference(
-            &self.served(&seen.kind).read.api_version,
-            &seen.kind,
-            &seen.namespace,
-            &seen.name,
-            &seen.uid,
+            &self.served(seen.kind).read.api_version,
+            seen.kind,
+            seen.namespace,
+            seen.name,
+            seen.uid,
         )
     }
 
@@ -283,19 +298,63 @@ impl Health {
         }
     }
 
-    fn queue_statuses(&mut self, objects: &[Seen]) {
+    fn queue_statuses(&mut self, objects: &[Seen<'_>]) {
         for seen in objects {
-            let Some(resource) = self.served(&seen.kind).status.clone() else {
-                continue;
-            };
-            let id = id(seen);
-            let problem = self.last.get(&id).cloned().flatten();
-            let state = (seen.generation, problem.clone());
-            if self.written.get(&id) == Some(&state) {
+            if self.served(seen.kind).status.is_none() {
                 continue;
             }
-            self.written.insert(id.clone(), state);
-            let ready = match problem {
+            let id = id(seen);
+            let problem = self.last.get(&id);
+            let state = digest(&(seen.generation, problem));
+            if self.written.insert(digest(&id), state) == Some(state) {
+                continue;
+            }
+            // The writer stopped: the process is stopping.
+            self.status
+                .send(StatusJob {
+                    kind: seen.kind,
+                    namespace: seen.namespace.to_owned(),
+                    name: seen.name.to_owned(),
+                    generation: seen.generation,
+                    problem: problem.cloned(),
+                })
+                .ok();
+        }
+    }
+}
+
+fn id(seen: &Seen<'_>) -> String {
+    format!("{}/{}/{}", seen.kind, seen.namespace, seen.name)
+}
+
+/// Writes queued statuses, a few at a time. A version found to have no
+/// `/status` after all is never written again.
+async fn write_statuses(
+    writer: StatusWriter,
+    resources: [(&'static str, Option<ApiResource>); 2],
+    rx: mpsc::UnboundedReceiver<StatusJob>,
+    cancel: CancellationToken,
+) {
+    let no_status: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+    let jobs = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|job| (job, rx)) },
+    );
+    let work = jobs.for_each_concurrent(STATUS_CONCURRENCY, |job| {
+        let writer = writer.clone();
+        let slot = resources.iter().position(|(kind, _)| *kind == job.kind);
+        let no_status = &no_status;
+        let resources = &resources;
+        async move {
+            let Some(slot) = slot else { return };
+            let Some(resource) = &resources[slot].1 else {
+                return;
+            };
+            let flag = &no_status[slot];
+            if flag.load(Ordering::Relaxed) {
+                return;
+            }
+            let ready = match job.problem {
                 None => Ready {
                     ready: true,
                     reason: "Succeeded".to_owned(),
@@ -307,64 +366,18 @@ impl Health {
                     message: text,
                 },
             };
-            // The writer stopped: the process is stopping.
-            self.status
-                .send(StatusJob {
-                    resource,
-                    id,
-                    namespace: seen.namespace.clone(),
-                    name: seen.name.clone(),
-                    generation: seen.generation,
-                    ready,
-                })
-                .ok();
-        }
-    }
-}
-
-fn id(seen: &Seen) -> String {
-    format!("{}/{}/{}", seen.kind, seen.namespace, seen.name)
-}
-
-/// Writes queued statuses, a few at a time. A version found to have no
-/// `/status` after all is never written again.
-async fn write_statuses(
-    writer: StatusWriter,
-    rx: mpsc::UnboundedReceiver<StatusJob>,
-    cancel: CancellationToken,
-) {
-    let no_status: Arc<HashMap<String, AtomicBool>> = Arc::new(
-        ["Alert", "Provider"]
-            .into_iter()
-            .map(|k| (k.to_owned(), AtomicBool::new(false)))
-            .collect(),
-    );
-    let jobs = futures::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|job| (job, rx)) },
-    );
-    let work = jobs.for_each_concurrent(STATUS_CONCURRENCY, |job| {
-        let writer = writer.clone();
-        let no_status = no_status.clone();
-        async move {
-            let flag = no_status.get(&job.resource.kind);
-            if flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                return;
-            }
             match writer
-                .write_ready(&job.resource, &job.namespace, &job.name, job.generation, &job.ready)
+                .write_ready(resource, &job.namespace, &job.name, job.generation, &ready)
                 .await
             {
                 Ok(StatusOutcome::NoStatus) => {
-                    if let Some(flag) = flag
-                        && !flag.swap(true, Ordering::Relaxed)
-                    {
-                        tracing::warn!(version = %job.resource.api_version, kind = %job.resource.kind, "The served version has no status subresource after all; status is not written.");
+                    if !flag.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(version = %resource.api_version, kind = %resource.kind, "The served version has no status subresource after all; status is not written.");
                     }
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(object = %job.id, error = %error, "Cannot write the Ready status.");
+                    tracing::warn!(object = %format!("{}/{}/{}", job.kind, job.namespace, job.name), error = %error, "Cannot write the Ready status.");
                 }
             }
         }

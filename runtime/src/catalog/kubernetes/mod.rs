@@ -430,8 +430,8 @@ async fn watch_labels(
 /// One Alert or Provider as read.
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
-    object: Result<Object, Problem>,
-    uid: String,
+    object: Result<Object, Box<Problem>>,
+    uid: Arc<str>,
     generation: i64,
 }
 
@@ -543,10 +543,10 @@ fn entry(object: DynamicObject, resource: &ApiResource) -> (Key, Entry) {
                     .and_then(|o| o.map_err(|e| e.reason))
             }),
     }
-    .map_err(|reason| Problem::error(PathBuf::new(), id, reason));
+    .map_err(|reason| Box::new(Problem::error(PathBuf::new(), id, reason)));
     let entry = Entry {
         object: parsed,
-        uid: object.metadata.uid.clone().unwrap_or_default(),
+        uid: object.metadata.uid.as_deref().unwrap_or_default().into(),
         generation: object.metadata.generation.unwrap_or_default(),
     };
     (key, entry)
@@ -976,7 +976,7 @@ impl KubeSource {
         {
             match &entry.object {
                 Ok(object) => objects.push((PathBuf::new(), object.clone())),
-                Err(problem) => problems.push(problem.clone()),
+                Err(problem) => problems.push(Problem::clone(problem)),
             }
         }
         for kept in state.secrets.objects.values() {
@@ -1009,7 +1009,7 @@ impl State {
     }
 
     /// Every Alert and Provider, as the health tracker knows them.
-    fn seen(&self) -> Vec<Seen> {
+    fn seen(&self) -> Vec<Seen<'_>> {
         let mut seen = Vec::with_capacity(self.alerts.objects.len() + self.providers.objects.len());
         for (kind, objects) in [
             ("Alert", &self.alerts.objects),
@@ -1017,10 +1017,10 @@ impl State {
         ] {
             for ((namespace, name), entry) in objects {
                 seen.push(Seen {
-                    kind: kind.to_owned(),
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    uid: entry.uid.clone(),
+                    kind,
+                    namespace,
+                    name,
+                    uid: &entry.uid,
                     generation: entry.generation,
                 });
             }
