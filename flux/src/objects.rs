@@ -150,7 +150,93 @@ pub struct Provider {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret {
     pub meta: ObjectMeta,
-    pub data: BTreeMap<String, Vec<u8>>,
+    pub data: SecretData,
+}
+
+/// A Secret's data: each key's bytes, sorted by key. A sorted list rather
+/// than a map: Secrets hold a few keys, and a catalog holds many Secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretData(Vec<(String, Vec<u8>)>);
+
+// === impl SecretData ===
+
+impl SecretData {
+    /// The bytes of `key`.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Whether `key` is there.
+    #[must_use]
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets `key` to `value`, replacing what it held.
+    pub fn insert(&mut self, key: String, value: Vec<u8>) {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The keys and their bytes, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// How many keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no key.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, Vec<u8>)> for SecretData {
+    fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
+        let mut data = Self::default();
+        for (key, value) in iter {
+            data.insert(key, value);
+        }
+        data.0.shrink_to_fit();
+        data
+    }
+}
+
+impl<'a> IntoIterator for &'a SecretData {
+    type Item = (&'a String, &'a Vec<u8>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Vec<u8>)>,
+        fn(&'a (String, Vec<u8>)) -> (&'a String, &'a Vec<u8>),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl std::ops::Index<&str> for SecretData {
+    type Output = Vec<u8>;
+
+    fn index(&self, key: &str) -> &Vec<u8> {
+        self.get(key)
+            .unwrap_or_else(|| panic!("the Secret has no key {key:?}"))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -811,9 +897,9 @@ fn finish(
 fn decode_secret(
     data: &BTreeMap<String, String>,
     string_data: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
+) -> Result<SecretData, String> {
     let engine = base64::engine::general_purpose::STANDARD;
-    let mut out = BTreeMap::new();
+    let mut out = SecretData::default();
     for (key, value) in data {
         if is_sops(value) {
             // Encrypted before encoding: kept as written, and reported by
@@ -830,12 +916,29 @@ fn decode_secret(
     for (key, value) in string_data {
         out.insert(key.clone(), value.clone().into_bytes());
     }
+    out.0.shrink_to_fit();
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_data_is_sorted_by_key_and_a_key_set_twice_keeps_the_last() {
+        let data: SecretData = [
+            ("token".to_owned(), b"one".to_vec()),
+            ("address".to_owned(), b"http://a".to_vec()),
+            ("token".to_owned(), b"two".to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(data.len(), 2);
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["address", "token"]);
+        assert_eq!(data["token"], b"two");
+        assert!(data.contains_key("address"));
+        assert_eq!(data.get("username"), None);
+    }
 
     const FOLDER: &str = r#"
 apiVersion: notification.toolkit.fluxcd.io/v1beta3

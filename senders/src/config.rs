@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use herald_flux::Provider;
+use herald_flux::objects::SecretData;
 use herald_runtime::Snapshot;
 
 /// Everything a provider module needs to build its request. Holds secrets:
@@ -104,7 +105,7 @@ impl Resolved {
     }
 }
 
-fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
+fn text(data: &SecretData, key: &str) -> Option<String> {
     data.get(key)
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }

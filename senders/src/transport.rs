@@ -4,8 +4,9 @@
 //! `certFile` and `keyFile`). Errors name the Secret and the key, never a
 //! value: a proxy URL can hold a password and `tls.key` is a private key.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use herald_flux::objects::SecretData;
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject as _;
@@ -60,11 +61,7 @@ struct Entry<'a> {
 
 /// The value of `key`, or of its legacy name when `key` is absent (as
 /// Flux reads them); `None` when the one read is empty.
-fn entry<'a>(
-    data: &'a BTreeMap<String, Vec<u8>>,
-    key: &'static str,
-    legacy: &'static str,
-) -> Option<Entry<'a>> {
+fn entry<'a>(data: &'a SecretData, key: &'static str, legacy: &'static str) -> Option<Entry<'a>> {
     let (key, value) = match data.get(key) {
         Some(value) => (key, value),
         None => (legacy, data.get(legacy)?),
@@ -83,7 +80,7 @@ fn entry<'a>(
 /// required Secret, or a value that is not what its key says: the error
 /// names the key.
 pub fn tls_material(
-    data: &BTreeMap<String, Vec<u8>>,
+    data: &SecretData,
     secret: &str,
     required: bool,
 ) -> Result<Option<TlsMaterial>, String> {
@@ -190,7 +187,7 @@ mod tests {
         }
     }
 
-    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+    fn data(pairs: &[(&str, &str)]) -> SecretData {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))

@@ -34,7 +34,7 @@ use futures::StreamExt;
 use futures::stream::{BoxStream, SelectAll};
 use herald_flux::objects::{
     FLUX_OPERATOR_KINDS, NOTIFICATION_GROUP, Object, ObjectMeta as FluxMeta, SOURCE_KINDS,
-    Secret as FluxSecret, parse_documents, parse_value,
+    Secret as FluxSecret, SecretData, parse_documents, parse_value,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -575,15 +575,22 @@ impl ReadSecret {
     /// them, and `kubectl apply` leaves the whole Secret in an annotation.
     fn flux_secret(&self) -> Arc<FluxSecret> {
         let meta = self.meta();
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        if let Self::Whole(secret) = self {
-            for (k, v) in secret.data.iter().flatten() {
-                data.insert(k.clone(), v.0.clone());
-            }
-            for (k, v) in secret.string_data.iter().flatten() {
-                data.insert(k.clone(), v.clone().into_bytes());
-            }
-        }
+        let data: SecretData = match self {
+            Self::Whole(secret) => secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .chain(
+                    secret
+                        .string_data
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
+                )
+                .collect(),
+            Self::Metadata(_) => SecretData::default(),
+        };
         Arc::new(FluxSecret {
             meta: FluxMeta {
                 name: meta.name.clone().unwrap_or_default(),
