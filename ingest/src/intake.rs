@@ -151,9 +151,7 @@ impl Intake {
         dedupe: Option<Dedupe>,
         budget: StreamBudget,
     ) -> Self {
-        let publisher = async_nats::jetstream::ContextBuilder::new()
-            .timeout(publish_timeout)
-            .build(nats.client.clone());
+        let publisher = nats.args.context(publish_timeout, nats.client.clone());
         Self {
             nats,
             publisher,
@@ -230,7 +228,7 @@ impl Intake {
             labels,
             dedupe_key,
             received_millis: now.as_millisecond(),
-            subject: names::event_subject(cluster),
+            subject: self.nats.args.event_subject(cluster),
             payload: Bytes::from(stored.encode_to_vec()),
             headers,
             id,

@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, AckKind};
 use herald_proto::names;
 use herald_runtime::budget::StreamBudget;
 use herald_runtime::consume::{ConsumeSettings, Done};
+use herald_runtime::edges::{Edge, EventSources};
 use herald_runtime::nats::{durable_consumer, parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,13 @@ pub struct RouterArgs {
     /// every third of it).
     #[arg(long, env = "HERALD_ROUTER_ACK_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub router_ack_wait: Duration,
+    /// An edge whose events HERALD_EVENTS sources: `CLUSTER=DOMAIN`, the
+    /// cluster this hub assigns its events and the JetStream domain of its
+    /// leaf node, where an ingest with `--jetstream-domain DOMAIN` stores
+    /// them (repeatable, or comma-separated). The router owns the stream's
+    /// sources: it adds and removes them to match these; ingest keeps them.
+    #[arg(long = "edge", env = "HERALD_EDGES", value_delimiter = ',')]
+    pub edges: Vec<Edge>,
 }
 
 /// A ready-to-run router.
@@ -99,9 +107,11 @@ impl App {
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
         readiness.register("router-consumer");
+        herald_runtime::edges::check_distinct(&args.edges).map_err(anyhow::Error::msg)?;
         let concurrency = args.router_concurrency.max(1);
         let consumer = retry_until_ready("the router consumer", cancel, || async {
-            nats.ensure_events_stream().await?;
+            nats.ensure_events_stream(EventSources::Own(&args.edges))
+                .await?;
             nats.ensure_deliveries_stream().await?;
             nats.ensure_dead_stream().await?;
             nats.ensure_consumer(
@@ -117,6 +127,9 @@ impl App {
         })
         .await?;
         readiness.set("router-consumer", true);
+        if !args.edges.is_empty() {
+            tokio::spawn(report_edges(nats.clone(), args.edges.clone()));
+        }
         let deliveries_budget = StreamBudget::new(
             names::DELIVERIES_STREAM,
             nats.args.budgets.deliveries_max_bytes,
@@ -219,7 +232,7 @@ impl App {
     }
 
     async fn handle_in(&self, message: jetstream::Message) -> Done {
-        match self.route(&message.payload).await {
+        match self.route(&message.subject, &message.payload).await {
             Ok(routed) => {
                 self.deliveries_budget.stored();
                 self.router.metrics.events_routed.inc();
@@ -268,11 +281,11 @@ impl App {
     /// deliveries cannot be stored for want of an answer (not for want of
     /// room, which the budget handles). Deliveries carry their message id,
     /// so storing them again stores each once.
-    async fn route(&self, payload: &[u8]) -> Result<Routed, route::RouteError> {
+    async fn route(&self, subject: &str, payload: &[u8]) -> Result<Routed, route::RouteError> {
         let started = tokio::time::Instant::now();
         let mut retry = STORE_RETRY_FIRST;
         loop {
-            match self.router.route(payload).await {
+            match self.router.route(subject, payload).await {
                 Err(route::RouteError::Publish(error)) if started.elapsed() + retry < STORE_FOR => {
                     tracing::debug!(error = %error, ?retry, "Cannot store deliveries yet; trying again.");
                     tokio::time::sleep(retry).await;
@@ -280,6 +293,28 @@ impl App {
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+/// Says at start-up which edges answer: an edge whose leaf node is not
+/// linked now is sourced once it is, but a hub whose server takes no leaf
+/// nodes, or an edge whose domain is misspelt, never links.
+async fn report_edges(nats: Nats, edges: Vec<Edge>) {
+    for edge in edges {
+        let context = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .domain(&edge.domain)
+            .build(nats.client.clone());
+        match context.query_account().await {
+            Ok(_) => tracing::info!(edge = %edge, "Sourcing the events of an edge."),
+            Err(error) => tracing::warn!(
+                edge = %edge,
+                error = %error,
+                "An edge's JetStream does not answer now; its events are sourced once its leaf \
+                 node is linked to this hub (leafnodes {{ listen }} here, leafnodes {{ remotes }} \
+                 and jetstream {{ domain }} at the edge)."
+            ),
         }
     }
 }
