@@ -198,7 +198,14 @@ impl Intake {
         self.metrics.events_received.inc();
         let group = metadata::api_group(&event.involved_object.api_version).to_owned();
         metadata::cleanup(&mut event.metadata, &group);
-        let id = dedupe::event_id(cluster, &event);
+        // At an edge, the id also names the edge's domain: the hub sources
+        // every edge into one stream with one duplicate window, and two
+        // edges naming themselves alike (the hub assigns the clusters, so
+        // an edge's own name may be anything) must not share ids.
+        let id = match &self.nats.args.jetstream_domain {
+            Some(domain) => dedupe::event_id(&format!("{domain}/{cluster}"), &event),
+            None => dedupe::event_id(cluster, &event),
+        };
         let dedupe_key = dedupe::dedupe_key(&event);
         let labels = EventLabels {
             cluster: cluster.to_owned(),

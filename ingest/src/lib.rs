@@ -172,7 +172,8 @@ impl App {
         };
         retry_until_ready("HERALD_EVENTS", cancel, || {
             nats.ensure_events_stream(herald_runtime::edges::EventSources::Keep)
-        }).await?;
+        })
+        .await?;
         let dedupe = if args.rate_limit_interval.is_zero() {
             None
         } else {
