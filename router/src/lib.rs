@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod edges;
 pub mod route;
 
 use std::time::Duration;
@@ -59,6 +60,7 @@ pub struct App {
     concurrency: usize,
     ack_wait: Duration,
     deliveries_budget: StreamBudget,
+    edges: Vec<Edge>,
 }
 
 /// How often the router reads the streams' sizes.
@@ -127,9 +129,6 @@ impl App {
         })
         .await?;
         readiness.set("router-consumer", true);
-        if !args.edges.is_empty() {
-            tokio::spawn(report_edges(nats.clone(), args.edges.clone()));
-        }
         let deliveries_budget = StreamBudget::new(
             names::DELIVERIES_STREAM,
             nats.args.budgets.deliveries_max_bytes,
@@ -149,6 +148,7 @@ impl App {
             concurrency,
             ack_wait: args.router_ack_wait,
             deliveries_budget,
+            edges: args.edges.clone(),
         })
     }
 
@@ -180,6 +180,13 @@ impl App {
             BUDGET_POLL,
             cancel.clone(),
         ));
+        if !self.edges.is_empty() {
+            tokio::spawn(edges::tend(
+                self.router.nats.clone(),
+                self.edges.clone(),
+                cancel.clone(),
+            ));
+        }
         tokio::spawn(trim_events(
             self.router.nats.clone(),
             self.consumer.clone(),
@@ -293,28 +300,6 @@ impl App {
                 }
                 other => return other,
             }
-        }
-    }
-}
-
-/// Says at start-up which edges answer: an edge whose leaf node is not
-/// linked now is sourced once it is, but a hub whose server takes no leaf
-/// nodes, or an edge whose domain is misspelt, never links.
-async fn report_edges(nats: Nats, edges: Vec<Edge>) {
-    for edge in edges {
-        let context = jetstream::ContextBuilder::new()
-            .timeout(Duration::from_secs(2))
-            .domain(&edge.domain)
-            .build(nats.client.clone());
-        match context.query_account().await {
-            Ok(_) => tracing::info!(edge = %edge, "Sourcing the events of an edge."),
-            Err(error) => tracing::warn!(
-                edge = %edge,
-                error = %error,
-                "An edge's JetStream does not answer now; its events are sourced once its leaf \
-                 node is linked to this hub (leafnodes {{ listen }} here, leafnodes {{ remotes }} \
-                 and jetstream {{ domain }} at the edge)."
-            ),
         }
     }
 }

@@ -542,7 +542,10 @@ mod restamp_tests {
             ..Event::default()
         };
         restamp(&mut event, "shop-eu".to_owned());
-        assert_eq!((event.id.as_str(), event.cluster.as_str()), ("abc", "shop-eu"));
+        assert_eq!(
+            (event.id.as_str(), event.cluster.as_str()),
+            ("abc", "shop-eu")
+        );
         restamp(&mut event, "shop-us".to_owned());
         assert_eq!(event.cluster, "shop-us");
         assert_ne!(event.id, "abc");

@@ -252,7 +252,12 @@ impl Nats {
                 edges.iter().map(Edge::source).collect()
             }
             EventSources::Keep => match self.jetstream.get_stream(names::EVENTS_STREAM).await {
-                Ok(stream) => stream.cached_info().config.sources.clone().unwrap_or_default(),
+                Ok(stream) => stream
+                    .cached_info()
+                    .config
+                    .sources
+                    .clone()
+                    .unwrap_or_default(),
                 Err(error)
                     if matches!(
                         error.kind(),
