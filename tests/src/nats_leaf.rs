@@ -4,6 +4,10 @@
 //! `leafnodes.remotes` entry pointing at the hub (from `HERALD_NATS_SERVER`
 //! or `PATH`, each with its own ports and store).
 //!
+//! Each edge logs in to the hub's leaf node port as its own user and keeps
+//! Herald's subjects on its side of the link (`deny_exports`,
+//! `deny_imports`), as `deploy/nats/hub.conf` and `edge.conf` do.
+//!
 //! Every leaf reaches the hub through a small TCP relay in the harness, so
 //! that a test can cut one edge's link and restore it later, as a network
 //! failure between an edge and the hub would: while cut, the relay closes
@@ -24,6 +28,17 @@ use tokio::task::JoinHandle;
 
 /// The hub's JetStream domain.
 pub const HUB_DOMAIN: &str = "hub";
+
+/// What an edge keeps from the hub and the hub from it, as
+/// `deploy/nats/edge.conf` has it: Herald's subjects stay on their side.
+const DENY_EXPORTS: &str =
+    r#"["herald.events.>", "herald.deliveries.>", "herald.dead.>", "$KV.>"]"#;
+const DENY_IMPORTS: &str = r#"["herald.>", "$KV.>"]"#;
+
+/// The password edge `edge` logs in to the hub's leaf node port with.
+fn leaf_password(edge: usize) -> String {
+    format!("leaf-secret-{edge}")
+}
 
 /// How long a server may take to answer `/healthz` (it takes well under a second).
 const START_WITHIN: Duration = Duration::from_secs(20);
@@ -85,8 +100,17 @@ impl TestLeafNodes {
             hub_http,
             &format!(
                 "jetstream {{ store_dir: {:?}, domain: {HUB_DOMAIN} }}\n\
-                 leafnodes {{ listen: \"127.0.0.1:{hub_leaf}\", no_advertise: true }}\n",
-                dir.path().join("hub")
+                 leafnodes {{\n  listen: \"127.0.0.1:{hub_leaf}\"\n  no_advertise: true\n  \
+                 authorization {{ users: [{}] }}\n}}\n",
+                dir.path().join("hub"),
+                (0..edges)
+                    .map(|edge| format!(
+                        "{{ user: {}, password: {} }}",
+                        Self::domain_of(edge),
+                        leaf_password(edge)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
         let mut leaves = Vec::new();
@@ -101,9 +125,11 @@ impl TestLeafNodes {
                 ports[4 + edge * 2],
                 &format!(
                     "jetstream {{ store_dir: {:?}, domain: {name} }}\n\
-                     leafnodes {{\n  reconnect: \"1s\"\n  \
-                     remotes: [{{ url: \"nats-leaf://127.0.0.1:{}\" }}]\n}}\n",
+                     leafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{\n    \
+                     url: \"nats-leaf://{name}:{}@127.0.0.1:{}\"\n    \
+                     deny_exports: {DENY_EXPORTS}\n    deny_imports: {DENY_IMPORTS}\n  }}]\n}}\n",
                     dir.path().join(&name),
+                    leaf_password(edge),
                     link.port
                 ),
             ));

@@ -285,6 +285,18 @@ async fn an_edge_naming_another_cluster_is_stamped_as_its_own() {
     .await
     .expect("stored at the edge");
 
+    // And one published on the hub's own subject for shop-b, which the
+    // edge keeps on its side of the link.
+    let client = async_nats::connect(nodes.edge_url(0)).await.expect("edge");
+    client
+        .publish(
+            names::event_subject(CLUSTERS[1]),
+            stored(CLUSTERS[1], "raw-2", &event("raw", 2)),
+        )
+        .await
+        .expect("publish");
+    client.flush().await.expect("flush");
+
     let requests = hook.wait_for(3).await;
     let mut clusters: Vec<(String, String)> = requests
         .iter()
@@ -309,6 +321,7 @@ async fn an_edge_naming_another_cluster_is_stamped_as_its_own() {
         ]
     );
     let stored = hub_events(&nodes).await;
+    assert_eq!(stored.len(), 3, "{stored:?}");
     let subjects: BTreeSet<&str> = stored.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         subjects,
