@@ -43,7 +43,18 @@ enum Link {
 pub async fn tend(nats: Nats, edges: Vec<Edge>, cancel: CancellationToken) {
     let mut links = vec![Link::Unknown; edges.len()];
     let mut last_trim = tokio::time::Instant::now();
+    // Set when a restart removed a source and could not add it back: the
+    // full list is set again on every look until it is.
+    let mut unsettled = false;
     loop {
+        if unsettled {
+            match nats.ensure_events_stream(EventSources::Own(&edges)).await {
+                Ok(()) => unsettled = false,
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "Cannot set the sources of HERALD_EVENTS; trying again.");
+                }
+            }
+        }
         let answers =
             futures::future::join_all(edges.iter().map(|edge| answers(&nats, edge))).await;
         let trim = last_trim.elapsed() >= TRIM_EVERY;
@@ -58,7 +69,8 @@ pub async fn tend(nats: Nats, edges: Vec<Edge>, cancel: CancellationToken) {
                     if previous == Link::Down
                         && let Err(error) = restart_source(&nats, &edges, edge).await
                     {
-                        tracing::warn!(edge = %edge, error = %format!("{error:#}"), "Cannot restart an edge's source; the server retries it by itself.");
+                        tracing::warn!(edge = %edge, error = %format!("{error:#}"), "Cannot restart an edge's source; setting the sources again.");
+                        unsettled = true;
                     }
                     *link = Link::Up;
                 }
