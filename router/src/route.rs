@@ -73,7 +73,9 @@ fn restamp(event: &mut Event, cluster: String) {
     if event.cluster == cluster {
         return;
     }
-    tracing::warn!(
+    // Expected of an edge whose ingest names its cluster otherwise than
+    // the hub does: once per event, so not a warning.
+    tracing::debug!(
         event.id = %event.id,
         claimed = %event.cluster,
         cluster = %cluster,
