@@ -453,12 +453,7 @@ impl Nats {
     /// transforms without a word, leaving every edge to name its own cluster.
     fn check_sources_supported(&self) -> anyhow::Result<()> {
         let version = self.client.server_info().version;
-        let mut parts = version
-            .trim_start_matches('v')
-            .split(['.', '-'])
-            .map(|part| part.parse::<u64>().unwrap_or(0));
-        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        if (major, minor) < (2, 10) {
+        if !transforms_sources(&version) {
             anyhow::bail!(
                 "--edge needs nats-server 2.10 or later (subject transforms on stream sources); \
                  the hub runs {version}"
@@ -528,6 +523,17 @@ impl Nats {
     }
 }
 
+/// Whether a nats-server of `version` (`2.10.26`, `v2.15.1`) applies
+/// subject transforms on stream sources (2.10 and later).
+fn transforms_sources(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|part| part.parse::<u64>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 10)
+}
+
 /// A budget as JetStream takes it: `-1` (none) for 0.
 fn budget(bytes: u64) -> i64 {
     if bytes == 0 {
@@ -593,6 +599,24 @@ where
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subject_transforms_on_sources_need_nats_server_2_10() {
+        for (version, supported) in [
+            ("2.15.1", true),
+            ("v2.10.0", true),
+            ("2.10.26-RC.1", true),
+            ("3.0.0", true),
+            ("2.9.10", false),
+            ("2.2.0", false),
+            ("", false),
+        ] {
+            assert_eq!(super::transforms_sources(version), supported, "{version}");
         }
     }
 }
