@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use herald_proto::names;
-use herald_runtime::Nats;
 use herald_runtime::edges::{Edge, EventSources};
+use herald_runtime::metrics::EdgeLabels;
+use herald_runtime::{Metrics, Nats};
 use tokio_util::sync::CancellationToken;
 
 /// How often each edge is looked at.
@@ -40,7 +41,7 @@ enum Link {
 }
 
 /// Tends `edges` until `cancel` fires.
-pub async fn tend(nats: Nats, edges: Vec<Edge>, cancel: CancellationToken) {
+pub async fn tend(nats: Nats, edges: Vec<Edge>, metrics: Metrics, cancel: CancellationToken) {
     let mut links = vec![Link::Unknown; edges.len()];
     let mut last_trim = tokio::time::Instant::now();
     // Set when a restart removed a source and could not add it back: the
@@ -59,6 +60,12 @@ pub async fn tend(nats: Nats, edges: Vec<Edge>, cancel: CancellationToken) {
             futures::future::join_all(edges.iter().map(|edge| answers(&nats, edge))).await;
         let trim = last_trim.elapsed() >= TRIM_EVERY;
         for ((edge, link), answer) in edges.iter().zip(&mut links).zip(answers) {
+            metrics
+                .edge_linked
+                .get_or_create(&EdgeLabels {
+                    edge: edge.cluster.clone(),
+                })
+                .set(i64::from(answer.is_ok()));
             match (answer, *link) {
                 (Ok(()), Link::Up) => {}
                 (Ok(()), previous) => {

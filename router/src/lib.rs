@@ -184,6 +184,7 @@ impl App {
             tokio::spawn(edges::tend(
                 self.router.nats.clone(),
                 self.edges.clone(),
+                self.router.metrics.clone(),
                 cancel.clone(),
             ));
         }

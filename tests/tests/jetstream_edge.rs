@@ -211,6 +211,12 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
         .filter(|i| !during.contains_key(&format!("{} event {i}", CLUSTERS[0])))
         .count();
     assert_eq!(held, PER_PHASE, "edge 0's events crossed a cut link");
+    let metrics = hub.admin("/metrics").await.1;
+    assert!(
+        metrics.contains(r#"herald_edge_linked{edge="shop-a"} 0"#)
+            && metrics.contains(r#"herald_edge_linked{edge="shop-b"} 1"#),
+        "{metrics}"
+    );
     nodes.restore(0).await;
 
     // After the cut: everything arrives, the backlog included.
@@ -222,6 +228,13 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
     })
     .await;
     let drained_in = restored_at.elapsed();
+    herald_tests::eventually("edge 0 counted linked again", || async {
+        let metrics = hub.admin("/metrics").await.1;
+        metrics
+            .contains(r#"herald_edge_linked{edge="shop-a"} 1"#)
+            .then_some(())
+    })
+    .await;
 
     let seen = delivered(&hook);
     for (edge, cluster) in CLUSTERS.iter().enumerate() {
