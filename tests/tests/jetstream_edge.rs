@@ -23,6 +23,8 @@ const CLUSTERS: [&str; 2] = ["shop-a", "shop-b"];
 /// Events each edge's ingest is sent in each phase (before, during and
 /// after the cut).
 const PER_PHASE: usize = 100;
+/// Events posted to an ingest started at edge 0 while it is cut off.
+const LATE: std::ops::Range<usize> = 1000..1010;
 /// How long the link stays cut (the issue's figure).
 const CUT_FOR: Duration = Duration::from_secs(30);
 
@@ -204,13 +206,22 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
     nodes.cut(0).await;
     let cut_at = tokio::time::Instant::now();
     both(PER_PHASE..2 * PER_PHASE).await;
+    // An ingest started at the edge while it is cut off works as well.
+    let late = edge_ingest(&nodes, dir.path(), 0, CLUSTERS[0]).await;
+    post(&late, CLUSTERS[0], LATE).await;
+    late.shutdown().await;
     hook.wait_for(3 * PER_PHASE).await;
     tokio::time::sleep_until(cut_at + CUT_FOR).await;
     let during = delivered(&hook);
     let held = (PER_PHASE..2 * PER_PHASE)
+        .chain(LATE)
         .filter(|i| !during.contains_key(&format!("{} event {i}", CLUSTERS[0])))
         .count();
-    assert_eq!(held, PER_PHASE, "edge 0's events crossed a cut link");
+    assert_eq!(
+        held,
+        PER_PHASE + LATE.len(),
+        "edge 0's events crossed a cut link"
+    );
     let metrics = hub.admin("/metrics").await.1;
     assert!(
         metrics.contains(r#"herald_edge_linked{edge="shop-a"} 0"#)
@@ -221,7 +232,7 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
 
     // After the cut: everything arrives, the backlog included.
     both(2 * PER_PHASE..3 * PER_PHASE).await;
-    let total = 2 * 3 * PER_PHASE;
+    let total = 2 * 3 * PER_PHASE + LATE.len();
     let restored_at = tokio::time::Instant::now();
     herald_tests::eventually("every accepted event delivered", || async {
         (delivered(&hook).len() == total).then_some(())
@@ -238,7 +249,8 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
 
     let seen = delivered(&hook);
     for (edge, cluster) in CLUSTERS.iter().enumerate() {
-        for i in 0..3 * PER_PHASE {
+        let late = if edge == 0 { LATE } else { 0..0 };
+        for i in (0..3 * PER_PHASE).chain(late) {
             let (_, named) = &seen[&format!("{cluster} event {i}")];
             assert_eq!(named, cluster, "edge {edge} event {i}");
         }
@@ -250,10 +262,11 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
     assert_eq!(stored.len(), total, "HERALD_EVENTS holds each event once");
     let ids: BTreeSet<&str> = stored.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids.len(), total, "no message id stored twice");
-    for cluster in CLUSTERS {
+    for (edge, cluster) in CLUSTERS.iter().enumerate() {
         let subject = names::event_subject(cluster);
         let count = stored.iter().filter(|(s, _)| *s == subject).count();
-        assert_eq!(count, 3 * PER_PHASE, "{subject}");
+        let late = if edge == 0 { LATE.len() } else { 0 };
+        assert_eq!(count, 3 * PER_PHASE + late, "{subject}");
     }
     eprintln!(
         "backlog drained {drained_in:?} after the link came back; {duplicates} duplicate webhook calls"
@@ -265,7 +278,9 @@ async fn a_cut_link_loses_nothing_and_the_backlog_drains_once() {
         herald_tests::eventually(&format!("edge {edge}'s stream trimmed"), || async {
             let mut stream = js.get_stream(names::EVENTS_STREAM).await.ok()?;
             let state = stream.info().await.ok()?.state.clone();
-            (state.messages == 0 && state.last_sequence == (3 * PER_PHASE) as u64).then_some(())
+            let late = if edge == 0 { LATE.len() } else { 0 };
+            (state.messages == 0 && state.last_sequence == (3 * PER_PHASE + late) as u64)
+                .then_some(())
         })
         .await;
     }
@@ -376,11 +391,15 @@ async fn restarts_keep_the_sources_and_the_router_changes_them() {
     let hub_ingest = TestHerald::start_with(&nodes.hub_url(), dir.path(), options).await;
     assert_eq!(hub_sources(&nodes).await, both);
 
-    // The router restarted with the same edges: nothing sourced again.
+    // The router restarted with the same edges while edge 0 is cut off:
+    // it starts, and takes edge 0's event when the link is back, sourcing
+    // nothing twice.
+    nodes.cut(0).await;
     router.shutdown().await;
     let router = hub(&nodes, dir.path(), edges(2)).await;
     assert_eq!(hub_sources(&nodes).await, both);
     assert_eq!(ingest.post(event(CLUSTERS[0], 1)).await.0, 202);
+    nodes.restore(0).await;
     hook.wait_for(2).await;
 
     // The router restarted without edge 1: its source goes, edge 0's stays
