@@ -47,8 +47,10 @@ fn catalog(hook: &FakeServer) -> tempfile::TempDir {
 
 /// Router and sender at the hub, sourcing `edges`.
 async fn hub(nodes: &TestLeafNodes, dir: &std::path::Path, edges: Vec<Edge>) -> TestHerald {
-    let mut options = Options::default();
-    options.ingest = false;
+    let mut options = Options {
+        ingest: false,
+        ..Options::default()
+    };
     options.router_args.no_cluster_metadata = false;
     options.router_args.edges = edges;
     TestHerald::start_with(&nodes.hub_url(), dir, options).await
@@ -61,11 +63,13 @@ async fn edge_ingest(
     edge: usize,
     cluster: &str,
 ) -> TestHerald {
-    let mut options = Options::default();
-    options.router = false;
-    options.sender = false;
+    let mut options = Options {
+        router: false,
+        sender: false,
+        jetstream_domain: Some(TestLeafNodes::domain_of(edge)),
+        ..Options::default()
+    };
     options.ingest_args.cluster = cluster.to_owned();
-    options.jetstream_domain = Some(TestLeafNodes::domain_of(edge));
     TestHerald::start_with(&nodes.edge_url(edge), dir, options).await
 }
 
@@ -382,9 +386,11 @@ async fn restarts_keep_the_sources_and_the_router_changes_them() {
     hook.wait_for(1).await;
 
     // A hub ingest, which has no --edge, starting and restarting.
-    let mut options = Options::default();
-    options.router = false;
-    options.sender = false;
+    let options = Options {
+        router: false,
+        sender: false,
+        ..Options::default()
+    };
     let hub_ingest = TestHerald::start_with(&nodes.hub_url(), dir.path(), options.clone()).await;
     hub_ingest.shutdown().await;
     assert_eq!(hub_sources(&nodes).await, both);
