@@ -26,9 +26,6 @@ const TEND_EVERY: Duration = Duration::from_secs(2);
 /// How long an edge's JetStream may take to answer before it counts as cut off.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
-/// How often what the hub stored is trimmed from the edges.
-const TRIM_EVERY: Duration = Duration::from_secs(10);
-
 /// The header a sourced message carries: `<source> <origin sequence> ...`.
 const STREAM_SOURCE_HEADER: &str = "Nats-Stream-Source";
 
@@ -43,7 +40,8 @@ enum Link {
 /// Tends `edges` until `cancel` fires.
 pub async fn tend(nats: Nats, edges: Vec<Edge>, metrics: Metrics, cancel: CancellationToken) {
     let mut links = vec![Link::Unknown; edges.len()];
-    let mut last_trim = tokio::time::Instant::now();
+    // Per edge, the origin sequence below which its stream was last trimmed.
+    let mut trimmed = vec![0_u64; edges.len()];
     // Set when a restart removed a source and could not add it back: the
     // full list is set again on every look until it is.
     let mut unsettled = false;
@@ -58,8 +56,9 @@ pub async fn tend(nats: Nats, edges: Vec<Edge>, metrics: Metrics, cancel: Cancel
         }
         let answers =
             futures::future::join_all(edges.iter().map(|edge| answers(&nats, edge))).await;
-        let trim = last_trim.elapsed() >= TRIM_EVERY;
-        for ((edge, link), answer) in edges.iter().zip(&mut links).zip(answers) {
+        for (((edge, link), answer), trimmed) in
+            edges.iter().zip(&mut links).zip(answers).zip(&mut trimmed)
+        {
             metrics
                 .edge_linked
                 .get_or_create(&EdgeLabels {
@@ -95,15 +94,14 @@ pub async fn tend(nats: Nats, edges: Vec<Edge>, metrics: Metrics, cancel: Cancel
                     *link = Link::Down;
                 }
             }
-            if trim
-                && *link == Link::Up
-                && let Err(error) = trim_edge(&nats, edge).await
-            {
-                tracing::debug!(edge = %edge, error = %format!("{error:#}"), "Cannot trim an edge's stream now.");
+            if *link == Link::Up {
+                match trim_edge(&nats, edge, *trimmed).await {
+                    Ok(below) => *trimmed = below,
+                    Err(error) => {
+                        tracing::debug!(edge = %edge, error = %format!("{error:#}"), "Cannot trim an edge's stream now.");
+                    }
+                }
             }
-        }
-        if trim {
-            last_trim = tokio::time::Instant::now();
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -139,7 +137,15 @@ async fn restart_source(nats: &Nats, edges: &[Edge], edge: &Edge) -> anyhow::Res
 /// Purges from the edge's HERALD_EVENTS every event the hub has stored:
 /// those up to the origin sequence of the newest message the hub sourced
 /// from it. Sources store in order, so all before it are stored too.
-async fn trim_edge(nats: &Nats, edge: &Edge) -> anyhow::Result<()> {
+///
+/// Done as soon as the hub has stored more (on every look, when the edge
+/// answers): what the hub stored is gone from the edge before the hub's own
+/// trimming (routed events, under budget pressure) can take the last
+/// message the server resumes the source after.
+///
+/// Returns the sequence the edge's stream is now trimmed below; the edge
+/// is asked only when that is not `trimmed` already.
+async fn trim_edge(nats: &Nats, edge: &Edge, trimmed: u64) -> anyhow::Result<u64> {
     let hub = nats
         .jetstream
         .get_stream_no_info(names::EVENTS_STREAM)
@@ -150,7 +156,7 @@ async fn trim_edge(nats: &Nats, edge: &Edge) -> anyhow::Result<()> {
     {
         Ok(message) => message,
         // Nothing sourced yet, or trimmed from the hub since.
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(trimmed),
     };
     // A message the hub's own ingest stored for this cluster has no origin.
     let Some(origin) = newest
@@ -158,16 +164,21 @@ async fn trim_edge(nats: &Nats, edge: &Edge) -> anyhow::Result<()> {
         .get(STREAM_SOURCE_HEADER)
         .and_then(|value| origin_sequence(value.as_str()))
     else {
-        return Ok(());
+        return Ok(trimmed);
     };
+    let below = origin + 1;
+    // (Lower than before: the edge's stream was made anew.)
+    if below == trimmed {
+        return Ok(trimmed);
+    }
     let at_edge = edge_context(nats, edge)
         .get_stream_no_info(names::EVENTS_STREAM)
         .await?;
-    let purged = at_edge.purge().sequence(origin + 1).await?;
+    let purged = at_edge.purge().sequence(below).await?;
     if purged.purged > 0 {
-        tracing::debug!(edge = %edge, purged = purged.purged, below = origin + 1, "Trimmed what the hub stored from an edge's stream.");
+        tracing::debug!(edge = %edge, purged = purged.purged, below, "Trimmed what the hub stored from an edge's stream.");
     }
-    Ok(())
+    Ok(below)
 }
 
 /// The origin sequence in a `Nats-Stream-Source` header
