@@ -139,9 +139,12 @@ async fn restart_source(nats: &Nats, edges: &[Edge], edge: &Edge) -> anyhow::Res
 /// from it. Sources store in order, so all before it are stored too.
 ///
 /// Done as soon as the hub has stored more (on every look, when the edge
-/// answers): what the hub stored is gone from the edge before the hub's own
-/// trimming (routed events, under budget pressure) can take the last
-/// message the server resumes the source after.
+/// answers). The server resumes a restarted source after the last message
+/// the hub holds from it; should the hub's own trimming (routed events,
+/// under budget pressure) take that message while the edge still holds
+/// events before it, those would be sourced again, and stored again once
+/// past the duplicate window. Trimming the edge at once keeps that window
+/// to one look.
 ///
 /// Returns the sequence the edge's stream is now trimmed below; the edge
 /// is asked only when that is not `trimmed` already.
