@@ -8,6 +8,9 @@
 pub const EVENTS_STREAM: &str = "HERALD_EVENTS";
 /// Subjects of [`EVENTS_STREAM`]: `herald.events.<cluster>`.
 pub const EVENTS_SUBJECTS: &str = "herald.events.>";
+/// What every edge's event subject starts with.
+pub const EDGE_SUBJECTS_PREFIX: &str = "herald.edge.";
+
 /// Subjects of [`EVENTS_STREAM`] at an edge whose JetStream domain is
 /// `domain`: `herald.edge.<domain>.events.<cluster>`. Each edge has its own
 /// subjects, apart from the hub's: a leaf node shares subject interest with
@@ -15,14 +18,17 @@ pub const EVENTS_SUBJECTS: &str = "herald.events.>";
 /// other end also listens on would store the other's messages too.
 #[must_use]
 pub fn edge_events_subjects(domain: &str) -> String {
-    format!("herald.edge.{domain}.events.>")
+    format!("{EDGE_SUBJECTS_PREFIX}{domain}.events.>")
 }
 
 /// The subject an event from `cluster` is stored on at the edge whose
 /// JetStream domain is `domain` (see [`edge_events_subjects`]).
 #[must_use]
 pub fn edge_event_subject(domain: &str, cluster: &str) -> String {
-    format!("herald.edge.{domain}.events.{}", escape_token(cluster))
+    format!(
+        "{EDGE_SUBJECTS_PREFIX}{domain}.events.{}",
+        escape_token(cluster)
+    )
 }
 
 /// What the hub's [`EVENTS_STREAM`] takes from the edge whose JetStream
@@ -31,17 +37,20 @@ pub fn edge_event_subject(domain: &str, cluster: &str) -> String {
 /// edge (`herald.events.<that cluster>`).
 #[must_use]
 pub fn edge_events_filter(domain: &str) -> String {
-    format!("herald.edge.{domain}.events.*")
+    format!("{EDGE_SUBJECTS_PREFIX}{domain}.events.*")
 }
 
-/// The cluster an event stored on `subject` comes from: the last token of
-/// `herald.events.<cluster>` or `herald.edge.<domain>.events.<cluster>`,
-/// unescaped; `None` for any other subject.
+/// The cluster an event stored on `subject` comes from, as the stream of
+/// the JetStream domain `domain` (`None`: the hub's) stores it: the last
+/// token of `herald.events.<cluster>`, or at an edge of
+/// `herald.edge.<domain>.events.<cluster>`, unescaped; `None` for any other
+/// subject (another edge's among them).
 #[must_use]
-pub fn cluster_of_subject(subject: &str) -> Option<String> {
+pub fn cluster_of_subject(subject: &str, domain: Option<&str>) -> Option<String> {
     let tokens: Vec<&str> = subject.split('.').collect();
-    let token = match tokens.as_slice() {
-        ["herald", "events", token] | ["herald", "edge", _, "events", token] => token,
+    let token = match (tokens.as_slice(), domain) {
+        (["herald", "events", token], _) => token,
+        (["herald", "edge", of, "events", token], Some(domain)) if *of == domain => token,
         _ => return None,
     };
     unescape_token(token)
@@ -243,22 +252,26 @@ mod tests {
     fn the_cluster_is_read_back_from_every_event_subject() {
         for cluster in ["prod.eu", "", "a_b", "x"] {
             assert_eq!(
-                cluster_of_subject(&event_subject(cluster)).as_deref(),
+                cluster_of_subject(&event_subject(cluster), None).as_deref(),
                 Some(cluster)
             );
             assert_eq!(
-                cluster_of_subject(&edge_event_subject("edge-1", cluster)).as_deref(),
+                cluster_of_subject(&edge_event_subject("edge-1", cluster), Some("edge-1"))
+                    .as_deref(),
                 Some(cluster)
             );
         }
-        for other in [
-            "herald.events",
-            "herald.events.a.b",
-            "herald.edge.d.events",
-            "herald.deliveries.slack.a.b",
-            "herald.events._zz",
+        for (other, domain) in [
+            ("herald.events", None),
+            ("herald.events.a.b", None),
+            ("herald.edge.d.events", Some("d")),
+            ("herald.deliveries.slack.a.b", None),
+            ("herald.events._zz", None),
+            // An edge's own subject, where a transform did not apply.
+            ("herald.edge.edge-1.events.a", None),
+            ("herald.edge.edge-1.events.a", Some("edge-2")),
         ] {
-            assert_eq!(cluster_of_subject(other), None, "{other}");
+            assert_eq!(cluster_of_subject(other, domain), None, "{other}");
         }
     }
 }

@@ -250,6 +250,15 @@ impl App {
                 }
                 Done::Finished
             }
+            Err(error @ route::RouteError::Unstamped(_)) => {
+                // Routing it would trust the edge to name its cluster.
+                self.router.metrics.reject("unstamped");
+                tracing::error!(error = %error, "An event from an edge has no cluster given by the hub; it stays in the stream, unrouted.");
+                if let Err(error) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %error, "Cannot terminate an unstamped event.");
+                }
+                Done::Finished
+            }
             Err(route::RouteError::Undecodable(error)) => {
                 // Not an event of ours: nothing can ever route it.
                 self.router.metrics.reject("undecodable");

@@ -30,6 +30,13 @@ pub enum RouteError {
     /// HERALD_DELIVERIES has no room now; route the event again later.
     #[error("HERALD_DELIVERIES has no room: {0}")]
     NoRoom(String),
+    /// The event is on an edge's own subject: the hub did not give it a
+    /// cluster, and what the edge says is not taken.
+    #[error(
+        "the event is on {0}, an edge's own subject: its source gives it no cluster (a source \
+         added by hand without a subject transform, or a nats-server before 2.10)"
+    )]
+    Unstamped(String),
     /// The event's member cluster has not been read yet; route it later.
     #[error("the catalog of member cluster {0} is not read yet")]
     MemberNotRead(String),
@@ -122,14 +129,22 @@ impl Router {
     /// transform). An event that names another cluster than its subject is
     /// routed as its subject's, with an id of its own, so that it can
     /// neither pass for that cluster nor share the ids of its deliveries.
+    /// An event on an edge's subject (a source whose transform did not
+    /// apply) is never routed; on a subject of no event's form, which only
+    /// the hub's own publishers can store, the event keeps its cluster.
     ///
     /// # Errors
     ///
     /// [`RouteError`] when the payload is not an event or a publish failed.
     pub async fn route(&self, subject: &str, payload: &[u8]) -> Result<Routed, RouteError> {
         let mut event = Event::decode(payload)?;
-        if let Some(cluster) = names::cluster_of_subject(subject) {
-            restamp(&mut event, cluster);
+        let domain = self.nats.args.jetstream_domain.as_deref();
+        match names::cluster_of_subject(subject, domain) {
+            Some(cluster) => restamp(&mut event, cluster),
+            None if subject.starts_with(names::EDGE_SUBJECTS_PREFIX) => {
+                return Err(RouteError::Unstamped(subject.to_owned()));
+            }
+            None => {}
         }
         let group = metadata::api_group(
             event

@@ -102,7 +102,7 @@ async fn post(ingest: &TestHerald, cluster: &str, range: std::ops::Range<usize>)
 }
 
 /// An event as ingest stores it, naming `cluster`, with id `id`.
-fn stored(cluster: &str, id: &str, json: &str) -> bytes::Bytes {
+fn stored_event(cluster: &str, id: &str, json: &str) -> bytes::Bytes {
     use prost::Message as _;
     let event = herald_flux::FluxEvent::from_json(json.as_bytes()).expect("a Flux event");
     let stamp = herald_flux::convert::Stamp {
@@ -310,7 +310,7 @@ async fn an_edge_naming_another_cluster_is_stamped_as_its_own() {
     let js = nodes.edge_jetstream(0).await;
     js.publish(
         names::edge_event_subject(&TestLeafNodes::domain_of(0), CLUSTERS[1]),
-        stored(CLUSTERS[1], "raw-1", &event("raw", 1)),
+        stored_event(CLUSTERS[1], "raw-1", &event("raw", 1)),
     )
     .await
     .expect("publish")
@@ -323,7 +323,7 @@ async fn an_edge_naming_another_cluster_is_stamped_as_its_own() {
     client
         .publish(
             names::event_subject(CLUSTERS[1]),
-            stored(CLUSTERS[1], "raw-2", &event("raw", 2)),
+            stored_event(CLUSTERS[1], "raw-2", &event("raw", 2)),
         )
         .await
         .expect("publish");
@@ -359,6 +359,61 @@ async fn an_edge_naming_another_cluster_is_stamped_as_its_own() {
         subjects,
         BTreeSet::from(["herald.events.shop-a", "herald.events.shop-b"])
     );
+
+    // A source added by hand without the transform: what it brings is
+    // never routed as the cluster the edge names.
+    let hub_js = nodes.hub_jetstream().await;
+    let mut config = hub_js
+        .get_stream(names::EVENTS_STREAM)
+        .await
+        .expect("HERALD_EVENTS")
+        .info()
+        .await
+        .expect("info")
+        .config
+        .clone();
+    let mut bare = edges(2)[1].source();
+    bare.subject_transforms.clear();
+    config.sources.get_or_insert_with(Vec::new).push(bare);
+    hub_js
+        .update_stream(config)
+        .await
+        .expect("add a bare source");
+    // Without a message id, so that the hub keeps both copies.
+    let js = nodes.edge_jetstream(1).await;
+    js.publish(
+        names::edge_event_subject(&TestLeafNodes::domain_of(1), CLUSTERS[0]),
+        stored_event(CLUSTERS[0], "bare-3", &event("bare", 3)),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored at the edge");
+    herald_tests::eventually("the unstamped copy refused", || async {
+        let metrics = hub.admin("/metrics").await.1;
+        metrics
+            .lines()
+            .any(|line| {
+                line.starts_with(r#"herald_events_rejected_total{reason="unstamped"} "#)
+                    && !line.ends_with(" 0")
+            })
+            .then_some(())
+    })
+    .await;
+    let requests = hook.wait_for(4).await;
+    let bare: Vec<String> = requests
+        .iter()
+        .map(|r| r.json())
+        .filter(|body| body["message"] == "bare event 3")
+        .map(|body| {
+            body["metadata"]["cluster"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(bare, vec![CLUSTERS[1].to_owned()]);
+
     forger.shutdown().await;
     honest.shutdown().await;
     hub.shutdown().await;
