@@ -43,4 +43,5 @@ kubectl kustomize "$base" >/dev/null
 render base
 render folder folder
 render namespaced namespaced
+render edge edge
 [[ -n "$validate" ]] || echo "kubernetes-validate not found: rendered only"

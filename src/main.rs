@@ -547,6 +547,10 @@ async fn run(
     // Not ready before every service of this process is built.
     readiness.register("started");
 
+    // Checked before NATS is reached: a wrong edge list fails at once.
+    if let Command::Router { router, .. } | Command::Standalone { router, .. } = &command {
+        herald_runtime::edges::check_distinct(&router.edges).map_err(anyhow::Error::msg)?;
+    }
     let mut nats_args = nats_args;
     let mut embedded = None;
     if matches!(command, Command::Standalone { .. }) && nats_args.nats_url.is_none() {

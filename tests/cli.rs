@@ -25,6 +25,57 @@ fn validate_accepts_the_examples() {
 }
 
 #[test]
+fn edge_flags_say_the_form_they_expect() {
+    for (args, expected) in [
+        (&["router", "--edge", "shop-eu"][..], "CLUSTER=DOMAIN"),
+        (
+            &["router", "--edge", "shop-eu=edge.eu"][..],
+            "not a JetStream domain",
+        ),
+        (
+            &["ingest", "--jetstream-domain", "edge eu"][..],
+            "not a JetStream domain",
+        ),
+    ] {
+        let output = Command::new(HERALD)
+            .args(args)
+            .env_remove("HERALD_EDGES")
+            .env_remove("HERALD_JETSTREAM_DOMAIN")
+            .output()
+            .expect("run herald");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn two_edges_with_one_cluster_stop_the_router() {
+    let output = Command::new(HERALD)
+        .args([
+            "router",
+            "--edge",
+            "shop=edge-a,shop=edge-b",
+            "--config-dir",
+            "examples/config",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--nats-url",
+            "nats://127.0.0.1:1",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("HERALD_CATALOG", "folder")
+        .output()
+        .expect("run herald");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--edge shop=edge-a and --edge shop=edge-b assign the same cluster"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_prints_one_line_per_problem_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -55,6 +55,7 @@ impl AuthNats {
         let args = NatsArgs {
             nats_url: Some(url.to_owned()),
             nats_creds: None,
+            jetstream_domain: None,
             stream_replicas: 1,
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(60),

@@ -151,9 +151,7 @@ impl Intake {
         dedupe: Option<Dedupe>,
         budget: StreamBudget,
     ) -> Self {
-        let publisher = async_nats::jetstream::ContextBuilder::new()
-            .timeout(publish_timeout)
-            .build(nats.client.clone());
+        let publisher = nats.args.context(publish_timeout, nats.client.clone());
         Self {
             nats,
             publisher,
@@ -200,7 +198,14 @@ impl Intake {
         self.metrics.events_received.inc();
         let group = metadata::api_group(&event.involved_object.api_version).to_owned();
         metadata::cleanup(&mut event.metadata, &group);
-        let id = dedupe::event_id(cluster, &event);
+        // At an edge, the id also names the edge's domain: the hub sources
+        // every edge into one stream with one duplicate window, and two
+        // edges naming themselves alike (the hub assigns the clusters, so
+        // an edge's own name may be anything) must not share ids.
+        let id = match &self.nats.args.jetstream_domain {
+            Some(domain) => dedupe::event_id(&format!("{domain}/{cluster}"), &event),
+            None => dedupe::event_id(cluster, &event),
+        };
         let dedupe_key = dedupe::dedupe_key(&event);
         let labels = EventLabels {
             cluster: cluster.to_owned(),
@@ -230,7 +235,7 @@ impl Intake {
             labels,
             dedupe_key,
             received_millis: now.as_millisecond(),
-            subject: names::event_subject(cluster),
+            subject: self.nats.args.event_subject(cluster),
             payload: Bytes::from(stored.encode_to_vec()),
             headers,
             id,

@@ -170,7 +170,10 @@ impl App {
             ),
             None => None,
         };
-        retry_until_ready("HERALD_EVENTS", cancel, || nats.ensure_events_stream()).await?;
+        retry_until_ready("HERALD_EVENTS", cancel, || {
+            nats.ensure_events_stream(herald_runtime::edges::EventSources::Keep)
+        })
+        .await?;
         let dedupe = if args.rate_limit_interval.is_zero() {
             None
         } else {

@@ -8,6 +8,54 @@
 pub const EVENTS_STREAM: &str = "HERALD_EVENTS";
 /// Subjects of [`EVENTS_STREAM`]: `herald.events.<cluster>`.
 pub const EVENTS_SUBJECTS: &str = "herald.events.>";
+/// What every edge's event subject starts with.
+pub const EDGE_SUBJECTS_PREFIX: &str = "herald.edge.";
+
+/// Subjects of [`EVENTS_STREAM`] at an edge whose JetStream domain is
+/// `domain`: `herald.edge.<domain>.events.<cluster>`. Each edge has its own
+/// subjects, apart from the hub's: a leaf node shares subject interest with
+/// its hub, so a stream at one end listening on subjects a stream at the
+/// other end also listens on would store the other's messages too.
+#[must_use]
+pub fn edge_events_subjects(domain: &str) -> String {
+    format!("{EDGE_SUBJECTS_PREFIX}{domain}.events.>")
+}
+
+/// The subject an event from `cluster` is stored on at the edge whose
+/// JetStream domain is `domain` (see [`edge_events_subjects`]).
+#[must_use]
+pub fn edge_event_subject(domain: &str, cluster: &str) -> String {
+    format!(
+        "{EDGE_SUBJECTS_PREFIX}{domain}.events.{}",
+        escape_token(cluster)
+    )
+}
+
+/// What the hub's [`EVENTS_STREAM`] takes from the edge whose JetStream
+/// domain is `domain`: its events, one token naming a cluster after the
+/// prefix. A subject transform gives each the cluster the hub assigned the
+/// edge (`herald.events.<that cluster>`).
+#[must_use]
+pub fn edge_events_filter(domain: &str) -> String {
+    format!("{EDGE_SUBJECTS_PREFIX}{domain}.events.*")
+}
+
+/// The cluster an event stored on `subject` comes from, as the stream of
+/// the JetStream domain `domain` (`None`: the hub's) stores it: the last
+/// token of `herald.events.<cluster>`, or at an edge of
+/// `herald.edge.<domain>.events.<cluster>`, unescaped; `None` for any other
+/// subject (another edge's among them).
+#[must_use]
+pub fn cluster_of_subject(subject: &str, domain: Option<&str>) -> Option<String> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let token = match (tokens.as_slice(), domain) {
+        (["herald", "events", token], _) => token,
+        (["herald", "edge", of, "events", token], Some(domain)) if *of == domain => token,
+        _ => return None,
+    };
+    unescape_token(token)
+}
+
 /// The work queue of deliveries, one subject per provider.
 pub const DELIVERIES_STREAM: &str = "HERALD_DELIVERIES";
 /// Subjects of [`DELIVERIES_STREAM`]: `herald.deliveries.<type>.<namespace>.<name>`.
@@ -194,5 +242,36 @@ mod tests {
             "herald.dead.slack.team_2Ea.on-call_2Ev2"
         );
         assert_eq!(event_subject("prod.eu"), "herald.events.prod_2Eeu");
+        assert_eq!(
+            edge_event_subject("edge-1", "prod.eu"),
+            "herald.edge.edge-1.events.prod_2Eeu"
+        );
+    }
+
+    #[test]
+    fn the_cluster_is_read_back_from_every_event_subject() {
+        for cluster in ["prod.eu", "", "a_b", "x"] {
+            assert_eq!(
+                cluster_of_subject(&event_subject(cluster), None).as_deref(),
+                Some(cluster)
+            );
+            assert_eq!(
+                cluster_of_subject(&edge_event_subject("edge-1", cluster), Some("edge-1"))
+                    .as_deref(),
+                Some(cluster)
+            );
+        }
+        for (other, domain) in [
+            ("herald.events", None),
+            ("herald.events.a.b", None),
+            ("herald.edge.d.events", Some("d")),
+            ("herald.deliveries.slack.a.b", None),
+            ("herald.events._zz", None),
+            // An edge's own subject, where a transform did not apply.
+            ("herald.edge.edge-1.events.a", None),
+            ("herald.edge.edge-1.events.a", Some("edge-2")),
+        ] {
+            assert_eq!(cluster_of_subject(other, domain), None, "{other}");
+        }
     }
 }

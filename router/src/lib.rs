@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod edges;
 pub mod route;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ use async_nats::jetstream::{self, AckKind};
 use herald_proto::names;
 use herald_runtime::budget::StreamBudget;
 use herald_runtime::consume::{ConsumeSettings, Done};
+use herald_runtime::edges::{Edge, EventSources};
 use herald_runtime::nats::{durable_consumer, parse_duration, retry_until_ready};
 use herald_runtime::{Catalog, Metrics, Nats, Readiness};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +44,13 @@ pub struct RouterArgs {
     /// every third of it).
     #[arg(long, env = "HERALD_ROUTER_ACK_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub router_ack_wait: Duration,
+    /// An edge whose events HERALD_EVENTS sources: `CLUSTER=DOMAIN`, the
+    /// cluster this hub assigns its events and the JetStream domain of its
+    /// leaf node, where an ingest with `--jetstream-domain DOMAIN` stores
+    /// them (repeatable, or comma-separated). The router owns the stream's
+    /// sources: it adds and removes them to match these; ingest keeps them.
+    #[arg(long = "edge", env = "HERALD_EDGES", value_delimiter = ',')]
+    pub edges: Vec<Edge>,
 }
 
 /// A ready-to-run router.
@@ -51,6 +60,7 @@ pub struct App {
     concurrency: usize,
     ack_wait: Duration,
     deliveries_budget: StreamBudget,
+    edges: Vec<Edge>,
 }
 
 /// How often the router reads the streams' sizes.
@@ -99,9 +109,11 @@ impl App {
         cancel: &CancellationToken,
     ) -> anyhow::Result<Self> {
         readiness.register("router-consumer");
+        herald_runtime::edges::check_distinct(&args.edges).map_err(anyhow::Error::msg)?;
         let concurrency = args.router_concurrency.max(1);
         let consumer = retry_until_ready("the router consumer", cancel, || async {
-            nats.ensure_events_stream().await?;
+            nats.ensure_events_stream(EventSources::Own(&args.edges))
+                .await?;
             nats.ensure_deliveries_stream().await?;
             nats.ensure_dead_stream().await?;
             nats.ensure_consumer(
@@ -136,6 +148,7 @@ impl App {
             concurrency,
             ack_wait: args.router_ack_wait,
             deliveries_budget,
+            edges: args.edges.clone(),
         })
     }
 
@@ -167,6 +180,14 @@ impl App {
             BUDGET_POLL,
             cancel.clone(),
         ));
+        if !self.edges.is_empty() {
+            tokio::spawn(edges::tend(
+                self.router.nats.clone(),
+                self.edges.clone(),
+                self.router.metrics.clone(),
+                cancel.clone(),
+            ));
+        }
         tokio::spawn(trim_events(
             self.router.nats.clone(),
             self.consumer.clone(),
@@ -219,13 +240,22 @@ impl App {
     }
 
     async fn handle_in(&self, message: jetstream::Message) -> Done {
-        match self.route(&message.payload).await {
+        match self.route(&message.subject, &message.payload).await {
             Ok(routed) => {
                 self.deliveries_budget.stored();
                 self.router.metrics.events_routed.inc();
                 tracing::debug!(event.id = %routed.event_id, deliveries = routed.deliveries, "Routed event.");
                 if let Err(error) = message.ack().await {
                     tracing::warn!(error = %error, "Cannot ack a routed event; it is routed again (deliveries are de-duplicated).");
+                }
+                Done::Finished
+            }
+            Err(error @ route::RouteError::Unstamped(_)) => {
+                // Routing it would trust the edge to name its cluster.
+                self.router.metrics.reject("unstamped");
+                tracing::error!(error = %error, "An event from an edge has no cluster given by the hub; it stays in the stream, unrouted.");
+                if let Err(error) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %error, "Cannot terminate an unstamped event.");
                 }
                 Done::Finished
             }
@@ -268,11 +298,11 @@ impl App {
     /// deliveries cannot be stored for want of an answer (not for want of
     /// room, which the budget handles). Deliveries carry their message id,
     /// so storing them again stores each once.
-    async fn route(&self, payload: &[u8]) -> Result<Routed, route::RouteError> {
+    async fn route(&self, subject: &str, payload: &[u8]) -> Result<Routed, route::RouteError> {
         let started = tokio::time::Instant::now();
         let mut retry = STORE_RETRY_FIRST;
         loop {
-            match self.router.route(payload).await {
+            match self.router.route(subject, payload).await {
                 Err(route::RouteError::Publish(error)) if started.elapsed() + retry < STORE_FOR => {
                     tracing::debug!(error = %error, ?retry, "Cannot store deliveries yet; trying again.");
                     tokio::time::sleep(retry).await;

@@ -30,6 +30,13 @@ pub enum RouteError {
     /// HERALD_DELIVERIES has no room now; route the event again later.
     #[error("HERALD_DELIVERIES has no room: {0}")]
     NoRoom(String),
+    /// The event is on an edge's own subject: the hub did not give it a
+    /// cluster, and what the edge says is not taken.
+    #[error(
+        "the event is on {0}, an edge's own subject: its source gives it no cluster (a source \
+         added by hand without a subject transform, or a nats-server before 2.10)"
+    )]
+    Unstamped(String),
     /// The event's member cluster has not been read yet; route it later.
     #[error("the catalog of member cluster {0} is not read yet")]
     MemberNotRead(String),
@@ -67,6 +74,25 @@ pub struct Router {
     pub(crate) fleet: Option<herald_runtime::clusters::Fleet>,
 }
 
+/// Gives `event` the cluster its subject names. One that named another
+/// cluster gets an id derived from its own and the stamped cluster.
+fn restamp(event: &mut Event, cluster: String) {
+    if event.cluster == cluster {
+        return;
+    }
+    // Expected of an edge whose ingest names its cluster otherwise than
+    // the hub does: once per event, so not a warning.
+    tracing::debug!(
+        event.id = %event.id,
+        claimed = %event.cluster,
+        cluster = %cluster,
+        "An event names another cluster than the one it was stored as; routed as the latter."
+    );
+    let digest = Sha256::digest(format!("{cluster}\0{}", event.id));
+    event.id = hex::encode(&digest[..16]);
+    event.cluster = cluster;
+}
+
 /// The delivery id for (event, alert): stable, so a redelivered event
 /// publishes the same ids and JetStream stores each delivery once.
 #[must_use]
@@ -94,13 +120,32 @@ struct Outgoing {
 // === impl Router ===
 
 impl Router {
-    /// Routes one stored event.
+    /// Routes one event stored on `subject`.
+    ///
+    /// The event's cluster is the one its subject names, whatever the event
+    /// says: the hub stores what its own ingest accepted on the subject of
+    /// the cluster that proved itself, and what it sources from an edge on
+    /// the subject of the cluster it assigned that edge (a subject
+    /// transform). An event that names another cluster than its subject is
+    /// routed as its subject's, with an id of its own, so that it can
+    /// neither pass for that cluster nor share the ids of its deliveries.
+    /// An event on an edge's subject (a source whose transform did not
+    /// apply) is never routed; on a subject of no event's form, which only
+    /// the hub's own publishers can store, the event keeps its cluster.
     ///
     /// # Errors
     ///
     /// [`RouteError`] when the payload is not an event or a publish failed.
-    pub async fn route(&self, payload: &[u8]) -> Result<Routed, RouteError> {
+    pub async fn route(&self, subject: &str, payload: &[u8]) -> Result<Routed, RouteError> {
         let mut event = Event::decode(payload)?;
+        let domain = self.nats.args.jetstream_domain.as_deref();
+        match names::cluster_of_subject(subject, domain) {
+            Some(cluster) => restamp(&mut event, cluster),
+            None if subject.starts_with(names::EDGE_SUBJECTS_PREFIX) => {
+                return Err(RouteError::Unstamped(subject.to_owned()));
+            }
+            None => {}
+        }
         let group = metadata::api_group(
             event
                 .involved_object
@@ -499,6 +544,29 @@ fn dead_letter(dead: Dead, delivery: Delivery, max_payload: usize) -> Outgoing {
         payload: Bytes::from(letter.encode_to_vec()),
         provider_type: dead.provider_type,
         scope,
+    }
+}
+
+#[cfg(test)]
+mod restamp_tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_names_the_cluster() {
+        let mut event = Event {
+            id: "abc".to_owned(),
+            cluster: "shop-eu".to_owned(),
+            ..Event::default()
+        };
+        restamp(&mut event, "shop-eu".to_owned());
+        assert_eq!(
+            (event.id.as_str(), event.cluster.as_str()),
+            ("abc", "shop-eu")
+        );
+        restamp(&mut event, "shop-us".to_owned());
+        assert_eq!(event.cluster, "shop-us");
+        assert_ne!(event.id, "abc");
+        assert_eq!(event.id.len(), 32);
     }
 }
 

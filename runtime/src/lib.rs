@@ -14,6 +14,7 @@ pub mod budget;
 pub mod catalog;
 pub mod clusters;
 pub mod consume;
+pub mod edges;
 pub mod health;
 mod held;
 pub mod kubernetes;

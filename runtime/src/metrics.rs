@@ -40,6 +40,12 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Label set `edge`: the cluster the hub assigns an edge (`--edge`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeLabels {
+    pub edge: String,
+}
+
 type HistogramFamily = Family<ProviderLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric Herald exports. Cheap to clone.
@@ -87,6 +93,9 @@ pub struct Metrics {
     /// Reads of a changed TLS certificate and key, by outcome: `loaded`,
     /// or `failed` (the previous pair is still served).
     pub tls_reloads: Family<OutcomeOnlyLabels, Counter>,
+    /// 1 while an edge's JetStream answers through the hub (its leaf node
+    /// is linked), 0 while its events wait at the edge.
+    pub edge_linked: Family<EdgeLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -133,6 +142,7 @@ impl Metrics {
             budget_refusals: Family::default(),
             oversize: Family::default(),
             tls_reloads: Family::default(),
+            edge_linked: Family::default(),
         };
         registry.register(
             "events_received",
@@ -228,6 +238,11 @@ impl Metrics {
             "tls_certificate_reloads",
             "Reads of a changed TLS certificate and key, by outcome",
             m.tls_reloads.clone(),
+        );
+        registry.register(
+            "edge_linked",
+            "1 while an edge's JetStream answers through the hub, 0 while its link is down",
+            m.edge_linked.clone(),
         );
         m.registry = Arc::new(registry);
         m

@@ -8,6 +8,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use herald_proto::names;
 
 use crate::budget::{Budgets, format_bytes};
+use crate::edges::{Edge, EventSources};
 use crate::health::Readiness;
 use crate::nats_url::Servers;
 pub use crate::nats_url::{ConnectError, redact};
@@ -47,6 +48,14 @@ pub struct NatsArgs {
     /// A NATS credentials file (for NGS or operator-mode servers).
     #[arg(long, env = "HERALD_NATS_CREDS")]
     pub nats_creds: Option<std::path::PathBuf>,
+    /// The JetStream domain Herald's streams and buckets live in. Set it on
+    /// an ingest at an edge, connected to its cluster's leaf node
+    /// (`jetstream { domain }` there): its events are stored on the leaf
+    /// node, on subjects of the domain's own, for the hub to source
+    /// (`herald router --edge`). Unset, Herald uses the JetStream of the
+    /// server it is connected to.
+    #[arg(long, env = "HERALD_JETSTREAM_DOMAIN", value_parser = crate::edges::parse_domain)]
+    pub jetstream_domain: Option<String>,
     /// Replicas of each Herald stream (1 for a single server, 3 in a cluster).
     #[arg(long, env = "HERALD_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
@@ -107,11 +116,45 @@ impl NatsArgs {
     }
 }
 
+impl NatsArgs {
+    /// A JetStream context on `client` in `--jetstream-domain` (if any),
+    /// whose requests wait `timeout` for their answer.
+    #[must_use]
+    pub fn context(&self, timeout: Duration, client: async_nats::Client) -> jetstream::Context {
+        let builder = jetstream::ContextBuilder::new().timeout(timeout);
+        match &self.jetstream_domain {
+            Some(domain) => builder.domain(domain).build(client),
+            None => builder.build(client),
+        }
+    }
+
+    /// The subjects of HERALD_EVENTS in this process's domain: the hub's
+    /// `herald.events.>`, or an edge's own (see
+    /// [`names::edge_events_subjects`]).
+    #[must_use]
+    pub fn events_subjects(&self) -> String {
+        match &self.jetstream_domain {
+            Some(domain) => names::edge_events_subjects(domain),
+            None => names::EVENTS_SUBJECTS.to_owned(),
+        }
+    }
+
+    /// The subject an event from `cluster` is stored on in this process's domain.
+    #[must_use]
+    pub fn event_subject(&self, cluster: &str) -> String {
+        match &self.jetstream_domain {
+            Some(domain) => names::edge_event_subject(domain, cluster),
+            None => names::event_subject(cluster),
+        }
+    }
+}
+
 impl fmt::Debug for NatsArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsArgs")
             .field("nats_url", &self.nats_url.as_deref().map(redact))
             .field("nats_creds", &self.nats_creds)
+            .field("jetstream_domain", &self.jetstream_domain)
             .field("stream_replicas", &self.stream_replicas)
             .field("events_max_age", &self.events_max_age)
             .field("duplicate_window", &self.duplicate_window)
@@ -177,9 +220,7 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
     if client.connection_state() == async_nats::connection::State::Connected {
         readiness.set("nats", true);
     }
-    let jetstream = jetstream::ContextBuilder::new()
-        .timeout(JETSTREAM_TIMEOUT)
-        .build(client.clone());
+    let jetstream = args.context(JETSTREAM_TIMEOUT, client.clone());
     Ok(Nats {
         client,
         jetstream,
@@ -196,16 +237,50 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Creates or updates HERALD_EVENTS.
+    /// Creates or updates HERALD_EVENTS, with the edges it sources as
+    /// `sources` says: the router sets them, ingest keeps those the stream has.
     ///
     /// # Errors
     ///
     /// When JetStream refuses the configuration or does not answer.
-    pub async fn ensure_events_stream(&self) -> anyhow::Result<()> {
+    pub async fn ensure_events_stream(&self, sources: EventSources<'_>) -> anyhow::Result<()> {
+        let sources = match sources {
+            EventSources::Own(edges) => {
+                if !edges.is_empty() {
+                    self.check_sources_supported()?;
+                }
+                edges.iter().map(Edge::source).collect()
+            }
+            EventSources::Keep => match self.jetstream.get_stream(names::EVENTS_STREAM).await {
+                Ok(stream) => stream
+                    .cached_info()
+                    .config
+                    .sources
+                    .clone()
+                    .unwrap_or_default(),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        jetstream::context::GetStreamErrorKind::JetStream(e)
+                            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) =>
+                {
+                    Vec::new()
+                }
+                Err(error) => {
+                    return Err(self.setup_error(
+                        names::EVENTS_STREAM,
+                        self.args.budgets.events_max_bytes,
+                        &error,
+                    ));
+                }
+            },
+        };
         self.ensure_stream(stream::Config {
             name: names::EVENTS_STREAM.to_owned(),
             description: Some("Flux events accepted by herald ingest.".to_owned()),
-            subjects: vec![names::EVENTS_SUBJECTS.to_owned()],
+            subjects: vec![self.args.events_subjects()],
+            sources: (!sources.is_empty()).then_some(sources),
             retention: stream::RetentionPolicy::Limits,
             max_age: self.args.events_max_age,
             max_bytes: budget(self.args.budgets.events_max_bytes),
@@ -373,6 +448,20 @@ impl Nats {
         Ok(())
     }
 
+    /// Sourcing edges needs subject transforms on sources (nats-server
+    /// 2.10): an older server would take the configuration and drop the
+    /// transforms without a word, leaving every edge to name its own cluster.
+    fn check_sources_supported(&self) -> anyhow::Result<()> {
+        let version = self.client.server_info().version;
+        if !transforms_sources(&version) {
+            anyhow::bail!(
+                "--edge needs nats-server 2.10 or later (subject transforms on stream sources); \
+                 the hub runs {version}"
+            );
+        }
+        Ok(())
+    }
+
     /// The error for a stream or bucket JetStream would not create; when it
     /// lacks the storage for the budget, says which settings to change.
     fn setup_error(
@@ -391,6 +480,14 @@ impl Nats {
                 format_bytes(max_bytes),
                 self.args.stream_replicas,
                 format_bytes(self.args.budgets.total()),
+            )
+        } else if let Some(domain) = &self.args.jetstream_domain
+            && (text.contains("no responders") || text.contains("timed out"))
+        {
+            anyhow::anyhow!(
+                "cannot create or update {name}: no JetStream answers in domain {domain} \
+                 (--jetstream-domain): connect to the edge's leaf node, whose nats.conf has \
+                 `jetstream {{ domain: {domain} }}` ({text})"
             )
         } else {
             anyhow::anyhow!("cannot create or update {name}: {text}")
@@ -424,6 +521,17 @@ impl Nats {
         tracing::debug!(stream = %stream_name, consumer = %durable, "Consumer ready.");
         Ok(consumer)
     }
+}
+
+/// Whether a nats-server of `version` (`2.10.26`, `v2.15.1`) applies
+/// subject transforms on stream sources (2.10 and later).
+fn transforms_sources(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|part| part.parse::<u64>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 10)
 }
 
 /// A budget as JetStream takes it: `-1` (none) for 0.
@@ -491,6 +599,24 @@ where
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn subject_transforms_on_sources_need_nats_server_2_10() {
+        for (version, supported) in [
+            ("2.15.1", true),
+            ("v2.10.0", true),
+            ("2.10.26-RC.1", true),
+            ("3.0.0", true),
+            ("2.9.10", false),
+            ("2.2.0", false),
+            ("", false),
+        ] {
+            assert_eq!(super::transforms_sources(version), supported, "{version}");
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Options {
     pub deadlines: Deadlines,
     /// Replicas of each stream and bucket (`--stream-replicas`).
     pub stream_replicas: usize,
+    /// The JetStream domain of Herald's streams and buckets (`--jetstream-domain`).
+    pub jetstream_domain: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
                 // Most suites model one cluster; the fleet suite turns it on.
                 no_cluster_metadata: true,
                 router_ack_wait: Duration::from_secs(5),
+                edges: Vec::new(),
             },
             sender_args: SenderArgs {
                 sender_concurrency: 32,
@@ -82,6 +85,7 @@ impl Default for Options {
             budgets: herald_runtime::budget::Budgets::default(),
             deadlines: Deadlines::default(),
             stream_replicas: 1,
+            jetstream_domain: None,
         }
     }
 }
@@ -135,6 +139,7 @@ impl TestHerald {
         let nats_args = NatsArgs {
             nats_url: Some(nats_url.to_owned()),
             nats_creds: None,
+            jetstream_domain: options.jetstream_domain.clone(),
             stream_replicas: options.stream_replicas,
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(120),

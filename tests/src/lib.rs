@@ -10,6 +10,7 @@ pub mod herald;
 pub mod kube;
 pub mod nats;
 pub mod nats_cluster;
+pub mod nats_leaf;
 pub mod process;
 
 use std::time::Duration;

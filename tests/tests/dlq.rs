@@ -502,6 +502,7 @@ async fn replays_carry_their_trace_are_idempotent_and_skip_raw_letters() {
         &herald_runtime::nats::NatsArgs {
             nats_url: Some(nats.url().to_owned()),
             nats_creds: None,
+            jetstream_domain: None,
             stream_replicas: 1,
             events_max_age: Duration::from_secs(3600),
             duplicate_window: Duration::from_secs(120),

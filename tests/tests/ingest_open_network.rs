@@ -377,6 +377,7 @@ async fn a_certificate_that_cannot_be_used_stops_start_up() {
     let nats_args = NatsArgs {
         nats_url: Some(nats.url().to_owned()),
         nats_creds: None,
+        jetstream_domain: None,
         stream_replicas: 1,
         events_max_age: Duration::from_secs(3600),
         duplicate_window: Duration::from_secs(120),
