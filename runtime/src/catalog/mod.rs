@@ -29,7 +29,6 @@
 pub mod folder;
 pub mod kubernetes;
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,7 +36,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use herald_flux::objects::Object;
+use herald_flux::objects::{Object, ObjectMeta};
 use herald_flux::{Alert, AlertIndex, CompiledAlert, Provider, Secret};
 
 use crate::health::Readiness;
@@ -204,37 +203,104 @@ impl fmt::Display for Problem {
     }
 }
 
-type Key = (String, String);
-
-/// A Provider or Secret of a snapshot, with the file it came from.
+/// The objects of one kind in a snapshot, sorted by namespace and name, each
+/// with the file it came from: a sorted list holds no copy of the keys.
 #[derive(Debug)]
-struct Listed<T> {
-    file: PathBuf,
-    object: Arc<T>,
+struct Sorted<T> {
+    objects: Vec<Arc<T>>,
+    files: Vec<PathBuf>,
 }
 
-/// Adds `object` under `key` unless an object of its kind already has that
-/// namespace and name: then the copy is left out with an error.
-fn insert_first<T>(
-    map: &mut HashMap<Key, Listed<T>>,
-    key: Key,
-    file: PathBuf,
-    object: Arc<T>,
-    problems: &mut Vec<Problem>,
-) where
-    Object: From<Arc<T>>,
-{
-    match map.entry(key) {
-        Entry::Occupied(first) => {
-            let reason = format!(
-                "already defined in {}; this copy is ignored",
-                first.get().file.display()
-            );
-            problems.push(Problem::error(file, Object::from(object).id(), reason));
+impl<T> Default for Sorted<T> {
+    fn default() -> Self {
+        Self {
+            objects: Vec::new(),
+            files: Vec::new(),
         }
-        Entry::Vacant(slot) => {
-            slot.insert(Listed { file, object });
+    }
+}
+
+/// What a snapshot's objects are found by.
+trait Named {
+    fn meta(&self) -> &ObjectMeta;
+
+    fn key(&self) -> (&str, &str) {
+        let meta = self.meta();
+        (meta.namespace.as_str(), meta.name.as_str())
+    }
+}
+
+impl Named for Alert {
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+}
+
+impl Named for Provider {
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+}
+
+impl Named for Secret {
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+}
+
+// === impl Sorted ===
+
+impl<T: Named> Sorted<T> {
+    /// Sorts `listed` as the API server lists objects (namespace, then
+    /// name); of two with the same namespace and name, the first read is
+    /// kept and the other left out with an error.
+    fn new(mut listed: Vec<(PathBuf, Arc<T>)>, kind: &str, problems: &mut Vec<Problem>) -> Self {
+        // Stable: the first read stays first among equals.
+        listed.sort_by(|(_, a), (_, b)| a.key().cmp(&b.key()));
+        let mut sorted = Self {
+            objects: Vec::with_capacity(listed.len()),
+            files: Vec::with_capacity(listed.len()),
+        };
+        for (file, object) in listed {
+            if sorted
+                .objects
+                .last()
+                .is_some_and(|last| last.key() == object.key())
+            {
+                let (namespace, name) = object.key();
+                let first = sorted
+                    .files
+                    .last()
+                    .map(PathBuf::as_path)
+                    .unwrap_or(Path::new(""));
+                problems.push(Problem::error(
+                    file,
+                    format!("{kind}/{namespace}/{name}"),
+                    format!(
+                        "already defined in {}; this copy is ignored",
+                        first.display()
+                    ),
+                ));
+                continue;
+            }
+            sorted.objects.push(object);
+            sorted.files.push(file);
         }
+        sorted
+    }
+
+    fn position(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.objects
+            .binary_search_by(|object| object.key().cmp(&(namespace, name)))
+            .ok()
+    }
+
+    fn get(&self, namespace: &str, name: &str) -> Option<&Arc<T>> {
+        self.position(namespace, name).map(|i| &self.objects[i])
+    }
+
+    fn contains(&self, namespace: &str, name: &str) -> bool {
+        self.position(namespace, name).is_some()
     }
 }
 
@@ -243,8 +309,8 @@ fn insert_first<T>(
 pub struct Snapshot {
     /// Alerts, indexed for matching.
     pub alerts: AlertIndex,
-    providers: HashMap<Key, Listed<Provider>>,
-    secrets: HashMap<Key, Listed<Secret>>,
+    providers: Sorted<Provider>,
+    secrets: Sorted<Secret>,
     /// Every unusable file or object (errors) and every doubtful one
     /// (warnings), in file order, errors first within a file.
     pub problems: Vec<Problem>,
@@ -263,12 +329,14 @@ impl Snapshot {
     /// and an invalid regex is an error too.
     #[must_use]
     pub fn from_objects(objects: Vec<(PathBuf, Object)>, problems: Vec<Problem>) -> Self {
-        Self::build(objects, problems, None)
+        Self::build(objects, problems, None, None)
     }
 
     /// As [`Snapshot::from_objects`], with the event source kinds the
     /// cluster's Alert CRD allows when the source knows them: a kind it
     /// allows is no warning (see [`herald_flux::Alert::warnings_served`]).
+    /// An Alert `previous` compiled (the same object, shared with the
+    /// source) is not compiled again.
     ///
     /// References are checked too: an Alert naming a Provider that does not
     /// exist, and a Provider naming a Secret that does not exist, are errors
@@ -279,15 +347,15 @@ impl Snapshot {
         objects: Vec<(PathBuf, Object)>,
         mut problems: Vec<Problem>,
         served_kinds: Option<&[String]>,
+        previous: Option<&Snapshot>,
     ) -> Self {
         // Objects are shared with the source (each kind is behind an Arc):
-        // nothing here copies one, and the maps below hold each key once.
-        let mut alerts: Vec<(PathBuf, Arc<Alert>)> = Vec::new();
-        let mut providers: HashMap<Key, Listed<Provider>> = HashMap::new();
-        let mut secrets: HashMap<Key, Listed<Secret>> = HashMap::new();
+        // nothing here copies one.
+        let mut alerts = Vec::new();
+        let mut providers = Vec::new();
+        let mut secrets = Vec::new();
         // Every object is checked before any is compared with another, so
         // a file's rule errors come before its duplicates.
-        let mut valid = Vec::with_capacity(objects.len());
         for (file, object) in objects {
             problems.extend(
                 object
@@ -295,50 +363,31 @@ impl Snapshot {
                     .into_iter()
                     .map(|reason| Problem::warning(file.clone(), object.id(), reason)),
             );
-            match object.validate() {
-                Ok(()) => valid.push((file, object)),
-                Err(reason) => problems.push(Problem::error(file, object.id(), reason)),
+            if let Err(reason) = object.validate() {
+                problems.push(Problem::error(file, object.id(), reason));
+                continue;
             }
-        }
-        for (file, object) in valid {
             match object {
                 Object::Alert(a) => alerts.push((file, a)),
-                Object::Provider(p) => {
-                    let key = (p.meta.namespace.clone(), p.meta.name.clone());
-                    insert_first(&mut providers, key, file, p, &mut problems);
-                }
-                Object::Secret(s) => {
-                    let key = (s.meta.namespace.clone(), s.meta.name.clone());
-                    insert_first(&mut secrets, key, file, s, &mut problems);
-                }
+                Object::Provider(p) => providers.push((file, p)),
+                Object::Secret(s) => secrets.push((file, s)),
             }
         }
-        // The API server lists objects by namespace, then name; a stable
-        // sort keeps the first of two same-named Alerts first.
-        alerts.sort_by(|(_, a), (_, b)| {
-            (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name))
-        });
-        let mut compiled: Vec<Arc<CompiledAlert>> = Vec::with_capacity(alerts.len());
-        let mut first_file: Option<PathBuf> = None;
-        for (file, alert) in alerts {
-            if let Some(previous) = compiled.last() {
-                let previous = &previous.alert.meta;
-                if (&previous.namespace, &previous.name)
-                    == (&alert.meta.namespace, &alert.meta.name)
-                {
-                    let reason = format!(
-                        "already defined in {}; this copy is ignored",
-                        first_file.as_deref().unwrap_or(Path::new("")).display()
-                    );
-                    problems.push(Problem::error(
-                        file,
-                        format!("Alert/{}", alert.key()),
-                        reason,
-                    ));
-                    continue;
-                }
-            }
-            let alert = CompiledAlert::new(alert);
+        let providers = Sorted::new(providers, "Provider", &mut problems);
+        let secrets = Sorted::new(secrets, "Secret", &mut problems);
+        let alerts = Sorted::new(alerts, "Alert", &mut problems);
+        let before = previous.map_or(&[][..], |p| p.alerts.alerts());
+        let mut compiled: Vec<Arc<CompiledAlert>> = Vec::with_capacity(alerts.objects.len());
+        for (alert, file) in alerts.objects.into_iter().zip(alerts.files) {
+            let reused = before
+                .binary_search_by(|c| Named::key(&*c.alert).cmp(&Named::key(&*alert)))
+                .ok()
+                .map(|i| &before[i])
+                .filter(|c| Arc::ptr_eq(&c.alert, &alert));
+            let alert = match reused {
+                Some(c) => Arc::clone(c),
+                None => Arc::new(CompiledAlert::new(alert)),
+            };
             let id = format!("Alert/{}", alert.alert.key());
             problems.extend(
                 alert
@@ -348,9 +397,9 @@ impl Snapshot {
             );
             let namespace = &alert.alert.meta.namespace;
             let provider = &alert.alert.spec.provider_ref.name;
-            if !providers.contains_key(&(namespace.clone(), provider.clone())) {
+            if !providers.contains(namespace, provider) {
                 problems.push(Problem::error(
-                    file.clone(),
+                    file,
                     id,
                     format!(
                         "spec.providerRef names the Provider {namespace}/{provider}, which does \
@@ -358,16 +407,9 @@ impl Snapshot {
                     ),
                 ));
             }
-            first_file = Some(file);
-            compiled.push(Arc::new(alert));
+            compiled.push(alert);
         }
-        let mut by_key: Vec<&Listed<Provider>> = providers.values().collect();
-        by_key.sort_by(|a, b| {
-            (&a.object.meta.namespace, &a.object.meta.name)
-                .cmp(&(&b.object.meta.namespace, &b.object.meta.name))
-        });
-        for listed in by_key {
-            let provider = &listed.object;
+        for (provider, file) in providers.objects.iter().zip(&providers.files) {
             let spec = &provider.spec;
             for (field, reference) in [
                 ("secretRef", &spec.secret_ref),
@@ -378,9 +420,9 @@ impl Snapshot {
                     continue;
                 };
                 let namespace = &provider.meta.namespace;
-                if !secrets.contains_key(&(namespace.clone(), reference.name.clone())) {
+                if !secrets.contains(namespace, &reference.name) {
                     problems.push(Problem::error(
-                        listed.file.clone(),
+                        file.clone(),
                         format!("Provider/{}", provider.key()),
                         format!(
                             "spec.{field} names the Secret {namespace}/{}, which does not \
@@ -404,17 +446,13 @@ impl Snapshot {
     /// The Provider `namespace/name`.
     #[must_use]
     pub fn provider(&self, namespace: &str, name: &str) -> Option<Arc<Provider>> {
-        self.providers
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|listed| listed.object.clone())
+        self.providers.get(namespace, name).cloned()
     }
 
     /// The Secret `namespace/name`.
     #[must_use]
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        self.secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|listed| listed.object.clone())
+        self.secrets.get(namespace, name).cloned()
     }
 
     /// How many problems are errors and how many are warnings.
@@ -429,8 +467,8 @@ impl Snapshot {
     pub fn counts(&self) -> (usize, usize, usize) {
         (
             self.alerts.alerts().len(),
-            self.providers.len(),
-            self.secrets.len(),
+            self.providers.objects.len(),
+            self.secrets.objects.len(),
         )
     }
 }
@@ -696,7 +734,8 @@ impl CatalogWriter {
         problems: Vec<Problem>,
         served_kinds: Option<&[String]>,
     ) -> Arc<Snapshot> {
-        let snapshot = Snapshot::build(objects, problems, served_kinds);
+        let before = self.catalog.snapshot();
+        let snapshot = Snapshot::build(objects, problems, served_kinds, Some(&before));
         let (alerts, providers, secrets) = snapshot.counts();
         let (errors, warnings) = snapshot.problem_counts();
         tracing::info!(
@@ -709,7 +748,6 @@ impl CatalogWriter {
             "Catalog loaded."
         );
         // Each problem is logged once, when it appears.
-        let before = self.catalog.snapshot();
         let known: std::collections::HashSet<&Problem> = before.problems.iter().collect();
         for problem in snapshot.problems.iter().filter(|p| !known.contains(p)) {
             if problem.is_error() {
@@ -743,6 +781,39 @@ mod tests {
             .into_iter()
             .map(|o| (PathBuf::from("f.yaml"), o.unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn objects_are_found_by_namespace_and_name_and_unchanged_alerts_are_not_recompiled() {
+        // `a-b/x` sorts before `a/x` as text, after it as (namespace, name).
+        let mut yaml = String::new();
+        for ns in ["a", "a-b", "a.b", "b"] {
+            yaml.push_str(&format!(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{type: slack, secretRef: {{name: s}}}}\n---\n\
+                 apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: {ns}}}\nstringData: {{address: 'http://{ns}'}}\n---\n\
+                 apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: x, namespace: {ns}}}\nspec: {{providerRef: {{name: x}}, eventSources: [{{kind: Bucket, name: '*'}}]}}\n---\n"
+            ));
+        }
+        let listed = objects(&yaml);
+        let first = Snapshot::build(listed.clone(), Vec::new(), None, None);
+        assert!(first.problems.is_empty(), "{:?}", first.problems);
+        for ns in ["a", "a-b", "a.b", "b"] {
+            assert_eq!(first.provider(ns, "x").unwrap().meta.namespace, ns);
+            assert_eq!(
+                first.secret(ns, "s").unwrap().data["address"],
+                format!("http://{ns}").as_bytes()
+            );
+        }
+        assert!(first.provider("a", "y").is_none());
+        let again = Snapshot::build(listed, Vec::new(), None, Some(&first));
+        for (a, b) in first.alerts.alerts().iter().zip(again.alerts.alerts()) {
+            assert!(Arc::ptr_eq(a, b), "{} compiled again", a.alert.key());
+        }
+        let fresh = Snapshot::build(objects(&yaml), Vec::new(), None, Some(&first));
+        assert!(!Arc::ptr_eq(
+            &first.alerts.alerts()[0],
+            &fresh.alerts.alerts()[0]
+        ));
     }
 
     #[test]
