@@ -247,6 +247,11 @@ struct Common {
     /// How long a shutdown may take to finish the work in hand.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     shutdown_grace: Duration,
+    /// How many clusters get a `cluster` label value of their own on
+    /// per-event metrics; events from clusters seen after them count under
+    /// `cluster="_other"`, so a large fleet cannot grow the series unbounded.
+    #[arg(long, env = "HERALD_METRICS_CLUSTER_LIMIT", default_value_t = herald_runtime::metrics::CLUSTER_LABELS)]
+    metrics_cluster_limit: usize,
     #[command(flatten)]
     listeners: ListenerArgs,
 }
@@ -542,7 +547,7 @@ async fn run(
     let cancel = CancellationToken::new();
     herald_runtime::shutdown::cancel_on_signal(cancel.clone());
     let readiness = Readiness::default();
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().with_cluster_limit(common.metrics_cluster_limit);
     readiness.register("nats");
     // Not ready before every service of this process is built.
     readiness.register("started");

@@ -156,21 +156,21 @@ async fn one_trace_follows_an_event_to_both_providers_and_its_retry() {
             .text()
             .await
             .ok()?;
-        text.contains(r#"herald_deliveries_total{provider_type="generic",outcome="delivered"} 1"#)
+        text.contains(r#"herald_deliveries_total{provider_type="generic",outcome="delivered",cluster="default"} 1"#)
             .then_some(text)
     })
     .await;
     for line in [
         "herald_events_received_total 1",
-        "herald_events_stored_total 1",
-        "herald_events_routed_total 1",
+        r#"herald_events_stored_total{cluster="default"} 1"#,
+        r#"herald_events_routed_total{cluster="default"} 1"#,
         "herald_alerts_matched_total 2",
-        r#"herald_deliveries_published_total{provider_type="slack"} 1"#,
-        r#"herald_deliveries_published_total{provider_type="generic"} 1"#,
-        r#"herald_deliveries_total{provider_type="generic",outcome="retry"} 1"#,
-        r#"herald_deliveries_total{provider_type="slack",outcome="delivered"} 1"#,
+        r#"herald_deliveries_published_total{provider_type="slack",cluster="default"} 1"#,
+        r#"herald_deliveries_published_total{provider_type="generic",cluster="default"} 1"#,
+        r#"herald_deliveries_total{provider_type="generic",outcome="retry",cluster="default"} 1"#,
+        r#"herald_deliveries_total{provider_type="slack",outcome="delivered",cluster="default"} 1"#,
         r#"herald_provider_request_duration_seconds_count{provider_type="generic"} 2"#,
-        r#"herald_delivery_latency_seconds_count{provider_type="slack"} 1"#,
+        r#"herald_delivery_latency_seconds_count{provider_type="slack",cluster="default"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

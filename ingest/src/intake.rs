@@ -288,7 +288,7 @@ impl Intake {
             })??;
             window_reset_millis = Some(check.reset_unix_millis);
             if check.duplicate {
-                self.metrics.duplicate("flux_rate_limit");
+                self.metrics.duplicate("flux_rate_limit", &labels.cluster);
                 tracing::debug!(event.id = %id, "Discarding event, rate limiting duplicate events.");
                 return Ok(Stored {
                     id,
@@ -347,9 +347,9 @@ impl Intake {
             })?;
         span.record("herald.duplicate", ack.duplicate);
         if ack.duplicate {
-            self.metrics.duplicate("retried_request");
+            self.metrics.duplicate("retried_request", &labels.cluster);
         } else {
-            self.metrics.events_stored.inc();
+            self.metrics.stored(&labels.cluster);
         }
         tracing::debug!(event.id = %id, duplicate = ack.duplicate, sequence = ack.sequence, "Stored event.");
         Ok(Stored {

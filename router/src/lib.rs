@@ -243,7 +243,7 @@ impl App {
         match self.route(&message.subject, &message.payload).await {
             Ok(routed) => {
                 self.deliveries_budget.stored();
-                self.router.metrics.events_routed.inc();
+                self.router.metrics.routed(&routed.cluster);
                 tracing::debug!(event.id = %routed.event_id, deliveries = routed.deliveries, "Routed event.");
                 if let Err(error) = message.ack().await {
                     tracing::warn!(error = %error, "Cannot ack a routed event; it is routed again (deliveries are de-duplicated).");

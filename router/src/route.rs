@@ -10,7 +10,7 @@ use herald_flux::matching::{Gate, gate};
 use herald_flux::metadata;
 use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, Event, ObjectKey, names};
-use herald_runtime::metrics::{ProviderLabels, ReasonLabels};
+use herald_runtime::metrics::ReasonLabels;
 use herald_runtime::nats::HEADER_ROOM;
 use herald_runtime::{Catalog, Metrics, Nats, Snapshot};
 use prost::Message as _;
@@ -57,6 +57,8 @@ impl RouteError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub event_id: String,
+    /// The cluster the event came from.
+    pub cluster: String,
     /// Deliveries published (and dead letters for missing Providers).
     pub deliveries: usize,
 }
@@ -193,20 +195,16 @@ impl Router {
         let outgoing = self.plan(&event, &group, member.as_ref());
         let count = outgoing.len();
         span.record("herald.deliveries", count);
-        self.publish_all(outgoing).await?;
+        self.publish_all(outgoing, &event.cluster).await?;
         Ok(Routed {
             event_id: event.id,
+            cluster: event.cluster,
             deliveries: count,
         })
     }
 
-    fn skip(&self, reason: &str) {
-        self.metrics
-            .deliveries_skipped
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_owned(),
-            })
-            .inc();
+    fn skip(&self, reason: &str, cluster: &str) {
+        self.metrics.skipped(reason, cluster);
     }
 
     /// Decides every message this event turns into.
@@ -239,7 +237,7 @@ impl Router {
         for (scope, snapshot, compiled) in matched {
             // Alerts that select clusters (herald.dev/clusters, cluster-selector).
             if !compiled.clusters.covers(&event.cluster, labels) {
-                self.skip("cluster_not_selected");
+                self.skip("cluster_not_selected", &event.cluster);
                 continue;
             }
             self.metrics.alerts_matched.inc();
@@ -284,17 +282,18 @@ impl Router {
                         "discarding event, access denied to cross-namespace sources: alert '{}' can't process event from '{}/{}/{}', cross-namespace references have been blocked",
                         alert.key(), object.kind, object.namespace, object.name
                     );
-                    self.skip("cross_namespace_denied");
+                    self.skip("cross_namespace_denied", &event.cluster);
                     continue;
                 }
                 other => {
                     tracing::debug!(alert = %alert.key(), gate = ?other, "Delivery not sent, as Flux would not.");
-                    self.skip(match other {
+                    let reason = match other {
                         Gate::ProviderSuspended => "provider_suspended",
                         Gate::CommitStatusUpdateOnly => "commit_status_update",
                         Gate::MissingCommit => "missing_commit",
                         _ => "missing_change_request",
-                    });
+                    };
+                    self.skip(reason, &event.cluster);
                     continue;
                 }
             }
@@ -394,7 +393,7 @@ impl Router {
     }
 
     /// Publishes every message, then awaits every ack.
-    async fn publish_all(&self, outgoing: Vec<Outgoing>) -> Result<(), RouteError> {
+    async fn publish_all(&self, outgoing: Vec<Outgoing>, cluster: &str) -> Result<(), RouteError> {
         let mut acks = Vec::with_capacity(outgoing.len());
         let mut types = Vec::with_capacity(outgoing.len());
         for out in outgoing {
@@ -450,10 +449,7 @@ impl Router {
             .await
             .map_err(|e| RouteError::publish(&e))?;
         for provider_type in types {
-            self.metrics
-                .deliveries_published
-                .get_or_create(&ProviderLabels { provider_type })
-                .inc();
+            self.metrics.published(&provider_type, cluster);
         }
         Ok(())
     }

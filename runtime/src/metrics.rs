@@ -1,6 +1,7 @@
 //! Prometheus metrics of every Herald service, served on `/metrics`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,11 +34,48 @@ pub struct OutcomeOnlyLabels {
     pub outcome: String,
 }
 
-/// Label set `provider_type`, `outcome`.
+/// Label set `provider_type`, `outcome`, `cluster`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub provider_type: String,
     pub outcome: String,
+    pub cluster: String,
+}
+
+/// Label set `cluster`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
+/// Label set `reason`, `cluster`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonClusterLabels {
+    pub reason: String,
+    pub cluster: String,
+}
+
+/// Label set `provider_type`, `cluster`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderClusterLabels {
+    pub provider_type: String,
+    pub cluster: String,
+}
+
+/// How many clusters get a `cluster` label value of their own, by default;
+/// events from clusters seen after them count under [`OTHER_CLUSTERS`].
+pub const CLUSTER_LABELS: usize = 200;
+
+/// The `cluster` label value of the clusters past the limit.
+pub const OTHER_CLUSTERS: &str = "_other";
+
+/// The clusters that have a label value of their own, first come first
+/// served, up to a limit: a fleet of thousands cannot grow the series
+/// without bound.
+#[derive(Debug)]
+struct ClusterNames {
+    limit: usize,
+    named: Mutex<HashSet<String>>,
 }
 
 /// Label set `edge`: the cluster the hub assigns an edge (`--edge`).
@@ -47,6 +85,7 @@ pub struct EdgeLabels {
 }
 
 type HistogramFamily = Family<ProviderLabels, Histogram, fn() -> Histogram>;
+type ClusterHistogramFamily = Family<ProviderClusterLabels, Histogram, fn() -> Histogram>;
 
 /// Every metric Herald exports. Cheap to clone.
 #[derive(Clone)]
@@ -58,21 +97,21 @@ pub struct Metrics {
     pub events_rejected: Family<ReasonLabels, Counter>,
     /// Duplicates answered without storing, by reason: `flux_rate_limit`
     /// (Flux's dedupe window) or `retried_request` (JetStream had it).
-    pub events_duplicate: Family<ReasonLabels, Counter>,
-    /// Events stored on HERALD_EVENTS.
-    pub events_stored: Counter,
-    /// Events the router finished (acked).
-    pub events_routed: Counter,
+    pub events_duplicate: Family<ReasonClusterLabels, Counter>,
+    /// Events stored on HERALD_EVENTS, by cluster.
+    pub events_stored: Family<ClusterLabels, Counter>,
+    /// Events the router finished (acked), by cluster.
+    pub events_routed: Family<ClusterLabels, Counter>,
     /// (event, Alert) pairs that matched.
     pub alerts_matched: Counter,
     /// Matched pairs not sent, by reason (gating).
-    pub deliveries_skipped: Family<ReasonLabels, Counter>,
+    pub deliveries_skipped: Family<ReasonClusterLabels, Counter>,
     /// Deliveries published by the router.
-    pub deliveries_published: Family<ProviderLabels, Counter>,
+    pub deliveries_published: Family<ProviderClusterLabels, Counter>,
     /// Send attempts by outcome: `delivered`, `retry`, `dead`.
     pub deliveries: Family<OutcomeLabels, Counter>,
     /// Seconds from ingest's receipt to the provider's 2xx.
-    pub delivery_latency: HistogramFamily,
+    pub delivery_latency: ClusterHistogramFamily,
     /// Seconds one provider call took.
     pub provider_request_duration: HistogramFamily,
     /// Messages a durable consumer has not been given yet.
@@ -96,6 +135,7 @@ pub struct Metrics {
     /// 1 while an edge's JetStream answers through the hub (its leaf node
     /// is linked), 0 while its events wait at the edge.
     pub edge_linked: Family<EdgeLabels, Gauge>,
+    clusters: Arc<ClusterNames>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,8 +166,8 @@ impl Metrics {
             events_received: Counter::default(),
             events_rejected: Family::default(),
             events_duplicate: Family::default(),
-            events_stored: Counter::default(),
-            events_routed: Counter::default(),
+            events_stored: Family::default(),
+            events_routed: Family::default(),
             alerts_matched: Counter::default(),
             deliveries_skipped: Family::default(),
             deliveries_published: Family::default(),
@@ -143,6 +183,10 @@ impl Metrics {
             oversize: Family::default(),
             tls_reloads: Family::default(),
             edge_linked: Family::default(),
+            clusters: Arc::new(ClusterNames {
+                limit: CLUSTER_LABELS,
+                named: Mutex::default(),
+            }),
         };
         registry.register(
             "events_received",
@@ -248,6 +292,84 @@ impl Metrics {
         m
     }
 
+    /// The same metrics, with `limit` clusters labelled by name (see
+    /// [`CLUSTER_LABELS`]).
+    #[must_use]
+    pub fn with_cluster_limit(mut self, limit: usize) -> Self {
+        self.clusters = Arc::new(ClusterNames {
+            limit,
+            named: Mutex::default(),
+        });
+        self
+    }
+
+    /// The `cluster` label value of events from `cluster`: its name while
+    /// fewer than the limit are named, [`OTHER_CLUSTERS`] after.
+    #[must_use]
+    pub fn cluster(&self, cluster: &str) -> String {
+        let mut named = self
+            .clusters
+            .named
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if named.contains(cluster) {
+            return cluster.to_owned();
+        }
+        if named.len() < self.clusters.limit {
+            named.insert(cluster.to_owned());
+            return cluster.to_owned();
+        }
+        OTHER_CLUSTERS.to_owned()
+    }
+
+    /// Counts an event stored on HERALD_EVENTS.
+    pub fn stored(&self, cluster: &str) {
+        self.events_stored
+            .get_or_create(&ClusterLabels {
+                cluster: self.cluster(cluster),
+            })
+            .inc();
+    }
+
+    /// Counts an event the router finished.
+    pub fn routed(&self, cluster: &str) {
+        self.events_routed
+            .get_or_create(&ClusterLabels {
+                cluster: self.cluster(cluster),
+            })
+            .inc();
+    }
+
+    /// Counts a matched pair not sent.
+    pub fn skipped(&self, reason: &str, cluster: &str) {
+        self.deliveries_skipped
+            .get_or_create(&ReasonClusterLabels {
+                reason: reason.to_owned(),
+                cluster: self.cluster(cluster),
+            })
+            .inc();
+    }
+
+    /// Counts a delivery the router published.
+    pub fn published(&self, provider_type: &str, cluster: &str) {
+        self.deliveries_published
+            .get_or_create(&ProviderClusterLabels {
+                provider_type: provider_type.to_owned(),
+                cluster: self.cluster(cluster),
+            })
+            .inc();
+    }
+
+    /// Observes the seconds from receipt to delivery.
+    pub fn latency(&self, provider_type: &str, cluster: &str, seconds: f64) {
+        self.delivery_latency
+            .get_or_create(&ProviderClusterLabels {
+                provider_type: provider_type.to_owned(),
+                cluster: self.cluster(cluster),
+            })
+            .observe(seconds);
+    }
+
     /// Counts a refused request.
     pub fn reject(&self, reason: &str) {
         self.events_rejected
@@ -267,20 +389,22 @@ impl Metrics {
     }
 
     /// Counts a duplicate event.
-    pub fn duplicate(&self, reason: &str) {
+    pub fn duplicate(&self, reason: &str, cluster: &str) {
         self.events_duplicate
-            .get_or_create(&ReasonLabels {
+            .get_or_create(&ReasonClusterLabels {
                 reason: reason.to_owned(),
+                cluster: self.cluster(cluster),
             })
             .inc();
     }
 
     /// Counts a send attempt's outcome.
-    pub fn delivery(&self, provider_type: &str, outcome: &str) {
+    pub fn delivery(&self, provider_type: &str, outcome: &str, cluster: &str) {
         self.deliveries
             .get_or_create(&OutcomeLabels {
                 provider_type: provider_type.to_owned(),
                 outcome: outcome.to_owned(),
+                cluster: self.cluster(cluster),
             })
             .inc();
     }
@@ -333,7 +457,7 @@ mod tests {
         let m = Metrics::new();
         m.events_received.inc();
         m.reject("invalid_json");
-        m.delivery("slack", "delivered");
+        m.delivery("slack", "delivered", "prod-eu");
         let text = m.encode();
         assert!(text.contains("herald_events_received_total 1"), "{text}");
         assert!(
@@ -342,9 +466,26 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"herald_deliveries_total{provider_type="slack",outcome="delivered"} 1"#
+                r#"herald_deliveries_total{provider_type="slack",outcome="delivered",cluster="prod-eu"} 1"#
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn clusters_past_the_limit_share_one_label_value() {
+        let m = Metrics::new().with_cluster_limit(2);
+        for cluster in ["a", "b", "c", "a", "d"] {
+            m.stored(cluster);
+        }
+        let text = m.encode();
+        for line in [
+            r#"herald_events_stored_total{cluster="a"} 2"#,
+            r#"herald_events_stored_total{cluster="b"} 1"#,
+            r#"herald_events_stored_total{cluster="_other"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(!text.contains(r#"cluster="c""#), "{text}");
     }
 }

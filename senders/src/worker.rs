@@ -157,6 +157,10 @@ impl Worker {
                 return self.bury(&message, None, "unknown", delivered, death).await;
             }
         };
+        let cluster = delivery
+            .event
+            .as_ref()
+            .map_or_else(String::new, |e| e.cluster.clone());
         let provider_type = if delivery.provider_type.is_empty() {
             // Queued for a Provider that did not exist yet (a replay): its type now.
             let key = delivery.provider.clone().unwrap_or_default();
@@ -212,7 +216,8 @@ impl Worker {
         match step {
             Step::Superseded => {
                 span.record("herald.outcome", "superseded");
-                self.metrics.delivery(&provider_type, "superseded");
+                self.metrics
+                    .delivery(&provider_type, "superseded", &cluster);
                 tracing::info!(delivery.id = %delivery.id, "A newer event's commit status is applied; this older one is not written.");
                 if let Err(error) = ack_confirmed(&message, AckKind::Ack).await {
                     tracing::warn!(error = %error, "Cannot ack a superseded message; it may be seen again.");
@@ -228,7 +233,7 @@ impl Worker {
             }
             Step::Paced(delay) => {
                 span.record("herald.outcome", "paced");
-                self.metrics.delivery(&provider_type, "paced");
+                self.metrics.delivery(&provider_type, "paced", &cluster);
                 if let Err(error) = self.pacer.count_paced(sequence, paced + 1).await {
                     tracing::warn!(error = %error, "Cannot count a paced delivery; it counts as an attempt.");
                 }
@@ -240,14 +245,10 @@ impl Worker {
             }
             Step::Delivered(status) => {
                 span.record("herald.outcome", "delivered");
-                self.metrics.delivery(&provider_type, "delivered");
+                self.metrics.delivery(&provider_type, "delivered", &cluster);
                 if let Some(age) = age {
                     self.metrics
-                        .delivery_latency
-                        .get_or_create(&herald_runtime::metrics::ProviderLabels {
-                            provider_type: provider_type.clone(),
-                        })
-                        .observe(age.as_secs_f64().max(0.0));
+                        .latency(&provider_type, &cluster, age.as_secs_f64().max(0.0));
                 }
                 tracing::debug!(delivery.id = %delivery.id, status, "Delivered.");
                 self.note(&delivery, &Noted::Delivered);
@@ -294,7 +295,7 @@ impl Worker {
                 span.record("otel.status_code", "error");
                 span.record("error.type", "retry");
                 span.record("herald.error", reason.as_str());
-                self.metrics.delivery(&provider_type, "retry");
+                self.metrics.delivery(&provider_type, "retry", &cluster);
                 let backoff = crate::outcome::backoff(attempts, policy.base, policy.max);
                 // The destination's Retry-After wins over our own backoff.
                 let delay = after.unwrap_or(backoff);
@@ -400,12 +401,8 @@ impl Worker {
         };
         if provider.spec.suspend {
             tracing::info!(provider = %provider.key(), delivery.id = %delivery.id, "Provider is suspended; delivery skipped.");
-            self.metrics
-                .deliveries_skipped
-                .get_or_create(&herald_runtime::metrics::ReasonLabels {
-                    reason: "provider_suspended".to_owned(),
-                })
-                .inc();
+            let cluster = delivery.event.as_ref().map_or("", |e| e.cluster.as_str());
+            self.metrics.skipped("provider_suspended", cluster);
             return Step::Skipped;
         }
         let resolved = match resolve(&provider, &snapshot) {
@@ -539,6 +536,10 @@ impl Worker {
             .as_ref()
             .and_then(|d| d.event.as_ref())
             .map_or(String::new(), |e| e.id.clone());
+        let cluster = delivery
+            .as_ref()
+            .and_then(|d| d.event.as_ref())
+            .map_or(String::new(), |e| e.cluster.clone());
         let span = tracing::Span::current();
         span.record("herald.outcome", "dead");
         span.record("otel.status_code", "error");
@@ -597,7 +598,7 @@ impl Worker {
         .await;
         match stored {
             Ok(_) => {
-                self.metrics.delivery(provider_type, "dead");
+                self.metrics.delivery(provider_type, "dead", &cluster);
                 tracing::warn!(
                     delivery.id = %delivery_id,
                     event.id = %event_id,

@@ -132,7 +132,7 @@ async fn statuses_turn_green_then_red_and_never_go_back() {
             .admin("/metrics")
             .await
             .1
-            .contains(r#"herald_deliveries_total{provider_type="github",outcome="superseded"} 1"#)
+            .contains(r#"herald_deliveries_total{provider_type="github",outcome="superseded",cluster="test"} 1"#)
             .then_some(())
     })
     .await;
@@ -242,7 +242,7 @@ async fn commit_status_expr_and_host_errors() {
             .admin("/metrics")
             .await
             .1
-            .contains(r#"herald_deliveries_total{provider_type="github",outcome="dead"} 1"#)
+            .contains(r#"herald_deliveries_total{provider_type="github",outcome="dead",cluster="test"} 1"#)
             .then_some(())
     })
     .await;

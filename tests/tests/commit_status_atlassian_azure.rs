@@ -57,8 +57,9 @@ fn provider(
 
 /// Waits until Herald counts `n` deliveries of `type_` with `outcome`.
 async fn counted(herald: &TestHerald, type_: &str, outcome: &str, n: u32) {
-    let line =
-        format!(r#"herald_deliveries_total{{provider_type="{type_}",outcome="{outcome}"}} {n}"#);
+    let line = format!(
+        r#"herald_deliveries_total{{provider_type="{type_}",outcome="{outcome}",cluster="test"}} {n}"#
+    );
     herald_tests::eventually(&line, || async {
         herald
             .admin("/metrics")

@@ -200,6 +200,25 @@ async fn alerts_choose_clusters_by_name_and_by_label() {
         readyz.contains("annotation herald.dev/cluster-selector is not a label selector"),
         "{readyz}"
     );
+    // Per-event metrics carry the cluster.
+    let (_, metrics) = herald.admin("/metrics").await;
+    for cluster in ["prod-eu", "prod-us", "staging"] {
+        for line in [
+            format!(r#"herald_events_stored_total{{cluster="{cluster}"}} 1"#),
+            format!(r#"herald_events_routed_total{{cluster="{cluster}"}} 1"#),
+            format!(
+                r#"herald_deliveries_total{{provider_type="generic",outcome="delivered",cluster="{cluster}"}}"#
+            ),
+        ] {
+            assert!(metrics.contains(&line), "{line} in {metrics}");
+        }
+    }
+    assert!(
+        metrics.contains(
+            r#"herald_deliveries_skipped_total{reason="cluster_not_selected",cluster="staging"}"#
+        ),
+        "{metrics}"
+    );
     herald.shutdown().await;
 }
 

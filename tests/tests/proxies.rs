@@ -839,7 +839,7 @@ async fn environment_child() {
             .admin("/metrics")
             .await
             .1
-            .contains(r#"herald_deliveries_total{provider_type="generic",outcome="delivered"} 3"#)
+            .contains(r#"herald_deliveries_total{provider_type="generic",outcome="delivered",cluster="test"} 3"#)
             .then_some(())
     })
     .await;

@@ -168,7 +168,7 @@ async fn dedupe_is_shared_by_ingest_replicas_and_survives_restarts() {
     assert!(
         metric(
             &first,
-            r#"herald_events_duplicate_total{reason="flux_rate_limit"}"#
+            r#"herald_events_duplicate_total{reason="flux_rate_limit",cluster="test"}"#
         )
         .await
     );
@@ -388,9 +388,9 @@ async fn gating_follows_the_provider_category() {
     assert_eq!(slack.requests().len(), 3);
     assert_eq!(hook.requests().len(), 4);
     for line in [
-        r#"herald_deliveries_skipped_total{reason="commit_status_update"} 2"#,
-        r#"herald_deliveries_skipped_total{reason="missing_commit"} 2"#,
-        r#"herald_deliveries_skipped_total{reason="missing_change_request"} 2"#,
+        r#"herald_deliveries_skipped_total{reason="commit_status_update",cluster="test"} 2"#,
+        r#"herald_deliveries_skipped_total{reason="missing_commit",cluster="test"} 2"#,
+        r#"herald_deliveries_skipped_total{reason="missing_change_request",cluster="test"} 2"#,
     ] {
         assert!(
             metric(&herald, line).await,
@@ -533,7 +533,7 @@ async fn no_cross_namespace_refs_blocks_other_namespaces() {
     assert!(
         metric(
             &herald,
-            r#"herald_deliveries_skipped_total{reason="cross_namespace_denied"} 1"#
+            r#"herald_deliveries_skipped_total{reason="cross_namespace_denied",cluster="test"} 1"#
         )
         .await
     );

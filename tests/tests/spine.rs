@@ -477,16 +477,16 @@ async fn readiness_and_metrics_follow_the_pipeline() {
     let metrics = eventually("delivery counted", || async {
         let (_, metrics) = herald.admin("/metrics").await;
         metrics
-            .contains(r#"herald_deliveries_total{provider_type="generic",outcome="delivered"} 1"#)
+            .contains(r#"herald_deliveries_total{provider_type="generic",outcome="delivered",cluster="test"} 1"#)
             .then_some(metrics)
     })
     .await;
     for line in [
         "herald_events_received_total 1",
-        "herald_events_stored_total 1",
+        r#"herald_events_stored_total{cluster="test"} 1"#,
         "herald_alerts_matched_total 1",
-        r#"herald_deliveries_published_total{provider_type="generic"} 1"#,
-        r#"herald_delivery_latency_seconds_count{provider_type="generic"} 1"#,
+        r#"herald_deliveries_published_total{provider_type="generic",cluster="test"} 1"#,
+        r#"herald_delivery_latency_seconds_count{provider_type="generic",cluster="test"} 1"#,
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
