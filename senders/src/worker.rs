@@ -418,12 +418,7 @@ impl Worker {
         let alert = delivery.alert.clone().unwrap_or_default();
         let identifier = || {
             let alert = snapshot
-                .alerts
-                .alerts()
-                .iter()
-                .find(|a| {
-                    a.alert.meta.namespace == alert.namespace && a.alert.meta.name == alert.name
-                })
+                .alert(&alert.namespace, &alert.name)
                 .map(|a| manifest::alert(&a.alert))
                 .unwrap_or(serde_json::Value::Null);
             herald_flux::git::commit_status_identifier(

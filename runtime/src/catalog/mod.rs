@@ -443,6 +443,17 @@ impl Snapshot {
         }
     }
 
+    /// The Alert `namespace/name`, compiled.
+    #[must_use]
+    pub fn alert(&self, namespace: &str, name: &str) -> Option<&Arc<CompiledAlert>> {
+        // Snapshot::build keeps the Alerts sorted by namespace and name.
+        let alerts = self.alerts.alerts();
+        alerts
+            .binary_search_by(|c| Named::key(&*c.alert).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| &alerts[i])
+    }
+
     /// The Provider `namespace/name`.
     #[must_use]
     pub fn provider(&self, namespace: &str, name: &str) -> Option<Arc<Provider>> {
@@ -805,6 +816,10 @@ mod tests {
             );
         }
         assert!(first.provider("a", "y").is_none());
+        for ns in ["a", "a-b", "a.b", "b"] {
+            assert_eq!(first.alert(ns, "x").unwrap().alert.meta.namespace, ns);
+        }
+        assert!(first.alert("a", "y").is_none());
         let again = Snapshot::build(listed, Vec::new(), None, Some(&first));
         for (a, b) in first.alerts.alerts().iter().zip(again.alerts.alerts()) {
             assert!(Arc::ptr_eq(a, b), "{} compiled again", a.alert.key());
