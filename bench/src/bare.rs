@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::now_ns;
 use crate::procs::BenchNats;
 
-const FIRST: &str = "BARE_EVENTS";
-const SECOND: &str = "BARE_DELIVERIES";
+pub(crate) const FIRST: &str = "BARE_EVENTS";
+pub(crate) const SECOND: &str = "BARE_DELIVERIES";
+/// The subject the first hop publishes on.
+pub(crate) const EVENTS_SUBJECT: &str = "bare.events.default";
 
 /// The size and headers of the messages to send.
 #[derive(Debug, Clone)]
@@ -51,7 +53,7 @@ impl Template {
     }
 
     /// The headers for message `seq`: ids made unique, the rest copied.
-    fn headers(&self, seq: u64) -> HeaderMap {
+    pub(crate) fn headers(&self, seq: u64) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in &self.headers {
             if name.eq_ignore_ascii_case(names::MSG_ID_HEADER)
@@ -79,7 +81,7 @@ pub struct BareResult {
     pub last_consume: u64,
 }
 
-async fn setup(js: &jetstream::Context) -> anyhow::Result<()> {
+pub(crate) async fn setup(js: &jetstream::Context) -> anyhow::Result<()> {
     js.create_stream(stream::Config {
         name: FIRST.into(),
         subjects: vec!["bare.events.>".into()],
@@ -102,7 +104,7 @@ async fn setup(js: &jetstream::Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pull_consumer(
+pub(crate) async fn pull_consumer(
     js: &jetstream::Context,
     stream_name: &str,
     durable: &str,
@@ -123,7 +125,7 @@ async fn pull_consumer(
 
 /// Hop 1 → hop 2: each message of the first stream is published to the
 /// second and acked once stored, with up to `window` in flight.
-async fn relay(
+pub(crate) async fn relay(
     client: async_nats::Client,
     window: usize,
     stop: CancellationToken,
@@ -220,11 +222,7 @@ pub async fn run(
     while tokio::time::Instant::now() < end {
         seq += 1;
         let ack = js
-            .publish_with_headers(
-                "bare.events.default",
-                template.headers(seq),
-                payload.clone(),
-            )
+            .publish_with_headers(EVENTS_SUBJECT, template.headers(seq), payload.clone())
             .await?;
         acks.push(ack.into_future());
         if acks.len() >= window

@@ -151,13 +151,24 @@ impl Deployment {
         launcher: &Launcher,
         topology: Topology,
     ) -> anyhow::Result<()> {
+        self.launch_topology_with(launcher, topology, &[]).await
+    }
+
+    /// Starts Herald in `topology`, with `ingest_extra` flags for the
+    /// process that runs ingest.
+    pub async fn launch_topology_with(
+        &mut self,
+        launcher: &Launcher,
+        topology: Topology,
+        ingest_extra: &[&str],
+    ) -> anyhow::Result<()> {
         match topology {
-            Topology::Standalone => self.launch(launcher, "standalone").await,
+            Topology::Standalone => self.launch_with(launcher, "standalone", ingest_extra).await,
             Topology::Split => {
-                for subcommand in ["sender", "router", "ingest"] {
+                for subcommand in ["sender", "router"] {
                     self.launch(launcher, subcommand).await?;
                 }
-                Ok(())
+                self.launch_with(launcher, "ingest", ingest_extra).await
             }
         }
     }

@@ -7,8 +7,9 @@
 //! its own. Each scenario prints markdown tables, the peak RSS and CPU time of
 //! every process, and whether its goals were met:
 //!
-//! - `max`: the highest sustained end-to-end rate, beside a bare two-hop
-//!   async-nats pipeline doing the same JetStream work in the same run;
+//! - `max`: the highest sustained end-to-end rate, beside a bare pipeline
+//!   with HTTP edges (HTTP in, two JetStream hops, HTTP out, no logic) and a
+//!   bare two-hop async-nats pipeline without them, in the same run;
 //! - `latency`: p50/p90/p99/max from POST to sink at a fixed rate;
 //! - `alerts`: routing throughput with 10, 1,000 and 10,000 Alerts;
 //! - `slow-sink`: deliveries per second of one sender when the destination
@@ -16,6 +17,10 @@
 //! - `kubernetes`: the catalog read from a (fake) Kubernetes API server with
 //!   10 and 10,000 Alerts, Providers and Secrets: time until ready, peak RSS,
 //!   routing rate;
+//! - `fairness`: one cluster of a 100-cluster fleet floods ingest while 99
+//!   post one event a second each: the quiet clusters' latency;
+//! - `clusters`: intake from 1,000 authenticated clusters against intake
+//!   from one, with the same connections;
 //! - `all`: all of them.
 //!
 //! Run it with `cargo run --release -p herald-bench -- all`; see `--help`.
@@ -25,7 +30,11 @@
 mod alerts;
 mod bare;
 mod catalog;
+mod clusters;
 mod deploy;
+mod fairness;
+mod fleet;
+mod http_bare;
 mod kubernetes;
 mod latency;
 mod load;
@@ -71,6 +80,8 @@ enum Scenario {
     Alerts,
     SlowSink,
     Kubernetes,
+    Fairness,
+    Clusters,
     All,
 }
 
@@ -102,9 +113,44 @@ pub struct Options {
         default_value = "standalone,split"
     )]
     pub max_topologies: Vec<Topology>,
-    /// max: publish acks in flight in the bare pipeline.
+    /// max: publish acks in flight in the bare pipelines' relay (and the bare one's producer).
     #[arg(long, default_value_t = 1024)]
     pub bare_window: usize,
+    /// max: POSTs to the sink in flight in the bare pipeline with HTTP edges
+    /// (as Herald's `--sender-concurrency`).
+    #[arg(long, default_value_t = 256)]
+    pub bare_concurrency: usize,
+    /// max: worker threads of the bare pipeline with HTTP edges.
+    #[arg(long, default_value_t = 2)]
+    pub bare_threads: usize,
+    /// fairness and clusters: how Herald runs (clusters measures ingest alone).
+    #[arg(long, value_enum, default_value = "split")]
+    pub fleet_topology: Topology,
+    /// fairness: how long the flooding cluster floods (the quiet clusters
+    /// post for --warmup longer, from before it starts).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub fairness_duration: Duration,
+    /// fairness: clusters posting at one event per --quiet-period each.
+    #[arg(long, default_value_t = 99)]
+    pub quiet_clusters: usize,
+    /// fairness: how often each quiet cluster posts.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub quiet_period: Duration,
+    /// fairness: keep-alive connections of the flooding cluster.
+    #[arg(long, default_value_t = 64)]
+    pub flood_connections: usize,
+    /// fairness: how long a flooding connection pauses after a refusal (0s: none).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub flood_pause: Duration,
+    /// clusters: clusters posting in the many-clusters phase.
+    #[arg(long, default_value_t = 1000)]
+    pub fleet_clusters: usize,
+    /// clusters: how long each phase is loaded.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub clusters_duration: Duration,
+    /// clusters: how many times each phase is measured, in turn (the best counts).
+    #[arg(long, default_value_t = 2)]
+    pub clusters_rounds: usize,
     /// latency: events per second.
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
@@ -302,6 +348,12 @@ async fn run(cli: Cli, herald: PathBuf, load_handle: tokio::runtime::Handle) -> 
     }
     if all || scenario == Scenario::Kubernetes {
         goals.extend(kubernetes::run(&ctx).await?);
+    }
+    if all || scenario == Scenario::Fairness {
+        goals.extend(fairness::run(&ctx).await?);
+    }
+    if all || scenario == Scenario::Clusters {
+        goals.extend(clusters::run(&ctx).await?);
     }
     if ctx.sink.unmatched() > 0 {
         println!(

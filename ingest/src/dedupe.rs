@@ -12,13 +12,22 @@
 //! no duplicate that the previous version had already suppressed. The extra
 //! read is only made when such entries exist at start (one look at the
 //! bucket's subjects), and never after the window: they have expired.
+//!
+//! Most events are the first of their key in their window, so the entry is
+//! not there yet: for a key this ingest has not met lately, the window is
+//! written at once with compare-and-set on "no entry", without reading it
+//! first (one round trip to JetStream instead of two); only when the entry
+//! exists after all is it read and decided on, as always. Keys met lately
+//! are read first. Which way is taken changes the cost, never the decision.
 
+use std::hash::{BuildHasher as _, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use herald_flux::dedupe::{Decision, decide};
 use herald_proto::{DedupeWindow, names};
-use herald_runtime::kv::{Step, update};
+use herald_runtime::kv::{Step, update, update_presuming_absent};
 
 use crate::intake::IngestError;
 
@@ -30,6 +39,8 @@ pub struct Dedupe {
     /// Until when entries without a cluster (written before the upgrade) may
     /// exist; `None` when there are none.
     legacy_until: Option<Instant>,
+    /// Keys met lately, to choose between reading first and writing first.
+    seen: Arc<Seen>,
 }
 
 impl std::fmt::Debug for Dedupe {
@@ -63,6 +74,7 @@ impl Dedupe {
             store,
             interval,
             legacy_until: Some(Instant::now() + interval * 3),
+            seen: Arc::new(Seen::new()),
         }
     }
 
@@ -91,37 +103,36 @@ impl Dedupe {
             None
         };
         let entry = names::dedupe_entry(cluster, key);
-        let decided = update(
-            &self.store,
-            &entry,
-            MAX_RACES,
-            |recorded: Option<&DedupeWindow>| match decide(
-                recorded.or(legacy.as_ref()),
-                now_millis,
-                interval,
-                event_id,
-            ) {
-                Decision::Duplicate { reset_unix_millis } => Step::Keep(Checked {
-                    duplicate: true,
-                    reset_unix_millis,
-                }),
-                Decision::Pass { state: None } => Step::Keep(Checked {
-                    duplicate: false,
-                    reset_unix_millis: recorded.map_or(now_millis, reset_of),
-                }),
-                Decision::Pass { state: Some(state) } => {
-                    let reset_unix_millis = reset_of(&state);
-                    Step::Write(
-                        state,
-                        Checked {
-                            duplicate: false,
-                            reset_unix_millis,
-                        },
-                    )
-                }
-            },
-        )
-        .await;
+        let decide = |recorded: Option<&DedupeWindow>| match decide(
+            recorded.or(legacy.as_ref()),
+            now_millis,
+            interval,
+            event_id,
+        ) {
+            Decision::Duplicate { reset_unix_millis } => Step::Keep(Checked {
+                duplicate: true,
+                reset_unix_millis,
+            }),
+            Decision::Pass { state: None } => Step::Keep(Checked {
+                duplicate: false,
+                reset_unix_millis: recorded.map_or(now_millis, reset_of),
+            }),
+            Decision::Pass { state: Some(state) } => {
+                let reset_unix_millis = reset_of(&state);
+                Step::Write(
+                    state,
+                    Checked {
+                        duplicate: false,
+                        reset_unix_millis,
+                    },
+                )
+            }
+        };
+        let decided = if self.seen.check_and_mark(&entry) {
+            update(&self.store, &entry, MAX_RACES, decide).await
+        } else {
+            update_presuming_absent(&self.store, &entry, MAX_RACES, decide).await
+        };
         decided.map_err(|e| IngestError::Unavailable(format!("dedupe state: {e}")))
     }
 
@@ -161,5 +172,51 @@ impl Dedupe {
         Ok(entry
             .filter(|e| e.operation == kv::Operation::Put)
             .and_then(|e| <DedupeWindow as prost::Message>::decode(e.value).ok()))
+    }
+}
+
+/// How many keys [`Seen`] remembers at most (8 bytes each).
+const SEEN_SLOTS: usize = 1 << 15;
+
+/// The dedupe keys this ingest met lately, as a fixed table of their hashes
+/// (a key takes the slot its hash names, so a newer key may push an older
+/// one out). Forgetting or misremembering a key costs a round trip, never a
+/// decision: every write is a compare-and-set.
+struct Seen {
+    hasher: RandomState,
+    slots: Mutex<Box<[u64]>>,
+}
+
+// === impl Seen ===
+
+impl Seen {
+    fn new() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            slots: Mutex::new(vec![0; SEEN_SLOTS].into_boxed_slice()),
+        }
+    }
+
+    /// Whether `entry` was met lately; it is remembered from now on.
+    fn check_and_mark(&self, entry: &str) -> bool {
+        // 0 marks an empty slot.
+        let hash = self.hasher.hash_one(entry).max(1);
+        let slot = usize::try_from(hash % SEEN_SLOTS as u64).unwrap_or(0);
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut slots[slot], hash) == hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_remembers_a_key_from_its_first_meeting() {
+        let seen = Seen::new();
+        assert!(!seen.check_and_mark("c.default.a"));
+        assert!(seen.check_and_mark("c.default.a"));
+        assert!(!seen.check_and_mark("c.default.b"));
+        assert!(seen.check_and_mark("c.default.a"));
     }
 }

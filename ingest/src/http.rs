@@ -17,6 +17,14 @@ use crate::intake::{IngestError, Intake, Stored};
 /// The largest body the notification-controller accepts: 3 MiB.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// How long a refusal for being over a cluster's share waits before it is
+/// answered. A Flux emitter then waits the `Retry-After` (seconds), so this
+/// costs it nothing; a client that ignores `Retry-After` and posts again at
+/// once is slowed to one refusal per pause on each connection, so that a
+/// flood spends little of ingest's CPU on refusals and the other clusters
+/// keep it.
+pub const OVER_SHARE_PAUSE: Duration = Duration::from_millis(100);
+
 #[derive(Clone)]
 struct HttpState {
     intake: Intake,
@@ -122,6 +130,9 @@ async fn receive(
             state.intake.metrics().reject(error.reason());
             span.record("error.type", error.reason());
             span.in_scope(|| tracing::debug!(error = %error, "Refused a request."));
+            if matches!(error, IngestError::OverShare(_)) {
+                tokio::time::sleep(OVER_SHARE_PAUSE).await;
+            }
             error.into_response()
         }
     };

@@ -18,7 +18,9 @@
 //!   below the default.
 //!
 //! What is over its share is answered `503 Service Unavailable` with a
-//! `Retry-After` of a few seconds (gRPC: `UNAVAILABLE` for that event),
+//! `Retry-After` of a few seconds (gRPC: `UNAVAILABLE` for that event; over
+//! HTTP the answer waits [`crate::http::OVER_SHARE_PAUSE`] first, so that a
+//! client ignoring `Retry-After` cannot spend ingest's CPU on refusals),
 //! because every Flux emitter retries a 503 and some drop a 429. fluxcd/pkg's
 //! recorder has always posted with go-retryablehttp, whose policies retry
 //! 5xx other than 501 in every version it used (0.6.6 to 0.7.8). A 429 is

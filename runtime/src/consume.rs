@@ -117,7 +117,10 @@ pub async fn consume<F, Fut>(
                 match sequence.map_or(Arrival::New, |sequence| held.arrive(sequence)) {
                     Arrival::New => {
                         let reply = message.reply.clone();
-                        let work = with_progress(reply, client.clone(), settings.ack_wait, handle(message));
+                        // A handler's future is large (a sender's holds every
+                        // provider's request): boxed where it is made, the
+                        // wrappers and the set move a pointer, not its bytes.
+                        let work = with_progress(reply, client.clone(), settings.ack_wait, Box::pin(handle(message)));
                         in_hand.push(async move { (sequence, work.await) });
                     }
                     Arrival::InHand => {

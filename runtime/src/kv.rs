@@ -77,3 +77,37 @@ where
     }
     Err(KvError::Contended)
 }
+
+/// As [`update`], for a key that is most likely not there yet: decides on
+/// `None` and writes at once, with compare-and-set on "no entry" (revision
+/// 0), saving the read. When the entry is there after all (the write is
+/// refused: it exists, or a delete left its marker), it reads and decides
+/// again as [`update`] does, so the outcome is the same as [`update`]'s;
+/// only the cost differs: one round trip for an absent key, one more than
+/// [`update`] for a present one.
+///
+/// # Errors
+///
+/// [`KvError`] when the bucket fails, a value is corrupt, or races never end.
+pub async fn update_presuming_absent<T, R>(
+    store: &kv::Store,
+    key: &str,
+    races: usize,
+    mut decide: impl FnMut(Option<&T>) -> Step<T, R>,
+) -> Result<R, KvError>
+where
+    T: prost::Message + Default,
+{
+    let (value, result) = match decide(None) {
+        // What is kept might differ once the entry is read.
+        Step::Keep(_) => return update(store, key, races, decide).await,
+        Step::Write(value, result) => (Bytes::from(value.encode_to_vec()), result),
+    };
+    match store.update(key, value, 0).await {
+        Ok(_) => Ok(result),
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+            update(store, key, races.saturating_sub(1), decide).await
+        }
+        Err(e) => Err(KvError::Unavailable(e.to_string())),
+    }
+}
