@@ -91,7 +91,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     println!("## fairness: 99 quiet clusters beside one flooding\n");
     println!(
         "{} clusters in a clusters file (tokens hashed, as `herald cluster add` writes them), into {}, every \
-         cluster with Herald's default share (--cluster-max-in-flight 64, --cluster-rate 100, --cluster-burst 1000). \
+         cluster with Herald's default share (--cluster-max-in-flight 64, --cluster-rate 100, --cluster-burst 200). \
          One cluster POSTs in a closed loop on {} keep-alive connections for {:?}, not waiting out refusals \
          (pause after one: {:?}); {} clusters POST one event every {:?} each, on their own connections (from a \
          load thread of their own), with HTTP basic auth as Flux sends it, starting {:?} before the flood (left out). \

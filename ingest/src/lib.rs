@@ -71,7 +71,11 @@ pub struct IngestArgs {
     #[arg(long, env = "HERALD_CLUSTER_RATE", default_value_t = 100.0, value_parser = parse_rate)]
     pub cluster_rate: f64,
     /// How many events a cluster may send at once above `--cluster-rate`.
-    #[arg(long, env = "HERALD_CLUSTER_BURST", default_value_t = 1000)]
+    /// A burst admitted at once is routed before the events that come
+    /// after it, every cluster's: 200 is a few tens of milliseconds of
+    /// routing and sending, and a Flux cluster retries what is over it
+    /// after the `Retry-After`.
+    #[arg(long, env = "HERALD_CLUSTER_BURST", default_value_t = 200)]
     pub cluster_burst: u32,
     /// The certificate HTTP and gRPC are served with, over TLS.
     #[command(flatten)]

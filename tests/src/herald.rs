@@ -57,7 +57,7 @@ impl Default for Options {
                 body_read_timeout: Duration::from_secs(30),
                 cluster_max_in_flight: 64,
                 cluster_rate: 100.0,
-                cluster_burst: 1000,
+                cluster_burst: 200,
                 tls: herald_runtime::tls::TlsArgs::default(),
             },
             router_args: RouterArgs {
