@@ -11,6 +11,7 @@ pub mod kube;
 pub mod nats;
 pub mod nats_cluster;
 pub mod nats_leaf;
+mod nats_server;
 pub mod process;
 
 use std::time::Duration;

@@ -5,12 +5,12 @@
 //! same ports and store.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use herald_runtime::local_nats::{MAX_PAYLOAD, find_binary};
-use tokio::process::{Child, Command};
+use herald_runtime::local_nats::find_binary;
+
+use crate::nats_server::{ServerProcess, free_ports};
 
 /// How many nodes the cluster has.
 pub const NODES: usize = 3;
@@ -18,20 +18,10 @@ pub const NODES: usize = 3;
 /// How long a starting cluster may take to form (it takes about a second).
 const FORM_WITHIN: Duration = Duration::from_secs(20);
 
-/// One `nats-server` of the cluster.
-struct Node {
-    name: String,
-    client_port: u16,
-    http_port: u16,
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
 /// Three routed JetStream servers, killed on drop.
 pub struct TestCluster {
     binary: PathBuf,
-    nodes: Vec<Node>,
+    nodes: Vec<ServerProcess>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -66,17 +56,7 @@ impl TestCluster {
             .prefix("herald-cluster-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        // Held together, so that the nine ports differ.
-        let listeners: Vec<std::net::TcpListener> = (0..NODES * 3)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().map(|a| a.port()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        drop(listeners);
+        let ports = free_ports(NODES * 3).map_err(|e| e.to_string())?;
         // Its own name: a route to another test's cluster is refused.
         let cluster_name = format!("herald-test-{}", ports[2]);
         let routes: Vec<String> = (0..NODES)
@@ -88,29 +68,16 @@ impl TestCluster {
                 (ports[i * 3], ports[i * 3 + 1], ports[i * 3 + 2]);
             let name = format!("n{i}");
             let store = dir.path().join(&name);
-            let config = dir.path().join(format!("{name}.conf"));
-            std::fs::write(
-                &config,
-                format!(
-                    "server_name: {name}\n\
-                     listen: \"127.0.0.1:{client_port}\"\n\
-                     http: \"127.0.0.1:{http_port}\"\n\
-                     max_payload: {MAX_PAYLOAD}\n\
-                     jetstream {{ store_dir: {store:?} }}\n\
-                     cluster {{\n  name: {cluster_name}\n  listen: \"127.0.0.1:{cluster_port}\"\n  \
-                     routes: [{}]\n}}\n",
-                    routes.join(", ")
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            nodes.push(Node {
-                log: dir.path().join(format!("{name}.log")),
-                name,
-                client_port,
-                http_port,
-                config,
-                child: None,
-            });
+            let extra = format!(
+                "jetstream {{ store_dir: {store:?} }}\n\
+                 cluster {{\n  name: {cluster_name}\n  listen: \"127.0.0.1:{cluster_port}\"\n  \
+                 routes: [{}]\n}}\n",
+                routes.join(", ")
+            );
+            nodes.push(
+                ServerProcess::write(dir.path(), &name, client_port, http_port, &extra)
+                    .map_err(|e| e.to_string())?,
+            );
         }
         let mut cluster = Self {
             binary: binary.to_path_buf(),
@@ -164,8 +131,7 @@ impl TestCluster {
     ///
     /// When the node is not running.
     pub async fn kill9(&mut self, node: usize) {
-        let mut child = self.nodes[node].child.take().expect("the node runs");
-        child.kill().await.expect("kill -9 nats-server");
+        self.nodes[node].kill9().await;
     }
 
     /// Starts a killed node again with the same ports and store, and waits
@@ -175,7 +141,7 @@ impl TestCluster {
     ///
     /// When it does not come back.
     pub async fn restart(&mut self, node: usize) {
-        assert!(self.nodes[node].child.is_none(), "kill the node first");
+        assert!(!self.nodes[node].is_started(), "kill the node first");
         self.spawn(node);
         let back = async {
             self.wait_healthy(node, Duration::from_secs(60)).await?;
@@ -193,7 +159,7 @@ impl TestCluster {
     /// When no node can be reached.
     pub async fn jetstream(&self) -> jetstream::Context {
         let urls: Vec<String> = (0..NODES)
-            .filter(|&node| self.nodes[node].child.is_some())
+            .filter(|&node| self.nodes[node].is_started())
             .map(|node| self.url(node))
             .collect();
         let client = async_nats::ConnectOptions::new()
@@ -255,22 +221,7 @@ impl TestCluster {
     }
 
     fn spawn(&mut self, node: usize) {
-        let node = &mut self.nodes[node];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .expect("node log");
-        let child = Command::new(&self.binary)
-            .arg("-c")
-            .arg(&node.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nats-server");
-        node.child = Some(child);
+        self.nodes[node].spawn(&self.binary);
     }
 
     /// Waits until a node leads the JetStream meta group and sees every
@@ -310,44 +261,14 @@ impl TestCluster {
 
     /// Every node's log.
     fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|node| {
-                format!(
-                    "\n--- {} ---\n{}",
-                    node.name,
-                    std::fs::read_to_string(&node.log).unwrap_or_default()
-                )
-            })
-            .collect()
+        self.nodes.iter().map(ServerProcess::log_text).collect()
     }
 
     /// Waits until `/healthz` of `node` answers 200: it runs, has a meta
     /// leader and its streams and consumers are current.
     async fn wait_healthy(&mut self, node: usize, within: Duration) -> Result<(), String> {
-        let url = format!("http://127.0.0.1:{}/healthz", self.nodes[node].http_port);
-        let start = tokio::time::Instant::now();
-        while start.elapsed() < within {
-            if let Some(child) = self.nodes[node].child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                return Err(format!(
-                    "nats-server {} exited ({status}){}",
-                    self.nodes[node].name,
-                    self.logs()
-                ));
-            }
-            if let Ok(response) = self.http.get(&url).send().await
-                && response.status() == 200
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(format!(
-            "nats-server {} not healthy after {within:?}{}",
-            self.nodes[node].name,
-            self.logs()
-        ))
+        let http = self.http.clone();
+        let healthy = self.nodes[node].wait_healthy(&http, within).await;
+        healthy.map_err(|why| format!("{why}{}", self.logs()))
     }
 }

@@ -14,17 +14,17 @@
 //! the connection it carried and refuses new ones; the two servers keep
 //! running, with their clients and stores.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use herald_runtime::local_nats::{MAX_PAYLOAD, find_binary};
+use herald_runtime::local_nats::find_binary;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+use crate::nats_server::{ServerProcess, free_ports};
 
 /// The hub's JetStream domain.
 pub const HUB_DOMAIN: &str = "hub";
@@ -43,23 +43,13 @@ fn leaf_password(edge: usize) -> String {
 /// How long a server may take to answer `/healthz` (it takes well under a second).
 const START_WITHIN: Duration = Duration::from_secs(20);
 
-/// One `nats-server`.
-struct Server {
-    name: String,
-    client_port: u16,
-    http_port: u16,
-    config: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
 /// A hub and its leaf nodes, killed on drop. The hub does not advertise
 /// its leaf node port (`no_advertise`): a leaf would otherwise learn it and
 /// reconnect around its relay.
 pub struct TestLeafNodes {
     binary: PathBuf,
-    hub: Server,
-    leaves: Vec<Server>,
+    hub: ServerProcess,
+    leaves: Vec<ServerProcess>,
     links: Vec<Link>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -82,18 +72,9 @@ impl TestLeafNodes {
             .prefix("herald-leaf-")
             .tempdir()
             .expect("temp dir");
-        // Held together, so that the ports differ.
-        let listeners: Vec<std::net::TcpListener> = (0..3 + edges * 2)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()
-            .expect("free ports");
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().expect("port").port())
-            .collect();
-        drop(listeners);
+        let ports = free_ports(3 + edges * 2).expect("free ports");
         let (hub_client, hub_http, hub_leaf) = (ports[0], ports[1], ports[2]);
-        let hub = Server::write(
+        let hub = ServerProcess::write(
             dir.path(),
             "hub",
             hub_client,
@@ -112,27 +93,31 @@ impl TestLeafNodes {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        );
+        )
+        .expect("write the hub's config");
         let mut leaves = Vec::new();
         let mut links = Vec::new();
         for edge in 0..edges {
             let link = Link::start(format!("127.0.0.1:{hub_leaf}")).await;
             let name = Self::domain_of(edge);
-            leaves.push(Server::write(
-                dir.path(),
-                &name,
-                ports[3 + edge * 2],
-                ports[4 + edge * 2],
-                &format!(
-                    "jetstream {{ store_dir: {:?}, domain: {name} }}\n\
+            leaves.push(
+                ServerProcess::write(
+                    dir.path(),
+                    &name,
+                    ports[3 + edge * 2],
+                    ports[4 + edge * 2],
+                    &format!(
+                        "jetstream {{ store_dir: {:?}, domain: {name} }}\n\
                      leafnodes {{\n  reconnect: \"1s\"\n  remotes: [{{\n    \
                      url: \"nats-leaf://{name}:{}@127.0.0.1:{}\"\n    \
                      deny_exports: {DENY_EXPORTS}\n    deny_imports: {DENY_IMPORTS}\n  }}]\n}}\n",
-                    dir.path().join(&name),
-                    leaf_password(edge),
-                    link.port
-                ),
-            ));
+                        dir.path().join(&name),
+                        leaf_password(edge),
+                        link.port
+                    ),
+                )
+                .expect("write an edge's config"),
+            );
             links.push(link);
         }
         let mut nodes = Self {
@@ -150,13 +135,12 @@ impl TestLeafNodes {
         for leaf in &mut nodes.leaves {
             leaf.spawn(&nodes.binary);
         }
-        let hub_http = nodes.hub.http_port;
-        if let Err(why) = nodes.wait_healthy(hub_http).await {
+        let http = nodes.http.clone();
+        if let Err(why) = nodes.hub.wait_healthy(&http, START_WITHIN).await {
             panic!("the hub did not start: {why}{}", nodes.logs());
         }
         for edge in 0..edges {
-            let port = nodes.leaves[edge].http_port;
-            if let Err(why) = nodes.wait_healthy(port).await {
+            if let Err(why) = nodes.leaves[edge].wait_healthy(&http, START_WITHIN).await {
                 panic!("edge {edge} did not start: {why}{}", nodes.logs());
             }
             nodes.wait_linked(edge).await;
@@ -251,33 +235,12 @@ impl TestLeafNodes {
         Some(leafs.iter().any(|leaf| leaf["name"] == name))
     }
 
-    /// Waits until `/healthz` on `http_port` answers 200.
-    async fn wait_healthy(&self, http_port: u16) -> Result<(), String> {
-        let url = format!("http://127.0.0.1:{http_port}/healthz");
-        let start = tokio::time::Instant::now();
-        while start.elapsed() < START_WITHIN {
-            if let Ok(response) = self.http.get(&url).send().await
-                && response.status() == 200
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(format!("not healthy after {START_WITHIN:?}"))
-    }
-
     /// Every server's log.
     #[must_use]
     pub fn logs(&self) -> String {
         std::iter::once(&self.hub)
             .chain(&self.leaves)
-            .map(|server| {
-                format!(
-                    "\n--- {} ---\n{}",
-                    server.name,
-                    std::fs::read_to_string(&server.log).unwrap_or_default()
-                )
-            })
+            .map(ServerProcess::log_text)
             .collect()
     }
 }
@@ -287,53 +250,6 @@ impl Drop for TestLeafNodes {
         for link in &self.links {
             link.stop();
         }
-    }
-}
-
-// === impl Server ===
-
-impl Server {
-    /// Writes the configuration of a server named `name`, with `extra`
-    /// (its JetStream and leaf node blocks).
-    fn write(dir: &Path, name: &str, client_port: u16, http_port: u16, extra: &str) -> Self {
-        let config = dir.join(format!("{name}.conf"));
-        std::fs::write(
-            &config,
-            format!(
-                "server_name: {name}\n\
-                 listen: \"127.0.0.1:{client_port}\"\n\
-                 http: \"127.0.0.1:{http_port}\"\n\
-                 max_payload: {MAX_PAYLOAD}\n\
-                 {extra}"
-            ),
-        )
-        .expect("write nats-server config");
-        Self {
-            name: name.to_owned(),
-            client_port,
-            http_port,
-            log: dir.join(format!("{name}.log")),
-            config,
-            child: None,
-        }
-    }
-
-    fn spawn(&mut self, binary: &Path) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("server log");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
     }
 }
 
