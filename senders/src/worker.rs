@@ -414,7 +414,10 @@ impl Worker {
                 ));
             }
         };
-        let event = from_proto(&delivery.event.clone().unwrap_or_default());
+        let event = match &delivery.event {
+            Some(event) => from_proto(event),
+            None => from_proto(&herald_proto::Event::default()),
+        };
         let alert = delivery.alert.clone().unwrap_or_default();
         let identifier = || {
             let alert = snapshot
