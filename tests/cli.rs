@@ -307,7 +307,7 @@ async fn standalone_reads_flux_objects_from_kubernetes() {
         herald_tests::process::free_port(),
         herald_tests::process::free_port(),
     );
-    let _child = tokio::process::Command::new(HERALD)
+    let mut child = tokio::process::Command::new(HERALD)
         .args(["standalone", "--catalog", "kubernetes", "--kubeconfig"])
         .arg(&kubeconfig)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -332,6 +332,13 @@ async fn standalone_reads_flux_objects_from_kubernetes() {
     assert_eq!(response.status(), 202);
     // Matched by the Kustomization's labels, read from the cluster.
     assert_eq!(hook.wait_for(1).await[0].json()["message"], "applied");
+    // Stopped as a pod is, so that its own nats-server stops with it.
+    herald_tests::process::sigterm(child.id().expect("pid"));
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
