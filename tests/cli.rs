@@ -230,18 +230,7 @@ fn cluster_add_prints_the_token_once_and_validate_lists_the_clusters_each_alert_
 async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     herald_tests::init();
     let hook = FakeServer::webhook().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        format!(
-            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
-             spec: {{type: generic, address: '{}'}}\n---\n\
-             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
-             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
-            hook.url("/hook")
-        ),
-    )
-    .unwrap();
+    let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
     let (port, admin) = (
         herald_tests::process::free_port(),
         herald_tests::process::free_port(),
@@ -425,13 +414,7 @@ async fn a_401_is_dead_at_once_and_dlq_replay_delivers_it_once_fixed() {
     let nats = herald_tests::nats::TestNats::start().await;
     let hook = FakeServer::webhook().await;
     hook.set_default(Some(herald_tests::fake::Reply::status(401)));
-    let dir = herald_tests::herald::config_dir(&format!(
-        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
-         spec: {{type: generic, address: '{}'}}\n---\n\
-         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
-         spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
-        hook.url("/hook")
-    ));
+    let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
     let herald = herald_tests::herald::TestHerald::start(nats.url(), dir.path()).await;
     let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
                    "severity":"error","message":"apply failed","reason":"BuildFailed","reportingController":"kustomize-controller",
@@ -475,18 +458,7 @@ async fn a_nats_url_list_reaches_a_cluster_and_a_restart_updates_the_consumers()
     let nobody = herald_tests::process::free_port();
     let urls = format!("nats://127.0.0.1:{nobody},{}", cluster.urls());
     let hook = FakeServer::webhook().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        format!(
-            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
-             spec: {{type: generic, address: '{}'}}\n---\n\
-             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
-             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
-            hook.url("/hook")
-        ),
-    )
-    .unwrap();
+    let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
     let js = cluster.jetstream().await;
     let ack_waits = || async {
         let mut waits = Vec::new();

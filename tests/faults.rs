@@ -72,19 +72,7 @@ impl Service {
 }
 
 fn config(hook: &FakeServer) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.yaml"),
-        format!(
-            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
-             spec: {{type: generic, address: '{}'}}\n---\n\
-             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
-             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n",
-            hook.url("/hook")
-        ),
-    )
-    .unwrap();
-    dir
+    herald_tests::herald::hook_catalog(&hook.url("/hook"))
 }
 
 fn event(i: usize) -> String {

@@ -207,16 +207,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     let small = best.iter().find(|(n, _)| *n == 10).map(|(_, r)| *r);
     let large = best.iter().find(|(n, _)| *n == 10_000).map(|(_, r)| *r);
     if let (Some(small), Some(large)) = (small, large) {
-        let ratio = if small > 0.0 { large / small } else { 0.0 };
-        goals.push(Goal::new(
+        goals.push(Goal::rate_ratio(
             "alerts",
             "routing with 10,000 Alerts ≥ 0.9 × with 10",
-            format!(
-                "{} vs {} events/s = {ratio:.2}",
-                thousands(large),
-                thousands(small)
-            ),
-            ratio >= 0.9,
+            large,
+            small,
+            0.9,
         ));
     }
     goals.extend(print_usage(

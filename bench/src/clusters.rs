@@ -108,11 +108,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     }
     let best = |rounds: &[Round]| rounds.iter().map(|r| r.rate).fold(0.0, f64::max);
     let (best_one, best_many) = (best(&one), best(&many));
-    let ratio = if best_one > 0.0 {
-        best_many / best_one
-    } else {
-        0.0
-    };
 
     println!("## clusters: intake from 1,000 authenticated clusters against one\n");
     println!(
@@ -170,18 +165,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
         ]);
     }
     table.print();
-    let mut goals = vec![Goal::new(
+    let mut goals = vec![Goal::rate_ratio(
         "clusters",
         &format!(
             "intake from {} clusters ≥ 0.9 × from one",
             thousands(opts.fleet_clusters as f64)
         ),
-        format!(
-            "{} vs {} events/s = {ratio:.2}",
-            thousands(best_many),
-            thousands(best_one)
-        ),
-        ratio >= 0.9,
+        best_many,
+        best_one,
+        0.9,
     )];
     for (i, (o, m)) in one.iter().zip(&many).enumerate() {
         goals.extend(print_usage(

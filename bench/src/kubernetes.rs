@@ -501,16 +501,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     let small = best.iter().find(|(n, _)| *n == SMALL).map(|(_, r)| *r);
     let large = best.iter().find(|(n, _)| *n == LARGE).map(|(_, r)| *r);
     if let (Some(small), Some(large)) = (small, large) {
-        let ratio = if small > 0.0 { large / small } else { 0.0 };
-        goals.push(Goal::new(
+        goals.push(Goal::rate_ratio(
             "kubernetes",
             "routing with 10,000 Alerts ≥ 0.9 × with 10 (both from Kubernetes)",
-            format!(
-                "{} vs {} events/s = {ratio:.2}",
-                thousands(large),
-                thousands(small)
-            ),
-            ratio >= 0.9,
+            large,
+            small,
+            0.9,
         ));
     }
     goals.extend(print_usage(

@@ -54,6 +54,21 @@ impl Goal {
         }
     }
 
+    /// A goal that `rate` is at least `at_least` × `base` (events/s).
+    pub fn rate_ratio(scenario: &str, goal: &str, rate: f64, base: f64, at_least: f64) -> Self {
+        let ratio = if base > 0.0 { rate / base } else { 0.0 };
+        Self::new(
+            scenario,
+            goal,
+            format!(
+                "{} vs {} events/s = {ratio:.2}",
+                thousands(rate),
+                thousands(base)
+            ),
+            ratio >= at_least,
+        )
+    }
+
     /// "met" or "not met".
     pub fn verdict(&self) -> &'static str {
         if self.met { "met" } else { "not met" }

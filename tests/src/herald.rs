@@ -104,6 +104,22 @@ pub struct TestHerald {
     http: reqwest::Client,
 }
 
+/// A catalog folder with one `generic` Provider `apps/hook` sending to
+/// `address` and one Alert `apps/all` on every Kustomization.
+///
+/// # Panics
+///
+/// When the folder cannot be written.
+#[must_use]
+pub fn hook_catalog(address: &str) -> tempfile::TempDir {
+    config_dir(&format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {{name: hook, namespace: apps}}\n\
+         spec: {{type: generic, address: '{address}'}}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {{name: all, namespace: apps}}\n\
+         spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n"
+    ))
+}
+
 /// Writes `manifests` as `config.yaml` in a new temporary folder.
 ///
 /// # Panics
