@@ -40,6 +40,9 @@ pub struct Resolved {
     /// The Provider's uid (`metadata.uid`, or one derived from its name):
     /// change-request comments are keyed by it.
     pub provider_uid: String,
+    /// The whole data of the `secretRef` Secret, for the keys only some
+    /// types read (GitHub App keys, NATS credentials, cloud credentials).
+    pub secret: SecretData,
 }
 
 impl fmt::Debug for Resolved {
@@ -57,6 +60,7 @@ impl fmt::Debug for Resolved {
                 &self.client_identity_pem.is_some(),
             )
             .field("timeout", &self.timeout)
+            .field("secret_keys", &self.secret.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +75,20 @@ impl Resolved {
         }
         out.extend(self.headers.values().map(String::as_str));
         out.extend(self.proxy_credentials());
+        // Every other value of the Secret long enough to be a credential
+        // (private keys, seeds, client secrets), each line on its own too:
+        // an error text may quote one line of a key file.
+        for key in self.secret.keys() {
+            let Some(value) = self.secret_text(key) else {
+                continue;
+            };
+            out.extend(
+                std::iter::once(value)
+                    .chain(value.lines())
+                    .map(str::trim)
+                    .filter(|v| v.len() >= 8),
+            );
+        }
         out
     }
 
@@ -89,6 +107,16 @@ impl Resolved {
             out.push(password);
         }
         out
+    }
+
+    /// A value of the `secretRef` Secret as text, when it is UTF-8 and not
+    /// empty once trimmed.
+    #[must_use]
+    pub fn secret_text(&self, key: &str) -> Option<&str> {
+        self.secret
+            .get(key)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|v| !v.trim().is_empty())
     }
 
     /// The address as it may appear in logs: the scheme and host only when it
@@ -172,6 +200,7 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Res
     if let Some(secret_ref) = &spec.secret_ref {
         let secret = secret_of(&secret_ref.name, "spec.secretRef")?;
         let data = &secret.data;
+        resolved.secret = data.clone();
         if let Some(address) = text(data, "address") {
             if address.len() > 2048 {
                 return Err(bad(&secret_ref.name, "address is longer than 2048 bytes"));

@@ -133,7 +133,7 @@ impl App {
                 nats,
                 catalog,
                 metrics,
-                http: http::HttpSender::default(),
+                clients: providers::Clients::default(),
                 pacer: pacing::Pacer::new(pacing_store, args.pace_max_wait),
                 order: ordering::StatusOrder::new(status_store),
                 settings: WorkerSettings {

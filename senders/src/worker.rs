@@ -17,13 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::config::resolve;
-use crate::http::HttpSender;
 use crate::manifest;
 use crate::ordering::{self, Order, StatusOrder};
 use crate::outcome::Outcome;
 use crate::pacing::{self, Pacer, Turn};
 use crate::policy::{Policies, RetryPolicy};
-use crate::providers::{self, Input, Plan};
+use crate::providers::{self, Clients, Input, Plan};
 use crate::records::Noted;
 
 /// When a delivery is tried again after Herald's own state in NATS could
@@ -72,7 +71,7 @@ pub struct Worker {
     pub(crate) nats: Nats,
     pub(crate) catalog: Catalog,
     pub(crate) metrics: Metrics,
-    pub(crate) http: HttpSender,
+    pub(crate) clients: Clients,
     pub(crate) pacer: Pacer,
     pub(crate) order: StatusOrder,
     pub(crate) settings: WorkerSettings,
@@ -419,9 +418,25 @@ impl Worker {
             None => from_proto(&herald_proto::Event::default()),
         };
         let alert = delivery.alert.clone().unwrap_or_default();
+        let compiled = snapshot.alert(&alert.namespace, &alert.name);
+        let alert_identity = providers::AlertIdentity {
+            uid: compiled.as_ref().map_or_else(
+                || {
+                    herald_flux::objects::ObjectMeta {
+                        namespace: alert.namespace.clone(),
+                        name: alert.name.clone(),
+                        ..Default::default()
+                    }
+                    .uid_or_derived("Alert")
+                },
+                |a| a.alert.uid(),
+            ),
+            namespace: alert.namespace,
+            name: alert.name,
+        };
         let identifier = || {
-            let alert = snapshot
-                .alert(&alert.namespace, &alert.name)
+            let alert = compiled
+                .as_ref()
                 .map(|a| manifest::alert(&a.alert))
                 .unwrap_or(serde_json::Value::Null);
             herald_flux::git::commit_status_identifier(
@@ -434,6 +449,7 @@ impl Worker {
         };
         let planned = providers::plan(&Input {
             event: &event,
+            alert: &alert_identity,
             resolved: &resolved,
             identifier: &identifier,
         });
@@ -469,7 +485,7 @@ impl Worker {
         }
         let started = tokio::time::Instant::now();
         let outcome = match prepared {
-            Plan::Request(request) => self.http.send(request, &resolved).await,
+            Plan::Request(request) => self.clients.http.send(request, &resolved).await,
             Plan::CommitStatus(plan) => {
                 let key = ordering::status_key(&plan.repository, &plan.sha, &plan.identifier);
                 let event_time = delivery
@@ -490,9 +506,9 @@ impl Worker {
                         });
                     }
                 }
-                plan.write.apply(&self.http, &resolved).await
+                plan.write.apply(&self.clients, &resolved).await
             }
-            Plan::Exchange(exchange) => exchange.run(&self.http, &resolved).await,
+            Plan::Exchange(exchange) => exchange.run(&self.clients, &resolved).await,
             Plan::Skip(_) => unreachable!("skips return early"),
         };
         self.metrics

@@ -118,6 +118,7 @@ mod tests {
         let identifier = || Err(String::new());
         IncidentIo.plan(&Input {
             event,
+            alert: &crate::providers::AlertIdentity::default(),
             resolved,
             identifier: &identifier,
         })

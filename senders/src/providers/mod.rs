@@ -40,6 +40,8 @@ use crate::outcome::Outcome;
 pub struct Input<'a> {
     /// The event, with the Alert's metadata merged in.
     pub event: &'a FluxEvent,
+    /// The Alert that matched the event.
+    pub alert: &'a AlertIdentity,
     /// The Provider and its Secrets' values.
     pub resolved: &'a Resolved,
     /// The commit status identifier (its `commitStatusExpr`, evaluated only
@@ -56,6 +58,24 @@ impl Input<'_> {
     pub fn identifier(&self) -> Result<String, ProviderError> {
         (self.identifier)().map_err(ProviderError::Identifier)
     }
+}
+
+/// The Alert a delivery is for, as providers that name it see it (`otel`
+/// makes a trace per Alert).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertIdentity {
+    pub namespace: String,
+    pub name: String,
+    /// `metadata.uid`, or one derived from the namespace and name.
+    pub uid: String,
+}
+
+/// The clients a planned write or exchange talks through, shared by every
+/// delivery of a sender (connections and credentials are reused).
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    /// HTTP clients per proxy and TLS settings.
+    pub http: HttpSender,
 }
 
 /// What a delivery turns into.
@@ -89,14 +109,14 @@ pub type Writing<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 /// equal one, write otherwise. Holds a token: never log it.
 pub trait StatusWrite: Send + Sync {
     /// Writes the status (or finds it already written).
-    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
+    fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a>;
 }
 
 /// A planned exchange of several requests: its requests and how their
 /// answers are judged. Holds a token: never log it.
 pub trait Exchange: Send + Sync {
     /// Runs the requests; the outcome of the attempt.
-    fn run<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a>;
+    fn run<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a>;
 }
 
 /// A provider type's builder.

@@ -13,7 +13,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::basic;
-use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
+use crate::providers::{Clients, CommitStatusPlan, StatusWrite, Writing};
 
 /// The `url` of every status, as Flux sends it.
 const STATUS_URL: &str = "https://bitbucket.org";
@@ -98,8 +98,8 @@ struct CloudStatus {
 }
 
 impl StatusWrite for CloudStatus {
-    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(apply(http, resolved, self))
+    fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(apply(&clients.http, resolved, self))
     }
 }
 

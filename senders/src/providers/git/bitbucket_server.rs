@@ -17,7 +17,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::basic;
-use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
+use crate::providers::{Clients, CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event`, or `None` when Bitbucket Server gets none
 /// (a `Progressing` event).
@@ -95,8 +95,8 @@ struct ServerStatus {
 }
 
 impl StatusWrite for ServerStatus {
-    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(apply(http, resolved, self))
+    fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(apply(&clients.http, resolved, self))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::path_escape;
-use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
+use crate::providers::{Clients, CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event` (Gitea gets one for every event).
 ///
@@ -89,8 +89,8 @@ struct GiteaStatus {
 }
 
 impl StatusWrite for GiteaStatus {
-    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(apply(http, resolved, self))
+    fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(apply(&clients.http, resolved, self))
     }
 }
 

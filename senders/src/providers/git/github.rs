@@ -11,7 +11,7 @@ use super::{StatusCalls, github_headers as headers};
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
-use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
+use crate::providers::{Clients, CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event`, or `None` when GitHub gets none (a
 /// `Progressing` event).
@@ -70,8 +70,8 @@ struct GitHubStatus {
 }
 
 impl StatusWrite for GitHubStatus {
-    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(apply(http, resolved, self))
+    fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(apply(&clients.http, resolved, self))
     }
 }
 

@@ -11,7 +11,7 @@ use super::{api_token as token, github_headers, github_json};
 use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
-use crate::providers::{Exchange, Input, Plan, Provider, ProviderError, Writing};
+use crate::providers::{Clients, Exchange, Input, Plan, Provider, ProviderError, Writing};
 
 /// `githubdispatch`.
 pub(in crate::providers) struct GitHubDispatch;
@@ -66,8 +66,8 @@ struct Dispatch {
 }
 
 impl Exchange for Dispatch {
-    fn run<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(run(http, resolved, self))
+    fn run<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(run(&clients.http, resolved, self))
     }
 }
 

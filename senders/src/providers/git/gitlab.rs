@@ -13,7 +13,7 @@ use crate::config::Resolved;
 use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::shared::query_escape;
-use crate::providers::{CommitStatusPlan, StatusWrite, Writing};
+use crate::providers::{Clients, CommitStatusPlan, StatusWrite, Writing};
 
 /// Plans the status of `event`, or `None` when GitLab gets none (a
 /// `Progressing` event).
@@ -81,8 +81,8 @@ struct GitLabStatus {
 }
 
 impl StatusWrite for GitLabStatus {
-    fn apply<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(apply(http, resolved, self))
+    fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(apply(&clients.http, resolved, self))
     }
 }
 

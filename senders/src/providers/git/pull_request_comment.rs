@@ -16,7 +16,7 @@ use super::{api_token as token, classify, github_headers, github_json};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender};
 use crate::outcome::Outcome;
-use crate::providers::{Exchange, Input, Plan, Provider, ProviderError, Writing};
+use crate::providers::{Clients, Exchange, Input, Plan, Provider, ProviderError, Writing};
 
 /// `githubpullrequestcomment`, `gitlabmergerequestcomment`, `giteapullrequestcomment`.
 pub(in crate::providers) struct PullRequestComment;
@@ -101,8 +101,8 @@ struct Comment {
 }
 
 impl Exchange for Comment {
-    fn run<'a>(&'a self, http: &'a HttpSender, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(run(http, resolved, self))
+    fn run<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
+        Box::pin(run(&clients.http, resolved, self))
     }
 }
 
