@@ -76,6 +76,8 @@ pub struct AlertIdentity {
 pub struct Clients {
     /// HTTP clients per proxy and TLS settings.
     pub http: HttpSender,
+    /// Access tokens got by an exchange (GitHub App, Google, Entra ID).
+    pub tokens: crate::tokens::Tokens,
 }
 
 /// What a delivery turns into.

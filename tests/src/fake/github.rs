@@ -6,6 +6,14 @@
 //! answered `204`. Errors are `{"message":…}`, as GitHub's. When it
 //! rate-limits, it answers GitHub's secondary rate limit: `429` with
 //! `Retry-After` and `x-ratelimit-remaining: 0`.
+//!
+//! It is also GitHub App [`APP_ID`], installed as [`INSTALLATION_ID`] on
+//! organization [`APP_ORG`] and user [`APP_USER`]: its endpoints (`GET
+//! /app`, `GET /orgs|users/{owner}/installation`, `POST
+//! /app/installations/{id}/access_tokens`) take only the App's RS256 JWT,
+//! checked with the public key of `tests/fixtures/test-rsa-key.pem` (issuer,
+//! a life of at most ten minutes, not expired), and the installation tokens
+//! they grant work like [`TOKEN`], as the bot user `{APP_SLUG}[bot]`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +27,22 @@ pub const TOKEN: &str = "ghp-test";
 /// The user that token belongs to.
 pub const LOGIN: &str = "flux-bot";
 
+/// The GitHub App's id.
+pub const APP_ID: &str = "424242";
+/// The App's slug.
+pub const APP_SLUG: &str = "herald-test";
+/// The App's installation id.
+pub const INSTALLATION_ID: u64 = 31_337;
+/// The organization the App is installed on.
+pub const APP_ORG: &str = "org";
+/// The user the App is installed on.
+pub const APP_USER: &str = "octo-user";
+/// The App's private key (PKCS#1 PEM, as GitHub hands it out).
+pub const APP_PRIVATE_KEY: &str = include_str!("../../fixtures/test-rsa-key.pem");
+
+/// The App's public key, with which the fake checks its JWTs.
+const APP_PUBLIC_KEY: &str = include_str!("../../fixtures/test-rsa-key.pub.pem");
+
 /// The states a commit status can have.
 const STATES: [&str; 4] = ["error", "failure", "pending", "success"];
 
@@ -30,6 +54,10 @@ pub struct GitHub {
     /// Comments by `owner/repo/number`, oldest first.
     comments: BTreeMap<String, Vec<Value>>,
     next_comment: u64,
+    /// Installation tokens granted and still valid.
+    installation_tokens: Vec<String>,
+    /// How many installation tokens were granted.
+    granted: u64,
 }
 
 /// A fake GitHub.
@@ -41,9 +69,6 @@ fn error(status: u16, message: &str) -> Reply {
 
 impl Api for GitHub {
     fn answer(&mut self, request: &Recorded, _origin: &str) -> Reply {
-        if request.header("authorization") != Some(format!("Bearer {TOKEN}")) {
-            return error(401, "Bad credentials");
-        }
         if request.header("accept").as_deref() != Some("application/vnd.github.v3+json") {
             return error(415, "Unsupported Media Type");
         }
@@ -51,6 +76,20 @@ impl Api for GitHub {
             return error(404, "Not Found");
         };
         let parts: Vec<&str> = path.split('/').collect();
+        let bearer = request
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned))
+            .unwrap_or_default();
+        if matches!(parts.as_slice(), ["app", ..] | [_, _, "installation"]) {
+            return self.app_call(request.method.as_str(), &parts, &bearer);
+        }
+        let login = if bearer == TOKEN {
+            LOGIN.to_owned()
+        } else if self.installation_tokens.contains(&bearer) {
+            format!("{APP_SLUG}[bot]")
+        } else {
+            return error(401, "Bad credentials");
+        };
         let body = request.try_json();
         let text = || {
             body.as_ref()
@@ -58,7 +97,11 @@ impl Api for GitHub {
                 .map(str::to_owned)
         };
         match (request.method.as_str(), parts.as_slice()) {
-            ("GET", ["user"]) => Reply::json(200, &json!({"login": LOGIN, "id": 1})),
+            ("GET", ["user"]) if login == LOGIN => {
+                Reply::json(200, &json!({"login": LOGIN, "id": 1}))
+            }
+            // An installation token has no user.
+            ("GET", ["user"]) => error(403, "Resource not accessible by integration"),
             ("GET", ["repos", owner, repo, "commits", sha, "statuses"]) => {
                 let list = self.statuses(&format!("{owner}/{repo}"), sha);
                 Reply::json(200, &Value::Array(list))
@@ -93,7 +136,7 @@ impl Api for GitHub {
                 let Some(text) = text() else {
                     return error(422, "Validation Failed");
                 };
-                let comment = self.add_comment(&format!("{owner}/{repo}/{number}"), LOGIN, &text);
+                let comment = self.add_comment(&format!("{owner}/{repo}/{number}"), &login, &text);
                 Reply::json(201, &comment)
             }
             ("PATCH", ["repos", owner, repo, "issues", "comments", id]) => {
@@ -108,7 +151,7 @@ impl Api for GitHub {
                     .flat_map(|(_, list)| list.iter_mut())
                     .find(|c| c["id"].as_u64() == id.parse().ok());
                 match found {
-                    Some(comment) if comment["user"]["login"] == LOGIN => {
+                    Some(comment) if comment["user"]["login"] == login.as_str() => {
                         comment["body"] = Value::String(text);
                         Reply::json(200, comment)
                     }
@@ -139,6 +182,45 @@ impl Api for GitHub {
 // === impl GitHub ===
 
 impl GitHub {
+    /// A GitHub App endpoint, which takes only the App's JWT.
+    fn app_call(&mut self, method: &str, parts: &[&str], jwt: &str) -> Reply {
+        if let Err(message) = check_app_jwt(jwt) {
+            return error(401, &message);
+        }
+        let installation =
+            json!({"id": INSTALLATION_ID, "app_id": APP_ID.parse::<u64>().unwrap_or(0)});
+        match (method, parts) {
+            ("GET", ["app"]) => Reply::json(
+                200,
+                &json!({"id": APP_ID.parse::<u64>().unwrap_or(0), "slug": APP_SLUG, "name": "Herald test"}),
+            ),
+            ("GET", ["orgs", owner, "installation"]) if *owner == APP_ORG => {
+                Reply::json(200, &installation)
+            }
+            ("GET", ["users", owner, "installation"]) if *owner == APP_USER => {
+                Reply::json(200, &installation)
+            }
+            ("POST", ["app", "installations", id, "access_tokens"])
+                if *id == INSTALLATION_ID.to_string() =>
+            {
+                self.granted += 1;
+                let token = format!("ghs_fake{:04}", self.granted);
+                self.installation_tokens.push(token.clone());
+                let expires_at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+                Reply::json(
+                    201,
+                    &json!({
+                        "token": token,
+                        "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        "permissions": {"statuses": "write", "contents": "write", "pull_requests": "write"},
+                        "repository_selection": "all",
+                    }),
+                )
+            }
+            _ => error(404, "Not Found"),
+        }
+    }
+
     fn statuses(&self, owner_repo: &str, sha: &str) -> Vec<Value> {
         let mut list = self
             .statuses
@@ -167,6 +249,26 @@ impl GitHub {
     }
 }
 
+/// Checks a GitHub App JWT as GitHub does: RS256 signed by the App's key,
+/// issued by the App, expiring at most ten minutes after it was issued, and
+/// not yet expired.
+fn check_app_jwt(jwt: &str) -> Result<(), String> {
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(APP_PUBLIC_KEY.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    validation.set_issuer(&[APP_ID]);
+    validation.leeway = 0;
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .map_err(|e| format!("A JSON web token could not be decoded: {e}"))?
+        .claims;
+    let (iat, exp) = (claims["iat"].as_i64(), claims["exp"].as_i64());
+    match (iat, exp) {
+        (Some(iat), Some(exp)) if exp - iat <= 600 => Ok(()),
+        _ => Err("'Expiration time' claim ('exp') is too far in the future".to_owned()),
+    }
+}
+
 impl FakeGitHub {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
@@ -174,8 +276,22 @@ impl FakeGitHub {
             statuses: BTreeMap::new(),
             comments: BTreeMap::new(),
             next_comment: 1000,
+            installation_tokens: Vec::new(),
+            granted: 0,
         })
         .await
+    }
+
+    /// How many installation tokens the App was granted.
+    #[must_use]
+    pub fn installation_tokens_granted(&self) -> u64 {
+        self.api(|github| github.granted)
+    }
+
+    /// Revokes every installation token granted so far (the next call with
+    /// one is answered 401).
+    pub fn revoke_installation_tokens(&self) {
+        self.api(|github| github.installation_tokens.clear());
     }
 
     /// The statuses of a commit, newest first, as GitHub lists them.

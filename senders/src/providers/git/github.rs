@@ -7,6 +7,7 @@ use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 use serde::{Deserialize, Serialize};
 
+use super::github_app::GitHubAuth;
 use super::{StatusCalls, github_headers as headers};
 use crate::config::Resolved;
 use crate::http::HttpSender;
@@ -35,21 +36,19 @@ pub(in crate::providers) fn plan(
     let (owner, repo) = address
         .owner_repo(GitHost::GitHub)
         .map_err(|e| e.to_string())?;
-    let token = super::token(
-        resolved,
-        "github token must be specified in the Provider's Secret (GitHub App keys are not supported)",
-    )?;
+    let api = address.github_api_base();
+    let auth = super::github_app::auth(resolved, &api)?;
     let (_, description) = git::name_and_description(event);
     Ok(Some(CommitStatusPlan {
         repository: format!("{}/{owner}/{repo}", address.scheme_host),
         sha: sha.clone(),
         identifier: identifier.clone(),
         write: Box::new(GitHubStatus {
-            api: address.github_api_base(),
+            api,
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             sha,
-            token,
+            auth,
             state: state.as_str(GitHost::GitHub),
             description,
             context: identifier,
@@ -57,13 +56,13 @@ pub(in crate::providers) fn plan(
     }))
 }
 
-/// A GitHub commit status to write.
+/// A GitHub commit status to write. Holds credentials: never log it.
 struct GitHubStatus {
     api: String,
     owner: String,
     repo: String,
     sha: String,
-    token: String,
+    auth: GitHubAuth,
     state: &'static str,
     description: String,
     context: String,
@@ -71,7 +70,7 @@ struct GitHubStatus {
 
 impl StatusWrite for GitHubStatus {
     fn apply<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(apply(&clients.http, resolved, self))
+        Box::pin(apply(clients, resolved, self))
     }
 }
 
@@ -93,16 +92,31 @@ struct Create<'a> {
 }
 
 /// Lists, compares, and creates the status.
-async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) -> Outcome {
+async fn apply(clients: &Clients, resolved: &Resolved, status: &GitHubStatus) -> Outcome {
+    status
+        .auth
+        .authorized(clients, resolved, |token| {
+            Box::pin(write(&clients.http, resolved, status, token))
+        })
+        .await
+}
+
+/// Lists, compares, and creates the status with `token`.
+async fn write(
+    http: &HttpSender,
+    resolved: &Resolved,
+    status: &GitHubStatus,
+    token: String,
+) -> Outcome {
     let GitHubStatus {
         api,
         owner,
         repo,
         sha,
-        token,
         state,
         description,
         context,
+        ..
     } = status;
     let (state, description, context) = (*state, description.as_str(), context.as_str());
     let mut body = serde_json::to_vec(&Create {
@@ -114,10 +128,10 @@ async fn apply(http: &HttpSender, resolved: &Resolved, status: &GitHubStatus) ->
     body.push(b'\n');
     let calls = StatusCalls {
         list: format!("{api}repos/{owner}/{repo}/commits/{sha}/statuses?per_page=50"),
-        list_headers: &headers(token, false),
+        list_headers: &headers(&token, false),
         list_failed: "could not list commit statuses",
         create: format!("{api}repos/{owner}/{repo}/statuses/{sha}"),
-        create_headers: &headers(token, true),
+        create_headers: &headers(&token, true),
         create_body: body,
         create_failed: "could not create commit status",
     };

@@ -1,15 +1,14 @@
 //! `githubdispatch`: a `repository_dispatch` event on the repository of the
 //! address (flux-providers §6), with the Flux event as its client payload.
 //! GitHub Enterprise works through the address's host (`{host}/api/v3/`).
-//! Tokens only: the Secret's `token`, else its `password` (GitHub App keys
-//! are not supported).
+//! A token from the Secret, or a GitHub App ([`super::github_app`]).
 
 use herald_flux::FluxEvent;
 use herald_flux::git::{self, GitHost};
 
-use super::{api_token as token, github_headers, github_json};
+use super::github_app::{self, GitHubAuth};
+use super::{github_headers, github_json};
 use crate::config::Resolved;
-use crate::http::HttpSender;
 use crate::outcome::Outcome;
 use crate::providers::{Clients, Exchange, Input, Plan, Provider, ProviderError, Writing};
 
@@ -34,11 +33,12 @@ fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Box<dyn Exchange>, Str
 }
 
 fn dispatch(resolved: &Resolved, event: &FluxEvent) -> Result<Dispatch, String> {
-    let token = token(resolved, "githubdispatch")?;
     let address = git::parse_git_address(&resolved.address).map_err(|e| e.to_string())?;
     let (owner, repo) = address
         .owner_repo(GitHost::GitHub)
         .map_err(|e| e.to_string())?;
+    let api = address.github_api_base();
+    let auth = github_app::auth(resolved, &api)?;
     let o = &event.involved_object;
     // go-github's encoder: the event type unescaped, the payload (raw JSON,
     // already marshalled by Go's rules) as it is, a trailing newline.
@@ -49,41 +49,46 @@ fn dispatch(resolved: &Resolved, event: &FluxEvent) -> Result<Dispatch, String> 
     body.extend_from_slice(&event.to_go_json());
     body.extend_from_slice(b"}\n");
     Ok(Dispatch {
-        url: format!(
-            "{}repos/{owner}/{repo}/dispatches",
-            address.github_api_base()
-        ),
-        token,
+        url: format!("{api}repos/{owner}/{repo}/dispatches"),
+        auth,
         body,
     })
 }
 
-/// A dispatch to send. Holds a token: never log it.
+/// A dispatch to send. Holds credentials: never log it.
 struct Dispatch {
     url: String,
-    token: String,
+    auth: GitHubAuth,
     body: Vec<u8>,
 }
 
 impl Exchange for Dispatch {
     fn run<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(run(&clients.http, resolved, self))
+        Box::pin(run(clients, resolved, self))
     }
 }
 
-async fn run(http: &HttpSender, resolved: &Resolved, dispatch: &Dispatch) -> Outcome {
+async fn run(clients: &Clients, resolved: &Resolved, dispatch: &Dispatch) -> Outcome {
     let Ok(url) = reqwest::Url::parse(&dispatch.url) else {
         return super::invalid_url(resolved);
     };
-    super::post(
-        http,
-        resolved,
-        url,
-        &github_headers(&dispatch.token, true),
-        dispatch.body.clone(),
-        "could not send github repository dispatch webhook",
-    )
-    .await
+    dispatch
+        .auth
+        .authorized(clients, resolved, |token| {
+            let url = url.clone();
+            Box::pin(async move {
+                super::post(
+                    &clients.http,
+                    resolved,
+                    url,
+                    &github_headers(&token, true),
+                    dispatch.body.clone(),
+                    "could not send github repository dispatch webhook",
+                )
+                .await
+            })
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -119,7 +124,7 @@ mod tests {
             dispatch(&no_token, &event)
                 .err()
                 .unwrap()
-                .contains("GitHub App keys are not supported")
+                .contains("github token or github app details must be specified")
         );
     }
 }

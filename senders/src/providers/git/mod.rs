@@ -9,6 +9,7 @@ pub(super) mod bitbucket;
 pub(super) mod bitbucket_server;
 pub(super) mod gitea;
 pub(super) mod github;
+mod github_app;
 pub(super) mod github_dispatch;
 pub(super) mod gitlab;
 pub(super) mod pull_request_comment;
@@ -78,9 +79,7 @@ fn token(resolved: &Resolved, empty: &str) -> Result<String, String> {
 fn api_token(resolved: &Resolved, kind: &str) -> Result<String, String> {
     token(
         resolved,
-        &format!(
-            "{kind}: token must be specified in the Provider's Secret (token, or password; GitHub App keys are not supported)"
-        ),
+        &format!("{kind}: token must be specified in the Provider's Secret (token, or password)"),
     )
 }
 

@@ -5,13 +5,15 @@
 //! comments are listed oldest first, and the first one by that user holding
 //! the object's marker is edited; otherwise a new comment is created.
 //!
-//! Tokens only: a Secret's `token`, else its `password` (GitHub App keys are
-//! not supported). Gitea's version probe is not made.
+//! A Secret's `token`, else its `password`; on GitHub also a GitHub App
+//! ([`super::github_app`]), whose comments are by its bot user
+//! `{slug}[bot]`. Gitea's version probe is not made.
 
 use herald_flux::FluxEvent;
 use herald_flux::git::{self, CommentHost, GitHost};
 use serde::Serialize;
 
+use super::github_app::{self, GitHubAuth};
 use super::{api_token as token, classify, github_headers, github_json};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender};
@@ -50,8 +52,13 @@ fn comment(resolved: &Resolved, event: &FluxEvent, host: CommentHost) -> Result<
     let marker =
         git::comment_marker(host, &resolved.provider_uid, event).map_err(|e| e.to_string())?;
     let body = git::comment_body(host, &resolved.provider_uid, event).map_err(|e| e.to_string())?;
-    let token = token(resolved, kind)?;
     let address = git::parse_git_address(&resolved.address).map_err(|e| e.to_string())?;
+    let auth = match host {
+        CommentHost::GitHubPullRequest => github_app::auth(resolved, &address.github_api_base())?,
+        CommentHost::GitLabMergeRequest | CommentHost::GiteaPullRequest => {
+            GitHubAuth::Token(token(resolved, kind)?)
+        }
+    };
     let (api, base) = match host {
         CommentHost::GitHubPullRequest => {
             let (owner, repo) = address
@@ -81,13 +88,13 @@ fn comment(resolved: &Resolved, event: &FluxEvent, host: CommentHost) -> Result<
         api,
         base,
         number,
-        token,
+        auth,
         marker,
         body,
     })
 }
 
-/// A comment to create or edit. Holds a token: never log it.
+/// A comment to create or edit. Holds credentials: never log it.
 struct Comment {
     host: CommentHost,
     /// The API base, ending in `/`.
@@ -95,14 +102,15 @@ struct Comment {
     /// `repos/{owner}/{repo}/issues` or `projects/{pid}/merge_requests`.
     base: String,
     number: i64,
-    token: String,
+    /// A token on every host; a GitHub App on GitHub.
+    auth: GitHubAuth,
     marker: String,
     body: String,
 }
 
 impl Exchange for Comment {
     fn run<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a> {
-        Box::pin(run(&clients.http, resolved, self))
+        Box::pin(run(clients, resolved, self))
     }
 }
 
@@ -180,12 +188,12 @@ impl Comment {
         }
     }
 
-    fn headers(&self, with_body: bool) -> Vec<(String, String)> {
+    fn headers(&self, token: &str, with_body: bool) -> Vec<(String, String)> {
         match self.host {
-            CommentHost::GitHubPullRequest => github_headers(&self.token, with_body),
+            CommentHost::GitHubPullRequest => github_headers(token, with_body),
             CommentHost::GitLabMergeRequest => {
                 let mut headers = vec![
-                    ("PRIVATE-TOKEN".to_owned(), self.token.clone()),
+                    ("PRIVATE-TOKEN".to_owned(), token.to_owned()),
                     ("Accept".to_owned(), "application/json".to_owned()),
                 ];
                 if with_body {
@@ -194,7 +202,7 @@ impl Comment {
                 headers
             }
             CommentHost::GiteaPullRequest => vec![
-                ("Authorization".to_owned(), format!("token {}", self.token)),
+                ("Authorization".to_owned(), format!("token {token}")),
                 ("Content-Type".to_owned(), "application/json".to_owned()),
             ],
         }
@@ -254,21 +262,55 @@ enum Step {
     Create,
 }
 
+/// Runs the comment's exchange with its credentials.
+async fn run(clients: &Clients, resolved: &Resolved, comment: &Comment) -> Outcome {
+    comment
+        .auth
+        .authorized(clients, resolved, |token| {
+            Box::pin(run_with(clients, resolved, comment, token))
+        })
+        .await
+}
+
 /// Looks up the user, lists, and edits or creates the comment.
-async fn run(http: &HttpSender, resolved: &Resolved, comment: &Comment) -> Outcome {
-    let user = match exchange(http, resolved, comment, comment.identity(), Step::Identity).await {
-        Ok(answer) => answer,
+async fn run_with(
+    clients: &Clients,
+    resolved: &Resolved,
+    comment: &Comment,
+    token: String,
+) -> Outcome {
+    let http = &clients.http;
+    let token = token.as_str();
+    let login = match comment.auth.app_login(clients, resolved).await {
+        Ok(Some(login)) => login,
+        Ok(None) => {
+            let user = match exchange(
+                http,
+                resolved,
+                comment,
+                token,
+                comment.identity(),
+                Step::Identity,
+            )
+            .await
+            {
+                Ok(answer) => answer,
+                Err(outcome) => return outcome,
+            };
+            let user: serde_json::Value = serde_json::from_slice(&user.body).unwrap_or_default();
+            let Some(login) = comment.login(&user) else {
+                return Outcome::Dead {
+                    reason: format!("{}: the answer names no user", comment.what(Step::Identity)),
+                    status: 0,
+                    body: String::new(),
+                };
+            };
+            login.to_owned()
+        }
         Err(outcome) => return outcome,
     };
-    let user: serde_json::Value = serde_json::from_slice(&user.body).unwrap_or_default();
-    let Some(login) = comment.login(&user) else {
-        return Outcome::Dead {
-            reason: format!("{}: the answer names no user", comment.what(Step::Identity)),
-            status: 0,
-            body: String::new(),
-        };
-    };
-    let listed = match exchange(http, resolved, comment, comment.list(), Step::List).await {
+    let login = login.as_str();
+    let listed = match exchange(http, resolved, comment, token, comment.list(), Step::List).await {
         Ok(answer) => answer,
         Err(outcome) => return outcome,
     };
@@ -277,7 +319,7 @@ async fn run(http: &HttpSender, resolved: &Resolved, comment: &Comment) -> Outco
         Some(id) => (comment.update(&id), Step::Update),
         None => (comment.create(), Step::Create),
     };
-    match exchange(http, resolved, comment, call, step).await {
+    match exchange(http, resolved, comment, token, call, step).await {
         Ok(answer) => Outcome::Delivered {
             status: answer.status,
         },
@@ -290,13 +332,14 @@ async fn exchange(
     http: &HttpSender,
     resolved: &Resolved,
     comment: &Comment,
+    token: &str,
     call: Call,
     step: Step,
 ) -> Result<Answer, Outcome> {
     let Ok(url) = reqwest::Url::parse(&call.url) else {
         return Err(super::invalid_url(resolved));
     };
-    let headers = comment.headers(call.body.is_some());
+    let headers = comment.headers(token, call.body.is_some());
     let answer = http
         .call(call.method, url, &headers, call.body, resolved)
         .await?;
@@ -312,6 +355,13 @@ mod tests {
     use super::*;
 
     const UID: &str = "0c9c2e41-d2f9-4f9b-9c41-bebc1984d67a";
+
+    fn token_of(comment: &Comment) -> &str {
+        match &comment.auth {
+            GitHubAuth::Token(token) => token,
+            GitHubAuth::App(_) => panic!("a token"),
+        }
+    }
 
     fn event() -> FluxEvent {
         FluxEvent::from_json(
@@ -376,7 +426,7 @@ mod tests {
             body.contains("a <b> & c") && body.ends_with("}\n"),
             "{body}"
         );
-        let headers = c.headers(true);
+        let headers = c.headers(token_of(&c), true);
         assert_eq!(header(&headers, "Authorization"), Some("Bearer pw-token"));
         assert_eq!(
             header(&headers, "Accept"),
@@ -418,7 +468,7 @@ mod tests {
             "{body}"
         );
         assert!(!body.ends_with('\n'));
-        let headers = c.headers(true);
+        let headers = c.headers(token_of(&c), true);
         assert_eq!(header(&headers, "PRIVATE-TOKEN"), Some("pw-token"));
         assert_eq!(header(&headers, "Authorization"), None);
         let listed = serde_json::json!([
@@ -457,7 +507,7 @@ mod tests {
             c.create().url,
             format!("{api}repos/org/podinfo/issues/7/comments")
         );
-        let headers = c.headers(false);
+        let headers = c.headers(token_of(&c), false);
         assert_eq!(header(&headers, "Authorization"), Some("token pw-token"));
         assert_eq!(header(&headers, "Content-Type"), Some("application/json"));
         let listed = serde_json::json!([{"id": 8, "body": c.marker, "user": {"login": "flux"}}]);
@@ -474,7 +524,21 @@ mod tests {
             ..Resolved::default()
         };
         let err = comment(&resolved, &event(), host).err().unwrap();
+        assert!(
+            err.contains("github token or github app details must be specified"),
+            "{err}"
+        );
+        let mut gitlab = Resolved {
+            provider_type: "gitlabmergerequestcomment".into(),
+            address: "https://gitlab.com/org/podinfo".into(),
+            ..resolved.clone()
+        };
+        let err = comment(&gitlab, &event(), CommentHost::GitLabMergeRequest)
+            .err()
+            .unwrap();
         assert!(err.contains("token must be specified"), "{err}");
+        gitlab.token = "t".into();
+        assert!(comment(&gitlab, &event(), CommentHost::GitLabMergeRequest).is_ok());
         resolved.token = "t".into();
         let mut no_number = event();
         no_number.metadata.remove("change_request");
