@@ -47,6 +47,19 @@ pub fn parse_url(
     Ok(url)
 }
 
+/// `{scheme}://{host[:port]}` of `address`, its path, query and user
+/// dropped (PagerDuty's and Datadog's endpoints are built on it).
+#[must_use]
+pub fn scheme_and_host(mut address: reqwest::Url) -> String {
+    address.set_query(None);
+    address.set_fragment(None);
+    // Only URLs that cannot have a user fail these: http(s) always can.
+    let _ = address.set_username("");
+    let _ = address.set_password(None);
+    address.set_path("");
+    address.as_str().trim_end_matches('/').to_owned()
+}
+
 /// `lower(kind)/name.namespace`, the object name most chat providers show.
 #[must_use]
 pub fn object_name(event: &FluxEvent) -> String {
