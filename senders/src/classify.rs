@@ -548,7 +548,10 @@ fn alerting(answer: &Answer, judge: Judge, masker: &Masker) -> Verdict {
         Judge::Sentry => {
             let detail = text(&body["detail"]);
             let detail = if detail.is_empty() {
-                answer.header("x-sentry-error").unwrap_or_default().to_owned()
+                answer
+                    .header("x-sentry-error")
+                    .unwrap_or_default()
+                    .to_owned()
             } else {
                 detail
             };
@@ -895,7 +898,10 @@ mod tests {
         ));
         let throttled = answer(
             429,
-            &[("x-ratelimit-state", "THROTTLED"), ("x-ratelimit-period-in-sec", "10")],
+            &[
+                ("x-ratelimit-state", "THROTTLED"),
+                ("x-ratelimit-period-in-sec", "10"),
+            ],
             r#"{"message":"You are making too many requests!","took":0.0,"requestId":"r"}"#,
         );
         assert!(matches!(
@@ -909,7 +915,13 @@ mod tests {
         ));
         let sentry = answer(
             429,
-            &[("retry-after", "5"), ("x-sentry-rate-limits", "60:transaction:key, 2::organization")],
+            &[
+                ("retry-after", "5"),
+                (
+                    "x-sentry-rate-limits",
+                    "60:transaction:key, 2::organization",
+                ),
+            ],
             "",
         );
         assert!(matches!(

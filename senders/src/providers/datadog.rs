@@ -46,7 +46,7 @@ fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Request, ProviderErro
             "token cannot be empty: set token in the Provider's Secret to a Datadog API key",
         ));
     }
-    let site = scheme_and_host(parse_address(resolved, "datadog")?);
+    let site = scheme_and_host(&parse_address(resolved, "datadog")?);
     let url = parse_url(resolved, "datadog", &format!("{site}/api/v1/events"))?;
     let o = &event.involved_object;
     let mut tags = vec![
@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn the_event_has_flux_bytes_and_the_api_key() {
         let request = build(&resolved(), &event()).unwrap();
-        assert_eq!(request.url.as_str(), "https://api.datadoghq.eu/api/v1/events");
+        assert_eq!(
+            request.url.as_str(),
+            "https://api.datadoghq.eu/api/v1/events"
+        );
         for header in [
             ("DD-API-KEY", "dd-api-key"),
             ("Content-Type", "application/json"),

@@ -102,7 +102,7 @@ struct Calls {
 
 /// Builds the event (and the change event of an `info` event).
 fn build(resolved: &Resolved, event: &FluxEvent) -> Result<Calls, ProviderError> {
-    let endpoint = scheme_and_host(parse_address(resolved, "pagerduty")?);
+    let endpoint = scheme_and_host(&parse_address(resolved, "pagerduty")?);
     let routing_key = resolved.channel.as_str();
     if routing_key.is_empty() {
         return Err(ProviderError::missing(
@@ -260,7 +260,10 @@ mod tests {
     #[test]
     fn an_error_triggers_with_flux_bytes() {
         let c = calls(&resolved(), &event("error", "InstallFailed"));
-        assert_eq!(c.event.0.as_str(), "https://events.pagerduty.com/v2/enqueue");
+        assert_eq!(
+            c.event.0.as_str(),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
         assert_eq!(
             text(&c.event.1),
             concat!(
@@ -289,7 +292,10 @@ mod tests {
             )
         );
         let (url, body) = c.change.expect("a change event for info");
-        assert_eq!(url.as_str(), "https://events.pagerduty.com/v2/change/enqueue");
+        assert_eq!(
+            url.as_str(),
+            "https://events.pagerduty.com/v2/change/enqueue"
+        );
         assert_eq!(
             text(&body),
             concat!(

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::shared::parse_url;
+use super::shared::{parse_url, scheme_and_host};
 use super::{Input, Plan, Provider, ProviderError};
 use crate::classify::Judge;
 use crate::config::Resolved;
@@ -73,13 +73,11 @@ impl Dsn {
         if project.is_empty() {
             return Err(invalid("missing project ID"));
         }
-        let mut envelope = url.clone();
-        envelope.set_query(None);
-        envelope.set_fragment(None);
-        // http(s) URLs can always drop their user.
-        let _ = envelope.set_username("");
-        let _ = envelope.set_password(None);
-        envelope.set_path(&format!("{prefix}/api/{project}/envelope/"));
+        let envelope = parse_url(
+            resolved,
+            "sentry",
+            &format!("{}{prefix}/api/{project}/envelope/", scheme_and_host(&url)),
+        )?;
         Ok(Self {
             envelope,
             public_key: url.username().to_owned(),
@@ -255,12 +253,7 @@ fn build(
                 ("flux_reporting_instance", event.reporting_instance.as_str()),
                 ("flux_reason", event.reason.as_str()),
             ]);
-            tags.extend(
-                event
-                    .metadata
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
+            tags.extend(event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             (
                 "transaction",
                 herald_flux::gojson::to_vec(&Transaction {
@@ -376,13 +369,16 @@ mod tests {
             dsn.auth(),
             format!("Sentry sentry_version=7, sentry_client={CLIENT}, sentry_key=abc123")
         );
-        let prefixed =
-            Dsn::parse(&resolved("http://key:old@sentry.local:9000/sentry/7/")).unwrap();
+        let prefixed = Dsn::parse(&resolved("http://key:old@sentry.local:9000/sentry/7/")).unwrap();
         assert_eq!(
             prefixed.envelope.as_str(),
             "http://sentry.local:9000/sentry/api/7/envelope/"
         );
-        assert!(prefixed.auth().ends_with("sentry_key=key, sentry_secret=old"));
+        assert!(
+            prefixed
+                .auth()
+                .ends_with("sentry_key=key, sentry_secret=old")
+        );
         for (address, problem) in [
             ("", "DSN cannot be empty"),
             ("https://o1.ingest.sentry.io/42", "missing public key"),
@@ -467,7 +463,11 @@ mod tests {
     fn other_severities_are_skipped_and_ids_are_random() {
         let r = resolved("https://abc123@o1.ingest.sentry.io/42");
         let dsn = Dsn::parse(&r).unwrap();
-        assert!(build(&r, &dsn, &event("trace"), &ids(), NOW).unwrap().is_none());
+        assert!(
+            build(&r, &dsn, &event("trace"), &ids(), NOW)
+                .unwrap()
+                .is_none()
+        );
         let (a, b) = (Ids::random(), Ids::random());
         assert_eq!((a.event.len(), a.trace.len(), a.span.len()), (32, 32, 16));
         assert!(a.event.bytes().all(|c| c.is_ascii_hexdigit()));
