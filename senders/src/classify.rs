@@ -9,8 +9,9 @@
 //!   (Slack `ratelimited`, Telegram `parameters.retry_after`, Discord's JSON
 //!   `retry_after`, Lark's code `11232`, Matrix's `retry_after_ms`) and git hosts' rate-limit 403s.
 //! - The wait is the destination's: `Retry-After` (seconds or an HTTP date),
-//!   a vendor body's `retry_after`, `X-RateLimit-Reset-After`, or the reset
-//!   time of `X-RateLimit-Reset` / `RateLimit-Reset`.
+//!   a vendor body's `retry_after`, `X-RateLimit-Reset-After`, the reset
+//!   time of `X-RateLimit-Reset` / `RateLimit-Reset`, Sentry's
+//!   `X-Sentry-Rate-Limits`, or Opsgenie's window `X-RateLimit-Period-In-Sec`.
 //! - Anything else is dead, with the vendor's own message.
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use herald_tests::eventually;
 use herald_tests::fake::datadog::{self, FakeDatadog};
 use herald_tests::fake::opsgenie::{self, FakeOpsgenie};
-use herald_tests::fake::pagerduty::{self, FakePagerDuty};
+use herald_tests::fake::pagerduty::{self, FakePagerDuty, PagerDuty};
 use herald_tests::fake::sentry::{self, FakeSentry};
 use herald_tests::fake::{FakeServer, Recorded, Reply};
 use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
@@ -226,7 +226,6 @@ fn sentry_transaction_envelope(request: &Recorded) {
                 "flux_involved_object_namespace": "flux-system",
                 "flux_reason": "ReconciliationSucceeded",
                 "flux_reporting_controller": "kustomize-controller",
-                "flux_reporting_instance": "",
                 "revision": REVISION,
             },
             "spans": [],
@@ -650,6 +649,13 @@ async fn a_pagerduty_change_event_retried_resolves_again_first() {
     check(row.name, &row.expect[1], &requests[3]);
     deliveries_drained(&s.nats).await;
     assert_eq!(s.fake.requests().len(), 4, "nothing more");
+    // The scripted answers aside, PagerDuty took one resolve and one
+    // change event.
+    let (events, changes) = s
+        .fake
+        .with_api(|pd: &mut PagerDuty| (pd.events.clone(), pd.changes.clone()));
+    assert_eq!((events.len(), changes.len()), (1, 1));
+    assert_eq!(events[0]["event_action"], "resolve");
     assert!(dead_letters(&s.nats).await.is_empty());
     s.herald.shutdown().await;
 }

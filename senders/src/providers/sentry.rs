@@ -254,6 +254,9 @@ fn build(
                 ("flux_reason", event.reason.as_str()),
             ]);
             tags.extend(event.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            // Sentry drops tags without a value (an event without a
+            // reporting instance) and notes an error on the event for each.
+            tags.retain(|_, value| !value.is_empty());
             (
                 "transaction",
                 herald_flux::gojson::to_vec(&Transaction {
@@ -457,6 +460,18 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
+    }
+
+    #[test]
+    fn empty_tags_are_left_out() {
+        let r = resolved("https://abc123@o1.ingest.sentry.io/42");
+        let dsn = Dsn::parse(&r).unwrap();
+        let mut e = event("info");
+        e.reporting_instance.clear();
+        let request = build(&r, &dsn, &e, &ids(), NOW).unwrap().unwrap();
+        let item: serde_json::Value = serde_json::from_str(lines(&request)[2].as_str()).unwrap();
+        assert!(item["tags"].get("flux_reporting_instance").is_none());
+        assert_eq!(item["tags"]["flux_reason"], "ReconciliationFailed");
     }
 
     #[test]

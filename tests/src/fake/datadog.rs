@@ -1,11 +1,10 @@
 //! A fake Datadog Events API v1: `POST /api/v1/events` with
-//! `DD-API-KEY: {API_KEY}` and a JSON event (`title` of at most 100
-//! characters, `text` of at most 4000, optional `alert_type` among
-//! Datadog's, `tags` of strings, `date_happened` in Unix seconds). Answers
-//! `202` `{"status":"ok","event":{…}}` and keeps the events; errors are
-//! `{"errors":[…]}` as Datadog's, and so is its 429, with
-//! `X-RateLimit-Limit`, `-Period`, `-Remaining`, `-Reset` (seconds until
-//! the window resets) and `-Name`.
+//! `DD-API-KEY: {API_KEY}` and a JSON event (`title` and `text`, optional
+//! `alert_type` among Datadog's, `tags` of strings, `date_happened` in Unix
+//! seconds). Answers `202` `{"status":"ok","event":{…}}` and keeps the
+//! events; errors are `{"errors":[…]}` as Datadog's, and so is its 429,
+//! with `X-RateLimit-Limit`, `-Period`, `-Remaining`, `-Reset` (seconds
+//! until the window resets) and `-Name`.
 
 use std::time::Duration;
 
@@ -50,9 +49,6 @@ impl Api for Datadog {
         let text = body["text"].as_str().unwrap_or_default();
         if title.is_empty() || text.is_empty() {
             return errors(400, &["Event title and text are required"]);
-        }
-        if title.chars().count() > 100 || text.chars().count() > 4000 {
-            return errors(400, &["Event title or text is too long"]);
         }
         let alert_ok = body.get("alert_type").is_none_or(|t| {
             matches!(
