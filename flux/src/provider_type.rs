@@ -142,6 +142,9 @@ impl ProviderType {
             Self::Lark => Some(100.0 / 60.0),
             // Synapse's default rc_message: 0.2 per second per user.
             Self::Matrix => Some(0.2),
+            // PagerDuty's Events API: about 120 events per minute per
+            // routing key; an info event is two (resolve, change event).
+            Self::PagerDuty => Some(1.0),
             _ => None,
         }
     }

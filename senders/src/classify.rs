@@ -9,8 +9,9 @@
 //!   (Slack `ratelimited`, Telegram `parameters.retry_after`, Discord's JSON
 //!   `retry_after`, Lark's code `11232`, Matrix's `retry_after_ms`) and git hosts' rate-limit 403s.
 //! - The wait is the destination's: `Retry-After` (seconds or an HTTP date),
-//!   a vendor body's `retry_after`, `X-RateLimit-Reset-After`, or the reset
-//!   time of `X-RateLimit-Reset` / `RateLimit-Reset`.
+//!   a vendor body's `retry_after`, `X-RateLimit-Reset-After`, the reset
+//!   time of `X-RateLimit-Reset` / `RateLimit-Reset`, Sentry's
+//!   `X-Sentry-Rate-Limits`, or Opsgenie's window `X-RateLimit-Period-In-Sec`.
 //! - Anything else is dead, with the vendor's own message.
 
 use std::time::Duration;
@@ -43,6 +44,18 @@ pub enum Judge {
     /// `StatusCode`, `StatusMessage`), `n` not 0 on failures; `11232` is
     /// its rate limit.
     Lark,
+    /// PagerDuty's Events API v2: errors are `{"status", "message",
+    /// "errors": [..]}`.
+    PagerDuty,
+    /// Opsgenie: errors are `{"message", "errors": {field: text}}`; its 429
+    /// names its window in `X-RateLimit-Period-In-Sec`, not a wait.
+    Opsgenie,
+    /// Datadog: errors are `{"errors": [..]}`.
+    Datadog,
+    /// Sentry's envelope endpoint: errors are `{"detail"}` (or the
+    /// `X-Sentry-Error` header); a 429 names its waits in
+    /// `X-Sentry-Rate-Limits`.
+    Sentry,
 }
 
 /// What a destination answered.
@@ -407,6 +420,12 @@ fn vendor_verdict(answer: &Answer, judge: Judge, masker: &Masker) -> Verdict {
             }
             Verdict::Message(message)
         }
+        Judge::PagerDuty | Judge::Opsgenie | Judge::Datadog | Judge::Sentry => {
+            if ok {
+                return Verdict::Fine;
+            }
+            alerting(answer, judge, masker)
+        }
         Judge::GitHost => {
             if ok {
                 return Verdict::Fine;
@@ -492,6 +511,81 @@ fn lark(answer: &Answer, masker: &Masker) -> Verdict {
     } else {
         Verdict::Message(message)
     }
+}
+
+/// The error answer of an alerting API (PagerDuty, Opsgenie, Datadog,
+/// Sentry): its own words, and the wait its 429 names.
+fn alerting(answer: &Answer, judge: Judge, masker: &Masker) -> Verdict {
+    let body = json(&answer.body);
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    // `errors` is a list of texts (PagerDuty, Datadog) or field → text
+    // (Opsgenie).
+    let errors = match &body["errors"] {
+        serde_json::Value::Array(items) => items.iter().map(text).collect::<Vec<_>>(),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .map(|(field, value)| format!("{field}: {}", text(value)))
+            .collect(),
+        _ => Vec::new(),
+    }
+    .join("; ");
+    let joined = |head: String| match (head.is_empty(), errors.is_empty()) {
+        (_, true) => head,
+        (true, false) => errors.clone(),
+        (false, false) => format!("{head} ({errors})"),
+    };
+    let (message, after) = match judge {
+        Judge::PagerDuty => (joined(text(&body["message"])), None),
+        Judge::Opsgenie => (
+            joined(text(&body["message"])),
+            answer
+                .header("x-ratelimit-period-in-sec")
+                .and_then(|v| seconds(v.trim())),
+        ),
+        Judge::Sentry => {
+            let detail = text(&body["detail"]);
+            let detail = if detail.is_empty() {
+                answer
+                    .header("x-sentry-error")
+                    .unwrap_or_default()
+                    .to_owned()
+            } else {
+                detail
+            };
+            (
+                detail,
+                answer
+                    .header("x-sentry-rate-limits")
+                    .and_then(sentry_rate_limit_wait),
+            )
+        }
+        _ => (errors.clone(), None),
+    };
+    let message = masker.mask(&message);
+    if answer.status == 429 {
+        // Without a named wait, the worker's backoff applies.
+        return match after.or_else(|| answer.asked_wait(Timestamp::now())) {
+            Some(after) => Verdict::Wait {
+                message,
+                after: Some(after),
+            },
+            None => Verdict::Message(message),
+        };
+    }
+    Verdict::Message(message)
+}
+
+/// The longest wait of Sentry's `X-Sentry-Rate-Limits`
+/// (`seconds:categories:scope[:reason[:namespaces]]`, comma-separated).
+fn sentry_rate_limit_wait(value: &str) -> Option<Duration> {
+    value
+        .split(',')
+        .filter_map(|limit| seconds(limit.trim().split(':').next()?.trim()))
+        .max()
 }
 
 /// The JSON `message` (else `error`) of a git host's error answer, masked.
@@ -781,5 +875,69 @@ mod tests {
         let text = Masker::new(["xoxb-123", ""]).excerpt(body.as_bytes());
         assert!(text.starts_with("token ***** rejected"));
         assert!(text.len() <= BODY_EXCERPT_BYTES);
+    }
+
+    #[test]
+    fn alerting_apis_give_their_words_and_waits() {
+        let pagerduty = answer(
+            400,
+            &[],
+            r#"{"status":"invalid event","message":"Event object is invalid","errors":["Length of 'routing_key' is incorrect (should be 32 characters)"]}"#,
+        );
+        assert!(matches!(
+            judge(&pagerduty, Judge::PagerDuty),
+            Outcome::Dead { reason, status: 400, .. } if reason == "destination answered 400: Event object is invalid (Length of 'routing_key' is incorrect (should be 32 characters))"
+        ));
+        let opsgenie = answer(
+            422,
+            &[],
+            r#"{"message":"Request body is not processable. Please check the errors.","errors":{"message":"Message can not be empty."},"took":0.001,"requestId":"r"}"#,
+        );
+        assert!(matches!(
+            judge(&opsgenie, Judge::Opsgenie),
+            Outcome::Dead { reason, .. } if reason.ends_with("Please check the errors. (message: Message can not be empty.)")
+        ));
+        let throttled = answer(
+            429,
+            &[
+                ("x-ratelimit-state", "THROTTLED"),
+                ("x-ratelimit-period-in-sec", "10"),
+            ],
+            r#"{"message":"You are making too many requests!","took":0.0,"requestId":"r"}"#,
+        );
+        assert!(matches!(
+            judge(&throttled, Judge::Opsgenie),
+            Outcome::Retry { after: Some(after), .. } if after == Duration::from_secs(10)
+        ));
+        let datadog = answer(403, &[], r#"{"errors":["Forbidden"]}"#);
+        assert!(matches!(
+            judge(&datadog, Judge::Datadog),
+            Outcome::Dead { reason, .. } if reason == "destination answered 403: Forbidden"
+        ));
+        let sentry = answer(
+            429,
+            &[
+                ("retry-after", "5"),
+                (
+                    "x-sentry-rate-limits",
+                    "60:transaction:key, 2::organization",
+                ),
+            ],
+            "",
+        );
+        assert!(matches!(
+            judge(&sentry, Judge::Sentry),
+            Outcome::Retry { after: Some(after), .. } if after == Duration::from_secs(60)
+        ));
+        let sentry = answer(403, &[("x-sentry-error", "event submission rejected")], "");
+        assert!(matches!(
+            judge(&sentry, Judge::Sentry),
+            Outcome::Dead { reason, .. } if reason.ends_with("event submission rejected")
+        ));
+        // A 429 naming no wait is left to the worker's backoff.
+        assert!(matches!(
+            judge(&answer(429, &[], "{}"), Judge::PagerDuty),
+            Outcome::Retry { after: None, .. }
+        ));
     }
 }

@@ -10,6 +10,7 @@
 //! line in [`registry`], its fake in `tests/`, one row in its category's
 //! table test, and its row in the README.
 
+mod datadog;
 mod discord;
 mod generic;
 mod git;
@@ -19,7 +20,10 @@ mod incident_io;
 mod lark;
 mod matrix;
 mod msteams;
+mod opsgenie;
+mod pagerduty;
 mod rocket;
+mod sentry;
 mod shared;
 mod slack;
 mod telegram;
@@ -208,15 +212,11 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Matrix => &matrix::Matrix,
         T::Zulip => &zulip::Zulip,
         T::GoogleChat => &googlechat::GoogleChat,
-        T::GooglePubSub
-        | T::Sentry
-        | T::AzureEventHub
-        | T::Opsgenie
-        | T::Alertmanager
-        | T::PagerDuty
-        | T::Datadog
-        | T::Nats
-        | T::Otel => return None,
+        T::PagerDuty => &pagerduty::PagerDuty,
+        T::Opsgenie => &opsgenie::Opsgenie,
+        T::Datadog => &datadog::Datadog,
+        T::Sentry => &sentry::Sentry,
+        T::GooglePubSub | T::AzureEventHub | T::Alertmanager | T::Nats | T::Otel => return None,
     })
 }
 

@@ -47,6 +47,18 @@ pub fn parse_url(
     Ok(url)
 }
 
+/// `{scheme}://{host[:port]}` of `address`, its path, query and user
+/// dropped (PagerDuty's and Datadog's endpoints are built on it).
+#[must_use]
+pub fn scheme_and_host(address: &reqwest::Url) -> String {
+    // `host_str` keeps an IPv6 address's brackets.
+    let host = address.host_str().unwrap_or_default();
+    match address.port() {
+        Some(port) => format!("{}://{host}:{port}", address.scheme()),
+        None => format!("{}://{host}", address.scheme()),
+    }
+}
+
 /// `lower(kind)/name.namespace`, the object name most chat providers show.
 #[must_use]
 pub fn object_name(event: &FluxEvent) -> String {
@@ -138,5 +150,18 @@ mod tests {
         assert_eq!(query_escape("a b/c"), "a+b%2Fc");
         assert_eq!(path_escape("a b/c.d"), "a%20b%2Fc.d");
         assert_eq!(basic("u", "p"), "Basic dTpw");
+    }
+
+    #[test]
+    fn scheme_and_host_drops_the_rest() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(
+            scheme_and_host(&url("http://u:p@[::1]:8080/v2/enqueue?x#y")),
+            "http://[::1]:8080"
+        );
+        assert_eq!(
+            scheme_and_host(&url("https://api.datadoghq.eu/")),
+            "https://api.datadoghq.eu"
+        );
     }
 }

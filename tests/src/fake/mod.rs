@@ -24,6 +24,7 @@
 pub mod azure_devops;
 pub mod bitbucket;
 pub mod bitbucket_server;
+pub mod datadog;
 pub mod discord;
 pub mod gitea;
 pub mod github;
@@ -33,7 +34,10 @@ pub mod grafana;
 pub mod incident_io;
 pub mod lark;
 pub mod matrix;
+pub mod opsgenie;
+pub mod pagerduty;
 pub mod rocket;
+pub mod sentry;
 pub mod slack;
 pub mod teams;
 pub mod telegram;
