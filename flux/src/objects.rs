@@ -571,9 +571,24 @@ impl Alert {
     }
 }
 
+/// The annotation that points a Provider whose vendor API has a fixed
+/// address (`googlepubsub`, `azureeventhub`) at another endpoint: a
+/// locational or private endpoint, or an emulator.
+pub const ENDPOINT_ANNOTATION: &str = "herald.dev/endpoint";
+
 // === impl Provider ===
 
 impl Provider {
+    /// The API endpoint its [`ENDPOINT_ANNOTATION`] names, if any.
+    #[must_use]
+    pub fn endpoint(&self) -> Option<&str> {
+        self.meta
+            .annotations
+            .get(ENDPOINT_ANNOTATION)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
     /// `namespace/name`.
     #[must_use]
     pub fn key(&self) -> String {

@@ -40,6 +40,9 @@ pub struct Resolved {
     /// The Provider's uid (`metadata.uid`, or one derived from its name):
     /// change-request comments are keyed by it.
     pub provider_uid: String,
+    /// The vendor API endpoint the Provider's `herald.dev/endpoint`
+    /// annotation names (types with a fixed API address), else empty.
+    pub endpoint: String,
     /// The whole data of the `secretRef` Secret, for the keys only some
     /// types read (GitHub App keys, NATS credentials, cloud credentials).
     pub secret: SecretData,
@@ -195,6 +198,7 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Res
         proxy: spec.proxy.clone(),
         timeout: provider.timeout(),
         provider_uid: provider.uid(),
+        endpoint: provider.endpoint().unwrap_or_default().to_owned(),
         ..Resolved::default()
     };
     if let Some(secret_ref) = &spec.secret_ref {
