@@ -35,6 +35,18 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The HTTP status it carries (0 when there was no answer).
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Delivered { status } | Self::Retry { status, .. } | Self::Dead { status, .. } => {
+                *status
+            }
+        }
+    }
+}
+
 /// The delay before attempt `attempt + 1`: exponential from `base`, capped at
 /// `max`, with full jitter over the upper half so replicas do not retry in step.
 #[must_use]

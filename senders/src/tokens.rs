@@ -21,6 +21,7 @@ use crate::classify::{self, Judge};
 use crate::config::Resolved;
 use crate::http::{Answer, HttpSender, masker};
 use crate::outcome::Outcome;
+use crate::providers::Writing;
 
 /// A token is refreshed this long before it expires, at most.
 const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
@@ -155,6 +156,34 @@ impl Tokens {
             });
         }
         slots.entry(key).or_default().clone()
+    }
+}
+
+/// Runs `call` with the token of `key` (cached, or got by `fetch`); when
+/// the API refuses it (401), forgets it and runs `call` once more with a
+/// new one.
+pub async fn authorized<'a, F, Fut>(
+    tokens: &Tokens,
+    key: TokenKey,
+    fetch: F,
+    call: impl Fn(String) -> Writing<'a>,
+) -> Outcome
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Token, Outcome>>,
+{
+    let token = match tokens.get(key, &fetch).await {
+        Ok(token) => token,
+        Err(outcome) => return outcome,
+    };
+    let outcome = call(token.clone()).await;
+    if outcome.status() != 401 {
+        return outcome;
+    }
+    tokens.forget(key, &token).await;
+    match tokens.get(key, &fetch).await {
+        Ok(token) => call(token).await,
+        Err(outcome) => outcome,
     }
 }
 

@@ -14,6 +14,7 @@ mod datadog;
 mod discord;
 mod generic;
 mod git;
+mod google_pubsub;
 mod googlechat;
 mod grafana;
 mod incident_io;
@@ -216,7 +217,8 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Opsgenie => &opsgenie::Opsgenie,
         T::Datadog => &datadog::Datadog,
         T::Sentry => &sentry::Sentry,
-        T::GooglePubSub | T::AzureEventHub | T::Alertmanager | T::Nats | T::Otel => return None,
+        T::GooglePubSub => &google_pubsub::GooglePubSub,
+        T::AzureEventHub | T::Alertmanager | T::Nats | T::Otel => return None,
     })
 }
 

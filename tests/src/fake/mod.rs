@@ -29,6 +29,7 @@ pub mod discord;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
+pub mod google;
 pub mod googlechat;
 pub mod grafana;
 pub mod incident_io;

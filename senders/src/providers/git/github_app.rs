@@ -138,22 +138,17 @@ impl GitHubAuth {
         resolved: &Resolved,
         call: impl Fn(String) -> Writing<'a>,
     ) -> Outcome {
-        let app = match self {
-            Self::Token(token) => return call(token.clone()).await,
-            Self::App(app) => app,
-        };
-        let token = match app.installation_token(clients, resolved).await {
-            Ok(token) => token,
-            Err(outcome) => return outcome,
-        };
-        let outcome = call(token.clone()).await;
-        if status(&outcome) != 401 {
-            return outcome;
-        }
-        clients.tokens.forget(app.key, &token).await;
-        match app.installation_token(clients, resolved).await {
-            Ok(token) => call(token).await,
-            Err(outcome) => outcome,
+        match self {
+            Self::Token(token) => call(token.clone()).await,
+            Self::App(app) => {
+                tokens::authorized(
+                    &clients.tokens,
+                    app.key,
+                    || app.fetch(clients, resolved),
+                    call,
+                )
+                .await
+            }
         }
     }
 
@@ -175,14 +170,6 @@ impl GitHubAuth {
                 .await
                 .map(|slug| Some(format!("{slug}[bot]"))),
         }
-    }
-}
-
-fn status(outcome: &Outcome) -> u16 {
-    match outcome {
-        Outcome::Delivered { status }
-        | Outcome::Retry { status, .. }
-        | Outcome::Dead { status, .. } => *status,
     }
 }
 
@@ -208,18 +195,7 @@ impl App {
         })
     }
 
-    /// The installation token: cached, else exchanged for the App's JWT.
-    async fn installation_token(
-        &self,
-        clients: &Clients,
-        resolved: &Resolved,
-    ) -> Result<String, Outcome> {
-        clients
-            .tokens
-            .get(self.key, || self.fetch(clients, resolved))
-            .await
-    }
-
+    /// An installation token, exchanged for the App's JWT.
     async fn fetch(&self, clients: &Clients, resolved: &Resolved) -> Result<Token, Outcome> {
         let jwt = self.jwt()?;
         let id = match &self.installation {
@@ -291,7 +267,7 @@ impl App {
                     };
                 }
                 // Not an organization's: try the user's.
-                Err(outcome) if status(&outcome) == 404 => last = Some(outcome),
+                Err(outcome) if outcome.status() == 404 => last = Some(outcome),
                 Err(outcome) => return Err(outcome),
             }
         }
