@@ -10,6 +10,7 @@
 //! line in [`registry`], its fake in `tests/`, one row in its category's
 //! table test, and its row in the README.
 
+mod alertmanager;
 mod discord;
 mod generic;
 mod git;
@@ -19,6 +20,8 @@ mod incident_io;
 mod lark;
 mod matrix;
 mod msteams;
+mod nats;
+mod otel;
 mod rocket;
 mod shared;
 mod slack;
@@ -76,6 +79,8 @@ pub struct AlertIdentity {
 pub struct Clients {
     /// HTTP clients per proxy and TLS settings.
     pub http: HttpSender,
+    /// NATS connections per server and credentials.
+    pub nats: nats::NatsConnections,
 }
 
 /// What a delivery turns into.
@@ -206,15 +211,15 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Matrix => &matrix::Matrix,
         T::Zulip => &zulip::Zulip,
         T::GoogleChat => &googlechat::GoogleChat,
+        T::Alertmanager => &alertmanager::Alertmanager,
+        T::Otel => &otel::Otel,
+        T::Nats => &nats::Nats,
         T::GooglePubSub
         | T::Sentry
         | T::AzureEventHub
         | T::Opsgenie
-        | T::Alertmanager
         | T::PagerDuty
-        | T::Datadog
-        | T::Nats
-        | T::Otel => return None,
+        | T::Datadog => return None,
     })
 }
 
