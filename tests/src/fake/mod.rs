@@ -33,6 +33,7 @@ pub mod grafana;
 pub mod incident_io;
 pub mod lark;
 pub mod matrix;
+pub mod otlp;
 pub mod rocket;
 pub mod slack;
 pub mod teams;
