@@ -284,6 +284,24 @@ impl AuthNats {
             .unwrap_or_else(|e| panic!("connect to the test server: {e}{}", self.log_text()))
     }
 
+    /// How many messages clients published to it so far (`/varz`
+    /// `in_msgs`).
+    ///
+    /// # Panics
+    ///
+    /// When the monitoring port does not answer.
+    pub async fn messages_in(&self) -> u64 {
+        let url = format!("http://127.0.0.1:{}/varz", self.server.http_port);
+        let body = reqwest::get(url)
+            .await
+            .expect("varz")
+            .bytes()
+            .await
+            .expect("varz body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("varz JSON");
+        body["in_msgs"].as_u64().expect("in_msgs")
+    }
+
     /// The names of the clients connected now (from `/connz`).
     ///
     /// # Panics

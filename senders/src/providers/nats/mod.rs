@@ -10,13 +10,16 @@
 //! delivery counts as delivered. Connections are kept in
 //! [`NatsConnections`], one per server and credentials, and reused.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use async_nats::{ConnectErrorKind, ConnectOptions, PublishErrorKind};
 use bytes::Bytes;
-use tokio::time::Instant;
+use tracing::Instrument as _;
+
+mod connections;
+
+pub use connections::NatsConnections;
 
 use super::{Clients, Exchange, Input, Plan, Provider, ProviderError, Writing};
 use crate::classify::Masker;
@@ -26,14 +29,6 @@ use crate::outcome::Outcome;
 /// `nats`.
 pub(super) struct Nats;
 
-/// The connection name Flux gives its publisher.
-const CONNECTION_NAME: &str = "NATS Provider Publisher";
-/// At most this many connections are kept; the least recently used goes.
-const MAX_CONNECTIONS: usize = 64;
-/// A connection unused this long is closed.
-const IDLE: Duration = Duration::from_secs(300);
-/// Reconnects a kept connection tries before it gives up (and closes).
-const MAX_RECONNECTS: usize = 3;
 /// The deadline when the Provider has none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -148,7 +143,7 @@ impl Auth {
 /// What a kept connection is for: the server and the credentials, whole
 /// (two Providers never share a connection by a collision).
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
+pub(super) struct Key {
     server: String,
     auth: Auth,
 }
@@ -166,107 +161,8 @@ impl Exchange for Publish {
     }
 }
 
-/// NATS connections kept for reuse, by server and credentials. A
-/// connection is dropped when a publish on it fails, when it is not
-/// connected, when it was unused for [`IDLE`], and, beyond
-/// [`MAX_CONNECTIONS`], the least recently used first.
-#[derive(Clone, Default)]
-pub struct NatsConnections {
-    kept: Arc<Mutex<HashMap<Key, Kept>>>,
-}
-
-impl std::fmt::Debug for NatsConnections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NatsConnections")
-    }
-}
-
-/// A connection, when it was last used, and the last error the server
-/// sent on it (a permissions violation comes after the publish).
-#[derive(Clone)]
-struct Kept {
-    client: async_nats::Client,
-    last_used: Instant,
-    server_error: Arc<Mutex<Option<String>>>,
-}
-
-impl NatsConnections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Kept>> {
-        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The kept connection for `key` when it is still connected.
-    fn kept(&self, key: &Key) -> Option<Kept> {
-        let now = Instant::now();
-        let mut kept = self.lock();
-        kept.retain(|_, k| {
-            now.duration_since(k.last_used) < IDLE
-                && k.client.connection_state() == async_nats::connection::State::Connected
-        });
-        let entry = kept.get_mut(key)?;
-        entry.last_used = now;
-        Some(entry.clone())
-    }
-
-    /// A connection for `key`: the kept one, else a new one (kept).
-    async fn connection(&self, key: &Key, timeout: Duration) -> Result<Kept, Failure> {
-        if let Some(kept) = self.kept(key) {
-            return Ok(kept);
-        }
-        let server_error = Arc::new(Mutex::new(None));
-        let noted = server_error.clone();
-        let client = key
-            .auth
-            .options()
-            .name(CONNECTION_NAME)
-            .connection_timeout(timeout)
-            .max_reconnects(MAX_RECONNECTS)
-            .event_callback(move |event| {
-                let noted = noted.clone();
-                async move {
-                    if let async_nats::Event::ServerError(error) = event {
-                        *noted.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(error.to_string());
-                    }
-                }
-            })
-            .connect(key.server.as_str())
-            .await
-            .map_err(Failure::Connect)?;
-        let kept = Kept {
-            client,
-            last_used: Instant::now(),
-            server_error,
-        };
-        let mut all = self.lock();
-        all.insert(key.clone(), kept.clone());
-        while all.len() > MAX_CONNECTIONS {
-            let Some(oldest) = all
-                .iter()
-                .min_by_key(|(_, k)| k.last_used)
-                .map(|(key, _)| key.clone())
-            else {
-                break;
-            };
-            all.remove(&oldest);
-        }
-        Ok(kept)
-    }
-
-    /// Drops the kept connection for `key` (it failed).
-    fn forget(&self, key: &Key) {
-        self.lock().remove(key);
-    }
-
-    /// How many connections are kept.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
-
 /// Why a publish failed.
-enum Failure {
+pub(super) enum Failure {
     Connect(async_nats::ConnectError),
     Publish(async_nats::client::PublishError),
     Flush,
@@ -309,14 +205,38 @@ async fn publish(connections: &NatsConnections, resolved: &Resolved, publish: &P
             _ => Ok(()),
         }
     };
+    // A client span, as HTTP requests have (no server address: it may
+    // hold credentials).
+    let span = tracing::info_span!(
+        "sender.nats",
+        otel.name = %format!("publish {}", publish.subject),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "nats",
+        messaging.operation.type = "publish",
+        messaging.destination.name = %publish.subject,
+        error.type = tracing::field::Empty,
+    );
     let masker = masker(resolved, &publish.key);
-    let outcome = match tokio::time::timeout(timeout, attempt).await {
+    let outcome = match tokio::time::timeout(timeout, attempt)
+        .instrument(span.clone())
+        .await
+    {
         Ok(Ok(())) => return Outcome::Delivered { status: 0 },
         Ok(Err(failure)) => judge(&failure, &masker),
         Err(_) => retry(format!(
             "nats: no answer from the NATS server within the Provider timeout of {timeout:?}"
         )),
     };
+    span.record("otel.status_code", "error");
+    span.record(
+        "error.type",
+        if matches!(outcome, Outcome::Dead { .. }) {
+            "refused"
+        } else {
+            "unavailable"
+        },
+    );
     connections.forget(&publish.key);
     outcome
 }
