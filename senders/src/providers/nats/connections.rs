@@ -23,9 +23,19 @@ const MAX_RECONNECTS: usize = 3;
 /// connection is dropped when a publish on it fails, when it is not
 /// connected, when it was unused for [`IDLE`], and, beyond
 /// [`MAX_CONNECTIONS`], the least recently used first.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NatsConnections {
     kept: Arc<Mutex<HashMap<Key, Kept>>>,
+    limit: usize,
+}
+
+impl Default for NatsConnections {
+    fn default() -> Self {
+        Self {
+            kept: Arc::default(),
+            limit: MAX_CONNECTIONS,
+        }
+    }
 }
 
 impl std::fmt::Debug for NatsConnections {
@@ -93,7 +103,7 @@ impl NatsConnections {
         };
         let mut all = self.lock();
         all.insert(key.clone(), kept.clone());
-        while all.len() > MAX_CONNECTIONS {
+        while all.len() > self.limit {
             let Some(oldest) = all
                 .iter()
                 .min_by_key(|(_, k)| k.last_used)
@@ -115,5 +125,66 @@ impl NatsConnections {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Auth;
+    use super::*;
+    use herald_runtime::local_nats::{LocalNatsServer, find_binary};
+
+    /// A real nats-server, or `None` outside CI when there is none.
+    async fn server() -> Option<LocalNatsServer> {
+        if find_binary().is_err() && std::env::var_os("CI").is_none() {
+            eprintln!("no nats-server (HERALD_NATS_SERVER or PATH): connection cache test not run");
+            return None;
+        }
+        Some(LocalNatsServer::start().await.expect("a nats-server"))
+    }
+
+    fn key(server: &LocalNatsServer, token: &str) -> Key {
+        Key {
+            server: server.url(),
+            auth: Auth::Token(token.to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_bounded_and_dropped_when_lost() {
+        let Some(mut server) = server().await else {
+            return;
+        };
+        let connections = NatsConnections {
+            limit: 2,
+            ..NatsConnections::default()
+        };
+        let timeout = Duration::from_secs(5);
+        let id = |kept: Result<Kept, Failure>| {
+            kept.ok().expect("connected").client.server_info().client_id
+        };
+        let (a, b, c) = (key(&server, "a"), key(&server, "b"), key(&server, "c"));
+        let first = id(connections.connection(&a, timeout).await);
+        id(connections.connection(&b, timeout).await);
+        // The same server and credentials: the same connection.
+        assert_eq!(id(connections.connection(&a, timeout).await), first);
+        assert_eq!(connections.len(), 2);
+        // A third: the least recently used (b) goes.
+        id(connections.connection(&c, timeout).await);
+        assert_eq!(connections.len(), 2);
+        assert!(connections.lock().contains_key(&a) && !connections.lock().contains_key(&b));
+        // A lost server: its connections are not handed out again.
+        server.stop().await.expect("stop nats-server");
+        let start = Instant::now();
+        while connections
+            .lock()
+            .values()
+            .any(|k| k.client.connection_state() == async_nats::connection::State::Connected)
+        {
+            assert!(start.elapsed() < Duration::from_secs(10), "still connected");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(connections.connection(&a, timeout).await.is_err());
+        assert_eq!(connections.len(), 0);
     }
 }
