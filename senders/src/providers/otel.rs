@@ -97,10 +97,12 @@ fn headers(resolved: &Resolved) -> Vec<(String, String)> {
         "Content-Type".to_owned(),
         "application/x-protobuf".to_owned(),
     )];
+    // The exporter sets its content type after the configured headers.
     headers.extend(
         resolved
             .headers
             .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
             .map(|(name, value)| (name.clone(), value.clone())),
     );
     let has_authorization = resolved
@@ -411,6 +413,14 @@ mod tests {
         assert_eq!(auth(&r), [basic("user", "pw")]);
         r.headers.insert("authorization".into(), "Custom x".into());
         assert_eq!(auth(&r), ["Custom x"]);
+        r.headers
+            .insert("Content-Type".into(), "application/json".into());
+        let types: Vec<_> = headers(&r)
+            .into_iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(types, ["application/x-protobuf"]);
     }
 
     #[test]
