@@ -4,11 +4,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
 pub mod fake;
 pub mod fixtures;
 pub mod herald;
 pub mod kube;
 pub mod nats;
+pub mod nats_auth;
 pub mod nats_cluster;
 pub mod nats_leaf;
 mod nats_server;

@@ -10,6 +10,7 @@
 //! line in [`registry`], its fake in `tests/`, one row in its category's
 //! table test, and its row in the README.
 
+mod alertmanager;
 mod datadog;
 mod discord;
 mod generic;
@@ -21,7 +22,9 @@ mod incident_io;
 mod lark;
 mod matrix;
 mod msteams;
+mod nats;
 mod opsgenie;
+mod otel;
 mod pagerduty;
 mod rocket;
 mod sentry;
@@ -83,6 +86,8 @@ pub struct Clients {
     pub http: HttpSender,
     /// Access tokens got by an exchange (GitHub App, Google, Entra ID).
     pub tokens: crate::tokens::Tokens,
+    /// NATS connections per server and credentials.
+    pub nats: nats::NatsConnections,
 }
 
 /// What a delivery turns into.
@@ -218,7 +223,10 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Datadog => &datadog::Datadog,
         T::Sentry => &sentry::Sentry,
         T::GooglePubSub => &google_pubsub::GooglePubSub,
-        T::AzureEventHub | T::Alertmanager | T::Nats | T::Otel => return None,
+        T::Alertmanager => &alertmanager::Alertmanager,
+        T::Otel => &otel::Otel,
+        T::Nats => &nats::Nats,
+        T::AzureEventHub => return None,
     })
 }
 

@@ -36,6 +36,7 @@ pub mod incident_io;
 pub mod lark;
 pub mod matrix;
 pub mod opsgenie;
+pub mod otlp;
 pub mod pagerduty;
 pub mod rocket;
 pub mod sentry;
