@@ -10,6 +10,7 @@
 //! line in [`registry`], its fake in `tests/`, one row in its category's
 //! table test, and its row in the README.
 
+mod azure_eventhub;
 mod datadog;
 mod discord;
 mod generic;
@@ -216,7 +217,8 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Opsgenie => &opsgenie::Opsgenie,
         T::Datadog => &datadog::Datadog,
         T::Sentry => &sentry::Sentry,
-        T::GooglePubSub | T::AzureEventHub | T::Alertmanager | T::Nats | T::Otel => return None,
+        T::AzureEventHub => &azure_eventhub::AzureEventHub,
+        T::GooglePubSub | T::Alertmanager | T::Nats | T::Otel => return None,
     })
 }
 
