@@ -132,7 +132,8 @@ fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Send, ProviderError> {
         ));
     }
     let client_credential = client_credential_keys(resolved);
-    let (base, hub, auth) = if address.contains("SharedAccessKey") {
+    let sas = address.contains("SharedAccessKey");
+    let (base, hub, auth) = if sas {
         if !resolved.token.trim().is_empty() {
             return Err(invalid(
                 "invalid authentication options: jwt token and SAS authentication cannot be set at the same time",
@@ -182,8 +183,10 @@ fn plan(resolved: &Resolved, event: &FluxEvent) -> Result<Send, ProviderError> {
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| {
-            invalid(if resolved.endpoint.is_empty() {
-                "the namespace or connection string Endpoint gives no valid URL"
+            invalid(if sas {
+                "the SAS connection string's Endpoint gives no valid URL"
+            } else if resolved.endpoint.is_empty() {
+                "the namespace (spec.channel) gives no valid URL"
             } else {
                 "the herald.dev/endpoint annotation is not an http(s) URL"
             })
@@ -773,7 +776,13 @@ mod tests {
     fn missing_or_contradictory_settings_are_named_without_secrets() {
         // (address, channel, Secret, expected words)
         type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
-        let cases: [Case<'_>; 7] = [
+        let cases: [Case<'_>; 8] = [
+            (
+                "hub",
+                "my ns",
+                &[("token", "t0k3n-value")],
+                "gives no valid URL",
+            ),
             ("", "ns", &[("token", "t0k3n-value")], "no address"),
             (
                 "https://ns.servicebus.windows.net/hub",
