@@ -411,7 +411,7 @@ async fn an_unusable_provider_is_dead_lettered_with_its_reason_and_no_secret() {
         reasons.into_iter().collect::<Vec<_>>(),
         [
             "Provider flux-system/slack cannot be used: spec.secretRef names Secret flux-system/missing, which does not exist",
-            "provider type \"azureeventhub\" is not supported by this version of Herald",
+            "azureeventhub: the address must be the event hub name (or a SAS connection string)",
         ]
     );
     herald.shutdown().await;

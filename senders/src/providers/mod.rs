@@ -11,6 +11,7 @@
 //! table test, and its row in the README.
 
 mod alertmanager;
+mod azure_eventhub;
 mod datadog;
 mod discord;
 mod generic;
@@ -144,8 +145,8 @@ pub trait Provider: Sync {
 /// Why a Provider cannot send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// A Flux type Herald does not send yet.
-    #[error("provider type {0:?} is not supported by this version of Herald")]
+    /// A `spec.type` that is not a Flux provider type.
+    #[error("provider type {0:?} is not a Flux provider type")]
     Unsupported(String),
     /// No address where one is needed.
     #[error("{what}: no address: set spec.address or the Secret's address")]
@@ -187,12 +188,12 @@ impl ProviderError {
     }
 }
 
-/// The provider of each Flux type; `None` for the types Herald does not
-/// send yet. Exhaustive: a new [`ProviderType`] must be decided here.
+/// The provider of each Flux type. Exhaustive: a new [`ProviderType`] must
+/// be given its provider here.
 #[must_use]
-pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
+pub fn registry(provider_type: ProviderType) -> &'static dyn Provider {
     use ProviderType as T;
-    Some(match provider_type {
+    match provider_type {
         T::Slack => &slack::Slack,
         T::Discord => &discord::Discord,
         T::MsTeams => &msteams::MsTeams,
@@ -226,8 +227,8 @@ pub fn registry(provider_type: ProviderType) -> Option<&'static dyn Provider> {
         T::Alertmanager => &alertmanager::Alertmanager,
         T::Otel => &otel::Otel,
         T::Nats => &nats::Nats,
-        T::AzureEventHub => return None,
-    })
+        T::AzureEventHub => &azure_eventhub::AzureEventHub,
+    }
 }
 
 /// Plans what to send for `input` with its type's provider.
@@ -239,8 +240,7 @@ pub fn plan(input: &Input<'_>) -> Result<Plan, ProviderError> {
     let provider_type = &input.resolved.provider_type;
     provider_type
         .parse::<ProviderType>()
-        .ok()
-        .and_then(registry)
-        .ok_or_else(|| ProviderError::Unsupported(provider_type.clone()))?
+        .map(registry)
+        .map_err(|_| ProviderError::Unsupported(provider_type.clone()))?
         .plan(input)
 }

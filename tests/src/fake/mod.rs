@@ -22,10 +22,12 @@
 //! ```
 
 pub mod azure_devops;
+pub mod azure_eventhub;
 pub mod bitbucket;
 pub mod bitbucket_server;
 pub mod datadog;
 pub mod discord;
+pub mod entra;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
