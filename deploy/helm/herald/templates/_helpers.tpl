@@ -233,7 +233,8 @@ affinity:
 {{- if $v.topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- range $v.topologySpreadConstraints }}
-  - {{ toYaml (merge (dict "labelSelector" (dict "matchLabels" (include "herald.componentSelector" (dict "root" $root "component" $.component) | fromYaml))) .) | nindent 4 | trim }}
+  {{- /* This component's pods unless the entry names its own labelSelector. */}}
+  - {{ toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" (include "herald.componentSelector" (dict "root" $root "component" $.component) | fromYaml)))) | nindent 4 | trim }}
   {{- end }}
 {{- end }}
 {{- with .initContainers }}
