@@ -379,7 +379,9 @@ fn validate(
             println!("{}: cannot read: {error}", dir.display());
             ExitCode::from(2)
         }
-        Ok(snapshot) => {
+        Ok(mut snapshot) => {
+            let found = herald_senders::check::provider_problems(&snapshot);
+            snapshot.add_problems(found);
             for problem in &snapshot.problems {
                 println!("{problem}");
             }
@@ -577,6 +579,12 @@ async fn run(
             Ok(())
         }
     });
+
+    // A service that sends checks each Provider's type-specific settings on
+    // every catalog load (a router reads no Secret data: it cannot).
+    if matches!(command, Command::Sender { .. } | Command::Standalone { .. }) {
+        catalog::install_checks(herald_senders::check::provider_problems);
+    }
 
     // The catalog, and one per member cluster of the clusters file.
     let open_catalog = async |args: &CatalogArgs,
