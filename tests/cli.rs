@@ -635,3 +635,75 @@ async fn a_nats_url_list_reaches_a_cluster_and_a_restart_updates_the_consumers()
         String::from_utf8_lossy(&listed.stderr)
     );
 }
+
+/// Starts `herald standalone` on `dir`'s catalog with its store in `data`.
+fn standalone_with_data(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    port: u16,
+    admin: u16,
+) -> tokio::process::Child {
+    tokio::process::Command::new(HERALD)
+        .arg("standalone")
+        .arg("--config-dir")
+        .arg(dir)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--grpc-listen", "off", "--shutdown-grace", "5s"])
+        .args(["--retry-base", "200ms", "--retry-max", "1s"])
+        .env_remove("HERALD_NATS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald standalone")
+}
+
+#[tokio::test]
+async fn standalone_with_a_data_dir_keeps_what_it_accepted_across_a_restart() {
+    herald_tests::init();
+    let hook = FakeServer::webhook().await;
+    // The destination is down: the delivery waits in the store.
+    hook.set_default(Some(herald_tests::fake::Reply::status(503)));
+    let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
+    let data = tempfile::tempdir().unwrap();
+    let (port, admin) = (
+        herald_tests::process::free_port(),
+        herald_tests::process::free_port(),
+    );
+    let mut first = standalone_with_data(dir.path(), data.path(), port, admin);
+    herald_tests::process::wait_ready(admin, "standalone").await;
+    let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
+                   "severity":"error","message":"kept across a restart","reason":"BuildFailed","reportingController":"kustomize-controller","timestamp":"2024-01-01T00:00:00Z"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    hook.wait_for(1).await;
+    herald_tests::process::sigterm(first.id().expect("pid"));
+    tokio::time::timeout(Duration::from_secs(15), first.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(data.path().join("jetstream").is_dir(), "the store is kept");
+
+    // Back up, destination too: what was accepted before is delivered.
+    hook.set_default(None);
+    let before = hook.requests().len();
+    let mut second = standalone_with_data(dir.path(), data.path(), port, admin);
+    herald_tests::process::wait_ready(admin, "standalone again").await;
+    let delivered = herald_tests::eventually("delivered after the restart", || async {
+        hook.requests()
+            .into_iter()
+            .skip(before)
+            .find(|r| r.answered == 200)
+    })
+    .await;
+    assert_eq!(delivered.json()["message"], "kept across a restart");
+    second.kill().await.ok();
+}
