@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+mod dry_run;
 use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
 use herald_runtime::clusters::{ClustersArgs, Fleet};
@@ -112,6 +114,43 @@ enum Command {
         #[arg(long, env = "HERALD_CLUSTERS_FILE")]
         clusters_file: Option<PathBuf>,
     },
+    /// Show what Herald would do with one Flux event (a JSON file as Flux
+    /// controllers post it, `-` for stdin): which Alerts match and why the
+    /// others do not, and what each Provider would receive, secrets masked.
+    /// Nothing is sent and NATS is not needed.
+    Route {
+        /// Only explain; nothing is sent (the only mode).
+        #[arg(long, required = true)]
+        dry_run: bool,
+        /// The event: a JSON file, or `-` for stdin.
+        event: PathBuf,
+        /// The folder of Alerts, Providers and Secrets.
+        #[arg(long, env = "HERALD_CONFIG_DIR", default_value = "examples/config")]
+        config_dir: PathBuf,
+        /// The namespace of objects whose manifest names none.
+        #[arg(long, default_value = "default")]
+        default_namespace: String,
+        /// The cluster the event comes from.
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        /// A label of the event's object (`key=value`, repeatable), as the
+        /// Kubernetes catalog would look it up for `matchLabels`.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Do not name the cluster in notifications (`--no-cluster-metadata`).
+        #[arg(long)]
+        no_cluster_metadata: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: DryRunOutput,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the version and the commit it was built from.
+    Version,
     /// Manage the clusters file: who may post events, and cluster labels.
     Cluster {
         /// The clusters file.
@@ -120,6 +159,13 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+}
+
+/// How `route --dry-run` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DryRunOutput {
+    Table,
+    Json,
 }
 
 /// What to do with the clusters file.
@@ -267,6 +313,43 @@ fn main() -> ExitCode {
         .install_default()
         .expect("no other TLS crypto provider is installed yet");
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Route {
+            event,
+            config_dir,
+            default_namespace,
+            cluster,
+            labels,
+            no_cluster_metadata,
+            output,
+            ..
+        } => {
+            return route_dry_run(
+                event,
+                config_dir,
+                default_namespace,
+                cluster,
+                labels,
+                !no_cluster_metadata,
+                *output,
+            );
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "herald",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     if let Command::Validate {
         dir,
         default_namespace,
@@ -407,6 +490,70 @@ fn validate(
     }
 }
 
+/// `herald route --dry-run`: exit code 0, or 2 when the event or the
+/// folder cannot be read.
+fn route_dry_run(
+    event: &std::path::Path,
+    config_dir: &std::path::Path,
+    default_namespace: &str,
+    cluster: &str,
+    labels: &[String],
+    cluster_metadata: bool,
+    output: DryRunOutput,
+) -> ExitCode {
+    let text = if event.as_os_str() == "-" {
+        let mut buffer = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buffer).map(|_| buffer)
+    } else {
+        std::fs::read(event)
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("herald route: cannot read {}: {error}", event.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut parsed = std::collections::BTreeMap::new();
+    for label in labels {
+        let Some((key, value)) = label.split_once('=') else {
+            eprintln!("herald route: --label {label:?} is not KEY=VALUE");
+            return ExitCode::from(2);
+        };
+        parsed.insert(key.to_owned(), value.to_owned());
+    }
+    let snapshot = match catalog::load_folder(config_dir, default_namespace) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            eprintln!(
+                "herald route: cannot read {}: {error}",
+                config_dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    for problem in snapshot.problems.iter().filter(|p| p.is_error()) {
+        eprintln!("{problem}");
+    }
+    let labels = (!labels.is_empty()).then_some(parsed);
+    match dry_run::explain(&snapshot, &text, cluster, labels, cluster_metadata) {
+        Err(error) => {
+            eprintln!("herald route: {error:#}");
+            ExitCode::from(2)
+        }
+        Ok(verdicts) => {
+            match output {
+                DryRunOutput::Table => print!("{}", dry_run::render(&verdicts)),
+                DryRunOutput::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&verdicts).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 /// The clusters each Alert that selects clusters covers: listed by name
 /// with a clusters file, else described.
 fn print_coverage(
@@ -514,7 +661,12 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         | Command::Router { common, nats, .. }
         | Command::Sender { common, nats, .. }
         | Command::Standalone { common, nats, .. } => (common.clone(), nats.clone()),
-        Command::Validate { .. } | Command::Dlq { .. } | Command::Cluster { .. } => {
+        Command::Validate { .. }
+        | Command::Dlq { .. }
+        | Command::Cluster { .. }
+        | Command::Route { .. }
+        | Command::Completion { .. }
+        | Command::Version => {
             unreachable!("validate, dlq and cluster run on their own")
         }
     };
@@ -737,7 +889,12 @@ async fn run(
                 tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
                 tasks.spawn(ingest_app.run(deadlines, cancel.clone()));
             }
-            Command::Validate { .. } | Command::Dlq { .. } | Command::Cluster { .. } => {
+            Command::Validate { .. }
+        | Command::Dlq { .. }
+        | Command::Cluster { .. }
+        | Command::Route { .. }
+        | Command::Completion { .. }
+        | Command::Version => {
                 unreachable!()
             }
         }

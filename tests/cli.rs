@@ -707,3 +707,77 @@ async fn standalone_with_a_data_dir_keeps_what_it_accepted_across_a_restart() {
     assert_eq!(delivered.json()["message"], "kept across a restart");
     second.kill().await.ok();
 }
+
+#[test]
+fn route_dry_run_explains_every_alert_and_masks_secrets() {
+    let output = Command::new(HERALD)
+        .args([
+            "route",
+            "--dry-run",
+            "examples/events/kustomization-failed.json",
+        ])
+        .args(["--config-dir", "examples/config"])
+        .output()
+        .expect("run herald");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("Alert/flux-system/audit: not matched: no event source selects it:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Alert/flux-system/on-call: matched"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Provider/flux-system/slack (slack)"),
+        "{stdout}"
+    );
+    // The webhook address is a secret: only its scheme and host are shown.
+    assert!(!stdout.contains("hooks.slack.com/services/"), "{stdout}");
+    let json = Command::new(HERALD)
+        .args([
+            "route",
+            "--dry-run",
+            "-",
+            "--config-dir",
+            "examples/config",
+            "-o",
+            "json",
+        ])
+        .args(["--cluster", "prod-eu"])
+        .stdin(std::fs::File::open("examples/events/kustomization-failed.json").unwrap())
+        .output()
+        .expect("run herald");
+    let verdicts: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let matched = verdicts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["outcome"] == "matched")
+        .expect("a matched Alert");
+    assert_eq!(matched["provider"]["metadata"]["cluster"], "prod-eu");
+    assert_eq!(matched["provider"]["request"]["method"], "POST");
+    let body: serde_json::Value =
+        serde_json::from_str(matched["provider"]["request"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["channel"], "general");
+    // Without --dry-run it refuses: Herald never sends from the CLI.
+    let refused = Command::new(HERALD)
+        .args(["route", "examples/events/kustomization-failed.json"])
+        .output()
+        .expect("run herald");
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+#[test]
+fn version_and_completion_print() {
+    let version = Command::new(HERALD).arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("herald "));
+    let completion = Command::new(HERALD)
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&completion.stdout);
+    assert!(script.contains("_herald()"), "{script}");
+    assert!(script.contains("validate"), "{script}");
+}

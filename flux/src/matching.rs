@@ -87,6 +87,16 @@ impl CompiledAlert {
     }
 
     fn source_matches(&self, source: &crate::objects::EventSource, event: &Event) -> bool {
+        self.source_mismatch(source, event).is_none()
+    }
+
+    /// Why `source` does not select `event` (the first test it fails, in
+    /// Flux's order), or `None` when it does.
+    fn source_mismatch(
+        &self,
+        source: &crate::objects::EventSource,
+        event: &Event,
+    ) -> Option<SourceMismatch> {
         let obj = event.involved_object.as_ref();
         let (kind, namespace, name) = obj.map_or(("", "", ""), |o| {
             (o.kind.as_str(), o.namespace.as_str(), o.name.as_str())
@@ -96,26 +106,113 @@ impl CompiledAlert {
         } else {
             &source.namespace
         };
-        if namespace != wanted_namespace || kind != source.kind {
-            return false;
+        if namespace != wanted_namespace {
+            return Some(SourceMismatch::Namespace);
+        }
+        if kind != source.kind {
+            return Some(SourceMismatch::Kind);
         }
         let severity = self.alert.event_severity();
         if event.severity != severity && severity != "info" {
-            return false;
+            return Some(SourceMismatch::Severity);
         }
         if source.name != "*" && source.name != name {
-            return false;
+            return Some(SourceMismatch::Name);
         }
         match &source.match_labels {
-            None => true,
+            None => None,
             // Labels travel with the event; when they are unknown the object
             // cannot be checked, which Flux treats as a failed lookup.
-            Some(selector) => {
-                event.labels_known
-                    && selector
-                        .iter()
-                        .all(|(k, v)| event.labels.get(k).is_some_and(|l| l == v))
+            Some(_) if !event.labels_known => Some(SourceMismatch::LabelsUnknown),
+            Some(selector) => (!selector
+                .iter()
+                .all(|(k, v)| event.labels.get(k).is_some_and(|l| l == v)))
+            .then_some(SourceMismatch::Labels),
+        }
+    }
+
+    /// Why this Alert does not select the event, in words (what `herald
+    /// route --dry-run` shows); `Ok` when it does. The same tests as
+    /// [`CompiledAlert::matches`].
+    ///
+    /// # Errors
+    ///
+    /// The reason it does not match.
+    pub fn explain(&self, event: &Event) -> Result<(), String> {
+        let spec = &self.alert.spec;
+        if spec.suspend {
+            return Err("the Alert is suspended".to_owned());
+        }
+        let mismatches: Vec<String> = spec
+            .event_sources
+            .iter()
+            .enumerate()
+            .map(|(i, source)| {
+                self.source_mismatch(source, event).map(|m| {
+                    format!(
+                        "eventSources[{i}] ({}/{}): {}",
+                        source.kind,
+                        source.name,
+                        m.describe(self, source)
+                    )
+                })
+            })
+            .collect::<Option<Vec<String>>>()
+            .unwrap_or_default();
+        if !mismatches.is_empty() || spec.event_sources.is_empty() {
+            if spec.event_sources.is_empty() {
+                return Err("the Alert has no event sources".to_owned());
             }
+            return Err(format!(
+                "no event source selects it: {}",
+                mismatches.join("; ")
+            ));
+        }
+        if !spec.inclusion_list.is_empty()
+            && !self.inclusion.iter().any(|re| re.is_match(&event.message))
+        {
+            return Err("the message matches no regex of spec.inclusionList".to_owned());
+        }
+        if let Some(re) = self.exclusion.iter().find(|re| re.is_match(&event.message)) {
+            return Err(format!(
+                "the message matches {:?} of spec.exclusionList",
+                re.as_str()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The first test of an event source an event fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceMismatch {
+    Namespace,
+    Kind,
+    Severity,
+    Name,
+    LabelsUnknown,
+    Labels,
+}
+
+impl SourceMismatch {
+    fn describe(self, alert: &CompiledAlert, source: &crate::objects::EventSource) -> String {
+        match self {
+            Self::Namespace => format!(
+                "the object is not in namespace {}",
+                if source.namespace.is_empty() {
+                    &alert.alert.meta.namespace
+                } else {
+                    &source.namespace
+                }
+            ),
+            Self::Kind => format!("the object is not a {}", source.kind),
+            Self::Severity => format!(
+                "the Alert's eventSeverity is {}",
+                alert.alert.event_severity()
+            ),
+            Self::Name => format!("the object is not named {}", source.name),
+            Self::LabelsUnknown => "matchLabels, and the object's labels are not known".to_owned(),
+            Self::Labels => "the object's labels do not match matchLabels".to_owned(),
         }
     }
 }
