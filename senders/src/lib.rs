@@ -184,6 +184,23 @@ impl App {
                     .await;
             }
         });
+        tokio::spawn({
+            let metrics = self.worker.metrics.clone();
+            let jetstream = self.worker.nats.jetstream.clone();
+            let max_bytes = self.worker.nats.args.budgets.dead_max_bytes;
+            let cancel = cancel.clone();
+            async move {
+                metrics
+                    .watch_dead_letters(jetstream, max_bytes, cancel)
+                    .await;
+            }
+        });
+        tokio::spawn({
+            let metrics = self.worker.metrics.clone();
+            let catalog = self.worker.catalog.clone();
+            let cancel = cancel.clone();
+            async move { metrics.watch_catalog(catalog, cancel).await }
+        });
         let records = self.worker.records.clone();
         tokio::spawn(records.clone().run(cancel.clone()));
         self.worker.run(self.consumer, cancel).await;
