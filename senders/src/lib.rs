@@ -211,3 +211,28 @@ impl App {
             .ok();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sender: super::SenderArgs,
+    }
+
+    #[test]
+    fn delivery_latency_buckets_reach_the_default_maximum_age() {
+        let args = Cli::parse_from(["herald"]).sender;
+        let last = herald_runtime::metrics::DELIVERY_LATENCY_BUCKETS
+            .last()
+            .copied()
+            .unwrap_or_default();
+        assert!(
+            last >= args.max_age.as_secs_f64(),
+            "the last bucket ({last} s) is below --max-age's default ({:?})",
+            args.max_age
+        );
+    }
+}

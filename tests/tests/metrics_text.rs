@@ -422,24 +422,37 @@ fn touch_other_families(metrics: &herald_runtime::Metrics) {
     use herald_runtime::metrics::{
         EdgeLabels, OutcomeOnlyLabels, ReasonClusterLabels, ReasonLabels,
     };
-    metrics.oversize.get_or_create(&ReasonLabels {
-        reason: "router".to_owned(),
-    });
-    metrics.budget_refusals.get_or_create(&StreamLabels {
-        stream: "HERALD_EVENTS".to_owned(),
-    });
-    metrics.edge_linked.get_or_create(&EdgeLabels {
-        edge: "edge".to_owned(),
-    });
-    metrics.tls_reloads.get_or_create(&OutcomeOnlyLabels {
-        outcome: "failed".to_owned(),
-    });
+    metrics
+        .oversize
+        .get_or_create(&ReasonLabels {
+            reason: "router".to_owned(),
+        })
+        .inc_by(0);
+    metrics
+        .budget_refusals
+        .get_or_create(&StreamLabels {
+            stream: "HERALD_EVENTS".to_owned(),
+        })
+        .inc_by(0);
+    metrics
+        .edge_linked
+        .get_or_create(&EdgeLabels {
+            edge: "edge".to_owned(),
+        })
+        .set(0);
+    metrics
+        .tls_reloads
+        .get_or_create(&OutcomeOnlyLabels {
+            outcome: "failed".to_owned(),
+        })
+        .inc_by(0);
     metrics
         .deliveries_skipped
         .get_or_create(&ReasonClusterLabels {
             reason: "provider_suspended".to_owned(),
             cluster: "test".to_owned(),
-        });
+        })
+        .inc_by(0);
 }
 
 #[test]
@@ -450,6 +463,15 @@ fn the_alerting_rules_pass_promtool_and_each_has_a_runbook() {
     std::fs::write(&path, rules_text()).expect("write");
     let (passed, report) = run_promtool(&["check", "rules", path.to_str().expect("path")], "");
     assert!(passed, "promtool check rules:\n{report}");
+    // The key alerts fire on the series Herald exports, and only then.
+    let tests = dir.path().join("herald-rules-test.yaml");
+    std::fs::copy(
+        repository().join("tests/fixtures/herald-rules-test.yaml"),
+        &tests,
+    )
+    .expect("copy the rule tests");
+    let (passed, report) = run_promtool(&["test", "rules", tests.to_str().expect("path")], "");
+    assert!(passed, "promtool test rules:\n{report}");
 
     let rules = rules();
     let mut alerts = HashMap::new();
