@@ -72,6 +72,11 @@ enum Command {
     /// Ingest, router and sender in one process; starts its own nats-server
     /// when no --nats-url is given.
     Standalone {
+        /// Where the embedded nats-server keeps its store, so a restart
+        /// loses nothing (created when missing). Without it the store is a
+        /// temporary directory, removed when Herald stops.
+        #[arg(long, env = "HERALD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
@@ -384,7 +389,9 @@ fn validate(
             println!("{}: cannot read: {error}", dir.display());
             ExitCode::from(2)
         }
-        Ok(snapshot) => {
+        Ok(mut snapshot) => {
+            let found = herald_senders::check::provider_problems(&snapshot);
+            snapshot.add_problems(found);
             for problem in &snapshot.problems {
                 println!("{problem}");
             }
@@ -565,8 +572,14 @@ async fn run(
     }
     let mut nats_args = nats_args;
     let mut embedded = None;
-    if matches!(command, Command::Standalone { .. }) && nats_args.nats_url.is_none() {
-        let server = LocalNatsServer::start().await?;
+    if let Command::Standalone { data_dir, .. } = &command
+        && nats_args.nats_url.is_none()
+    {
+        let server = LocalNatsServer::start_with(herald_runtime::local_nats::ServerSettings {
+            data_dir: data_dir.clone(),
+            ..Default::default()
+        })
+        .await?;
         tracing::info!(url = %server.url(), store = %server.store_dir().display(), "Started an embedded nats-server.");
         nats_args.nats_url = Some(server.url());
         embedded = Some(server);
@@ -584,6 +597,12 @@ async fn run(
             Ok(())
         }
     });
+
+    // A service that sends checks each Provider's type-specific settings on
+    // every catalog load (a router reads no Secret data: it cannot).
+    if matches!(command, Command::Sender { .. } | Command::Standalone { .. }) {
+        catalog::install_checks(herald_senders::check::provider_problems);
+    }
 
     // The catalog, and one per member cluster of the clusters file.
     let open_catalog = async |args: &CatalogArgs,

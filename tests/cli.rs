@@ -95,12 +95,13 @@ fn validate_prints_one_line_per_problem_and_fails() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
-        lines[0]
-            .starts_with("a.yaml: Provider/n/p: spec.type \"pigeon\" is not a Flux provider type")
+        lines[0].starts_with(
+            "a.yaml:1: Provider/n/p: spec.type \"pigeon\" is not a Flux provider type"
+        )
     );
     assert_eq!(
         lines[1],
-        "a.yaml: Alert/n/a: spec.providerRef.name is required"
+        "a.yaml:6: Alert/n/a: spec.providerRef.name is required"
     );
     assert!(lines[2].starts_with("b.yaml: invalid YAML"));
     let summary = String::from_utf8_lossy(&output.stderr);
@@ -108,6 +109,69 @@ fn validate_prints_one_line_per_problem_and_fails() {
         summary.contains("0 alerts, 0 providers, 0 secrets, 3 problems, 0 warnings"),
         "{summary}"
     );
+}
+
+#[test]
+fn validate_catches_what_users_get_wrong_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "apiVersion: notification.toolkit.fluxcd.io/v1beta3";
+    std::fs::write(
+        dir.path().join("alerts.yaml"),
+        format!(
+            "{header}\nkind: Alert\nmetadata: {{name: typo, namespace: flux-system}}\nspec:\n  providerRef: {{name: slack}}\n  eventSeverty: error\n  eventSources: [{{kind: Kustomization, name: '*'}}]\n---\n\
+             {header}\nkind: Alert\nmetadata: {{name: orphan, namespace: flux-system}}\nspec:\n  providerRef: {{name: nope}}\n  eventSources: [{{kind: Kustomization, name: '*'}}]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("providers.yaml"),
+        format!(
+            "{header}\nkind: Provider\nmetadata: {{name: slack, namespace: flux-system}}\nspec: {{type: slak, timeout: 1h, secretRef: {{name: gone}}}}\n---\n\
+             {header}\nkind: Provider\nmetadata: {{name: github, namespace: flux-system}}\nspec:\n  type: github\n  address: https://github.com/org/repo\n  secretRef: {{name: github}}\n  commitStatusExpr: \"event.involvedObject.kind +\"\n---\n\
+             {header}\nkind: Provider\nmetadata: {{name: pagerduty, namespace: flux-system}}\nspec: {{type: pagerduty, address: https://events.pagerduty.com}}\n---\n\
+             {header}\nkind: Provider\nmetadata: {{name: dispatch, namespace: flux-system}}\nspec: {{type: githubdispatch, address: https://github.com/org/repo, secretRef: {{name: github}}}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: github, namespace: flux-system}}\nstringData: {{tokn: x}}\n"
+        ),
+    )
+    .unwrap();
+    // What `kubectl get alerts -o yaml` writes.
+    std::fs::write(
+        dir.path().join("list.yaml"),
+        format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {header}\n  kind: Alert\n  metadata: {{name: listed, namespace: flux-system}}\n  spec:\n    providerRef: {{name: pagerduty}}\n    eventSources: [{{kind: HelmRelease, name: '*'}}]\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(HERALD)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run herald");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let expected = [
+        "alerts.yaml:6: Alert/flux-system/typo: unknown field spec.eventSeverty (did you mean \"eventSeverity\"?)",
+        "alerts.yaml:9: Alert/flux-system/orphan: spec.providerRef names the Provider flux-system/nope, which does not exist",
+        "providers.yaml:1: Provider/flux-system/slack: spec.type \"slak\" is not a Flux provider type (did you mean \"slack\"?",
+        "providers.yaml:1: Provider/flux-system/slack: spec.timeout \"1h\" must be a duration",
+        "providers.yaml:6: Provider/flux-system/github: spec.commitStatusExpr does not compile",
+        "providers.yaml:15: Provider/flux-system/pagerduty: pagerduty: empty routing key",
+        "providers.yaml:20: Provider/flux-system/dispatch: githubdispatch: github token or github app details must be specified",
+    ];
+    for line in expected {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(line)),
+            "{line}\n---\n{stdout}"
+        );
+    }
+    // The List's Alert is read (it names an existing Provider: no problem of its own).
+    assert!(!stdout.contains("listed"), "{stdout}");
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        summary.contains("2 alerts, 2 providers, 1 secrets"),
+        "{summary}"
+    );
+    assert!(summary.contains("7 problems"), "{summary}");
 }
 
 #[test]
@@ -139,19 +203,19 @@ fn validate_prints_warnings_and_passes() {
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(
         lines[0].starts_with(
-            "warning: alerts.yaml: Alert/flux-system/platform: spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind, not one of Flux's (Bucket, GitRepository,"
+            "warning: alerts.yaml:1: Alert/flux-system/platform: spec.eventSources[1].kind \"FluxInstance\" is a Flux Operator kind, not one of Flux's (Bucket, GitRepository,"
         ),
         "{stdout}"
     );
     assert!(
         lines[1].starts_with(
-            "warning: providers.yaml: Provider/flux-system/slack: spec.channel holds the variable ${SLACK_CHANNEL}; Flux's kustomize-controller substitutes it"
+            "warning: providers.yaml:1: Provider/flux-system/slack: spec.channel holds the variable ${SLACK_CHANNEL}; Flux's kustomize-controller substitutes it"
         ),
         "{stdout}"
     );
     assert!(
         lines[2].starts_with(
-            "warning: providers.yaml: Secret/flux-system/slack: key address is SOPS-encrypted (ENC[...])"
+            "warning: providers.yaml:6: Secret/flux-system/slack: key address is SOPS-encrypted (ENC[...])"
         ),
         "{stdout}"
     );
@@ -231,6 +295,12 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     herald_tests::init();
     let hook = FakeServer::webhook().await;
     let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
+    // A Provider its type cannot send with: the sender's check lists it on /readyz.
+    std::fs::write(
+        dir.path().join("pagerduty.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: pd, namespace: apps}\nspec: {type: pagerduty, address: 'https://events.pagerduty.com'}\n",
+    )
+    .unwrap();
     let (port, admin) = (
         herald_tests::process::free_port(),
         herald_tests::process::free_port(),
@@ -261,6 +331,18 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
     assert_eq!(response.status(), 202);
     let requests = hook.wait_for(1).await;
     assert_eq!(requests[0].json()["message"], "applied");
+    let readyz = http
+        .get(format!("http://127.0.0.1:{admin}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        readyz.contains("pagerduty.yaml:1: Provider/apps/pd: pagerduty: empty routing key"),
+        "{readyz}"
+    );
 
     herald_tests::process::sigterm(child.id().expect("pid"));
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
@@ -552,4 +634,76 @@ async fn a_nats_url_list_reaches_a_cluster_and_a_restart_updates_the_consumers()
         "{}",
         String::from_utf8_lossy(&listed.stderr)
     );
+}
+
+/// Starts `herald standalone` on `dir`'s catalog with its store in `data`.
+fn standalone_with_data(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    port: u16,
+    admin: u16,
+) -> tokio::process::Child {
+    tokio::process::Command::new(HERALD)
+        .arg("standalone")
+        .arg("--config-dir")
+        .arg(dir)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--grpc-listen", "off", "--shutdown-grace", "5s"])
+        .args(["--retry-base", "200ms", "--retry-max", "1s"])
+        .env_remove("HERALD_NATS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald standalone")
+}
+
+#[tokio::test]
+async fn standalone_with_a_data_dir_keeps_what_it_accepted_across_a_restart() {
+    herald_tests::init();
+    let hook = FakeServer::webhook().await;
+    // The destination is down: the delivery waits in the store.
+    hook.set_default(Some(herald_tests::fake::Reply::status(503)));
+    let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
+    let data = tempfile::tempdir().unwrap();
+    let (port, admin) = (
+        herald_tests::process::free_port(),
+        herald_tests::process::free_port(),
+    );
+    let mut first = standalone_with_data(dir.path(), data.path(), port, admin);
+    herald_tests::process::wait_ready(admin, "standalone").await;
+    let body = r#"{"involvedObject":{"kind":"Kustomization","namespace":"apps","name":"web","apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
+                   "severity":"error","message":"kept across a restart","reason":"BuildFailed","reportingController":"kustomize-controller","timestamp":"2024-01-01T00:00:00Z"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    hook.wait_for(1).await;
+    herald_tests::process::sigterm(first.id().expect("pid"));
+    tokio::time::timeout(Duration::from_secs(15), first.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(data.path().join("jetstream").is_dir(), "the store is kept");
+
+    // Back up, destination too: what was accepted before is delivered.
+    hook.set_default(None);
+    let before = hook.requests().len();
+    let mut second = standalone_with_data(dir.path(), data.path(), port, admin);
+    herald_tests::process::wait_ready(admin, "standalone again").await;
+    let delivered = herald_tests::eventually("delivered after the restart", || async {
+        hook.requests()
+            .into_iter()
+            .skip(before)
+            .find(|r| r.answered == 200)
+    })
+    .await;
+    assert_eq!(delivered.json()["message"], "kept across a restart");
+    second.kill().await.ok();
 }

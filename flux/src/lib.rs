@@ -16,10 +16,12 @@ pub mod event;
 pub mod git;
 pub mod gojson;
 pub mod gotime;
+pub mod lint;
 pub mod matching;
 pub mod metadata;
 pub mod objects;
 pub mod provider_type;
+pub mod suggest;
 
 pub use event::{DecodeError, FluxEvent, InvolvedObject};
 pub use gotime::GoTime;

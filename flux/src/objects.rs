@@ -315,10 +315,16 @@ impl Object {
     ///
     /// The first rule broken, in words the author can act on.
     pub fn validate(&self) -> Result<(), String> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every rule of its kind the object breaks (see [`Object::validate`]).
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
         match self {
-            Self::Alert(a) => a.validate(),
-            Self::Provider(p) => p.validate(),
-            Self::Secret(_) => Ok(()),
+            Self::Alert(a) => a.problems(),
+            Self::Provider(p) => p.problems(),
+            Self::Secret(_) => Vec::new(),
         }
     }
 
@@ -496,12 +502,19 @@ impl Alert {
     ///
     /// The first rule broken, in words the author can act on.
     pub fn validate(&self) -> Result<(), String> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every CRD rule the spec breaks, in words the author can act on.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
         let spec = &self.spec;
+        let mut problems = Vec::new();
         if spec.provider_ref.name.is_empty() {
-            return Err("spec.providerRef.name is required".to_owned());
+            problems.push("spec.providerRef.name is required".to_owned());
         }
         if !matches!(spec.event_severity.as_str(), "" | "info" | "error") {
-            return Err(format!(
+            problems.push(format!(
                 "spec.eventSeverity {:?} must be \"info\" or \"error\"",
                 spec.event_severity
             ));
@@ -509,23 +522,23 @@ impl Alert {
         for (i, source) in spec.event_sources.iter().enumerate() {
             // A kind outside Flux's enum is a warning (see `warnings`).
             if source.kind.is_empty() {
-                return Err(format!("spec.eventSources[{i}].kind is required"));
+                problems.push(format!("spec.eventSources[{i}].kind is required"));
             }
             if source.name.is_empty() || source.name.len() > 253 {
-                return Err(format!(
+                problems.push(format!(
                     "spec.eventSources[{i}].name must have 1 to 253 characters"
                 ));
             }
             if source.namespace.len() > 253 {
-                return Err(format!(
+                problems.push(format!(
                     "spec.eventSources[{i}].namespace must have at most 253 characters"
                 ));
             }
         }
         if spec.summary.len() > 255 {
-            return Err("spec.summary must have at most 255 characters".to_owned());
+            problems.push("spec.summary must have at most 255 characters".to_owned());
         }
-        Ok(())
+        problems
     }
 
     /// What is accepted but differs from Flux's own CRD: event source kinds
@@ -622,13 +635,25 @@ impl Provider {
     ///
     /// The first rule broken, in words the author can act on.
     pub fn validate(&self) -> Result<(), String> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every rule the spec breaks (the CRD's, and a `commitStatusExpr` that
+    /// does not compile), in words the author can act on.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
         let spec = &self.spec;
+        let mut problems = Vec::new();
+        let provider_type = self.provider_type();
         if spec.type_.is_empty() {
-            return Err("spec.type is required".to_owned());
-        }
-        let Some(provider_type) = self.provider_type() else {
-            return Err(format!(
-                "spec.type {:?} is not a Flux provider type (one of {})",
+            problems.push("spec.type is required".to_owned());
+        } else if provider_type.is_none() {
+            let suggestion =
+                crate::suggest::closest(&spec.type_, ProviderType::ALL.iter().map(|t| t.as_str()))
+                    .map(|s| format!("did you mean {s:?}? "))
+                    .unwrap_or_default();
+            problems.push(format!(
+                "spec.type {:?} is not a Flux provider type ({suggestion}one of {})",
                 spec.type_,
                 ProviderType::ALL
                     .iter()
@@ -636,7 +661,7 @@ impl Provider {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-        };
+        }
         for (field, value) in [
             ("address", &spec.address),
             ("channel", &spec.channel),
@@ -644,14 +669,14 @@ impl Provider {
             ("proxy", &spec.proxy),
         ] {
             if value.len() > 2048 {
-                return Err(format!("spec.{field} must have at most 2048 characters"));
+                problems.push(format!("spec.{field} must have at most 2048 characters"));
             }
         }
         if !spec.timeout.is_empty() {
             let valid = !spec.timeout.contains('h')
                 && crate::duration::parse(&spec.timeout).is_ok_and(|d| !d.is_zero());
             if !valid {
-                return Err(format!(
+                problems.push(format!(
                     "spec.timeout {:?} must be a duration in ms, s or m such as \"30s\"",
                     spec.timeout
                 ));
@@ -661,20 +686,26 @@ impl Provider {
             spec.proxy.starts_with("http://") || spec.proxy.starts_with("https://");
         if !spec.proxy.is_empty() && !proxy_scheme_ok {
             // The value may hold credentials: never repeat it.
-            return Err("spec.proxy must start with http:// or https://".to_owned());
+            problems.push("spec.proxy must start with http:// or https://".to_owned());
         }
-        if !spec.commit_status_expr.is_empty() && !provider_type.is_commit_status() {
-            return Err(format!(
-                "spec.commitStatusExpr is only allowed for the types {}",
-                ProviderType::ALL
-                    .iter()
-                    .filter(|t| t.is_commit_status())
-                    .map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        if !spec.commit_status_expr.is_empty() {
+            if provider_type.is_some_and(|t| !t.is_commit_status()) {
+                problems.push(format!(
+                    "spec.commitStatusExpr is only allowed for the types {}",
+                    ProviderType::ALL
+                        .iter()
+                        .filter(|t| t.is_commit_status())
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            } else if let Err(error) =
+                crate::git::CommitStatusExpr::compile(&spec.commit_status_expr)
+            {
+                problems.push(format!("spec.commitStatusExpr does not compile: {error}"));
+            }
         }
-        Ok(())
+        problems
     }
 }
 
@@ -738,6 +769,38 @@ pub fn parse_documents(
     text: &str,
     default_namespace: &str,
 ) -> Result<Vec<Result<Object, ParseError>>, String> {
+    Ok(parse(text, default_namespace, false)?
+        .into_iter()
+        .map(|located| located.result)
+        .collect())
+}
+
+/// An object read from a manifest text: where its document starts, the
+/// object (or why it cannot be read), and the fields an API server would
+/// refuse (with their lines). An object with unknown fields is not used.
+#[derive(Debug)]
+pub struct Located {
+    /// The 1-based line its document starts at, when known.
+    pub line: Option<usize>,
+    pub result: Result<Object, ParseError>,
+    /// Unknown fields: their line, and what is wrong.
+    pub unknown: Vec<(Option<usize>, String)>,
+}
+
+/// As [`parse_documents`], with each object's line and its unknown fields
+/// (what `herald validate` and a folder catalog report).
+///
+/// # Errors
+///
+/// A YAML syntax error fails the whole text, with the parser's message.
+pub fn parse_documents_located(
+    text: &str,
+    default_namespace: &str,
+) -> Result<Vec<Located>, String> {
+    parse(text, default_namespace, true)
+}
+
+fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>, String> {
     let headers = read_all::<Header>(text);
     let wanted = |h: &Result<Header, String>, kind: &str| match h {
         Ok(h) => h.kind == kind && kind_matches(&h.api_version, &h.kind),
@@ -759,6 +822,35 @@ pub fn parse_documents(
     } else {
         Vec::new()
     };
+    let lists = headers.iter().any(|h| {
+        h.as_ref()
+            .is_ok_and(|h| h.kind == "List" && h.api_version == "v1")
+    });
+    let values = if lint || lists {
+        read_all::<serde_json::Value>(text)
+    } else {
+        Vec::new()
+    };
+    let lines = if lint {
+        crate::lint::document_lines(text)
+    } else {
+        Vec::new()
+    };
+    let line_of_doc = |i: usize| (lines.len() == headers.len()).then(|| lines[i]);
+    let unknown_of = |value: Option<&serde_json::Value>, from: Option<usize>| {
+        if !lint {
+            return Vec::new();
+        }
+        value
+            .map(crate::lint::unknown_fields)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| {
+                let line = from.and_then(|from| crate::lint::line_of(text, from, &u.field));
+                (line.or(from), u.reason)
+            })
+            .collect()
+    };
     let mut out = Vec::new();
     for (i, header) in headers.iter().enumerate() {
         let header = match header {
@@ -771,6 +863,55 @@ pub fn parse_documents(
                 continue;
             }
         };
+        let line = line_of_doc(i);
+        let value = values.get(i).and_then(|v| v.as_ref().ok());
+        if header.kind == "List" && header.api_version == "v1" {
+            // `kubectl get -o yaml` writes a List of the objects.
+            let items = value
+                .and_then(|v| v.get("items"))
+                .and_then(|v| v.as_array());
+            for item in items.into_iter().flatten() {
+                let Some(result) = parse_value(item, default_namespace).or_else(|| {
+                    let kind = item
+                        .get("kind")
+                        .and_then(|k| k.as_str())
+                        .unwrap_or_default();
+                    let api_version = item
+                        .get("apiVersion")
+                        .and_then(|k| k.as_str())
+                        .unwrap_or_default();
+                    kind_matches(api_version, kind).then(|| {
+                        let name = item
+                            .pointer("/metadata/name")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or_default();
+                        Err(ParseError {
+                            object: format!("{kind}/{name}"),
+                            reason: "a field does not have the type its schema gives it".to_owned(),
+                        })
+                    })
+                }) else {
+                    continue;
+                };
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_default();
+                let item_line = line.filter(|_| !name.is_empty()).and_then(|from| {
+                    text.lines()
+                        .enumerate()
+                        .skip(from - 1)
+                        .find(|(_, l)| l.contains("name:") && l.contains(name))
+                        .map(|(n, _)| n + 1)
+                });
+                out.push(Located {
+                    line: item_line.or(line),
+                    result,
+                    unknown: unknown_of(Some(item), item_line.or(line)),
+                });
+            }
+            continue;
+        }
         if !kind_matches(&header.api_version, &header.kind) {
             continue;
         }
@@ -779,7 +920,11 @@ pub fn parse_documents(
             "Provider" => take(&providers, i, provider_of),
             _ => take(&secrets, i, secret_of),
         };
-        out.push(finish(header, i, taken, default_namespace));
+        out.push(Located {
+            line,
+            result: finish(header, i, taken, default_namespace),
+            unknown: unknown_of(value, line),
+        });
     }
     Ok(out)
 }

@@ -24,6 +24,9 @@ pub struct ServerSettings {
     pub max_payload: usize,
     /// `jetstream.max_file_store`: the whole store's size, when limited.
     pub max_file_store: Option<u64>,
+    /// A directory that keeps the store across restarts (created when
+    /// missing); a fresh temporary one, removed on drop, when `None`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -31,6 +34,7 @@ impl Default for ServerSettings {
         Self {
             max_payload: MAX_PAYLOAD,
             max_file_store: None,
+            data_dir: None,
         }
     }
 }
@@ -40,9 +44,27 @@ impl Default for ServerSettings {
 pub struct LocalNatsServer {
     binary: PathBuf,
     port: u16,
-    store: tempfile::TempDir,
+    store: Store,
     settings: ServerSettings,
     child: Option<Child>,
+}
+
+/// Where the server keeps its store, configuration and log.
+#[derive(Debug)]
+enum Store {
+    /// Removed when the server is dropped.
+    Temporary(tempfile::TempDir),
+    /// Kept: a restart finds every stream and bucket again.
+    Kept(PathBuf),
+}
+
+impl Store {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Temporary(dir) => dir.path(),
+            Self::Kept(dir) => dir,
+        }
+    }
 }
 
 /// Finds `nats-server`: `$HERALD_NATS_SERVER`, else the first on `PATH`.
@@ -131,7 +153,15 @@ impl LocalNatsServer {
     pub async fn start_with(settings: ServerSettings) -> anyhow::Result<Self> {
         let binary = find_binary()?;
         check_version(&binary).await?;
-        let store = tempfile::Builder::new().prefix("herald-nats-").tempdir()?;
+        let store = match &settings.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+                })?;
+                Store::Kept(dir.clone())
+            }
+            None => Store::Temporary(tempfile::Builder::new().prefix("herald-nats-").tempdir()?),
+        };
         let mut server = Self {
             binary,
             port: 0,

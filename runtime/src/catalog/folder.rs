@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use herald_flux::objects::{Object, parse_documents};
+use herald_flux::objects::{Located, Object, parse_documents_located};
 use tokio_util::sync::CancellationToken;
 
 use super::{Catalog, CatalogArgs, CatalogWriter, Problem, Snapshot};
@@ -159,29 +159,44 @@ fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRea
                 continue;
             }
         };
-        match parse_documents(&text, default_namespace) {
+        match parse_documents_located(&text, default_namespace) {
             Err(reason) => problems.push(Problem::error(
                 relative,
                 String::new(),
                 format!("invalid YAML: {reason}"),
             )),
-            Ok(results) => {
-                for result in results {
+            Ok(located) => {
+                for Located {
+                    line,
+                    result,
+                    unknown,
+                } in located
+                {
+                    // Problems name the file and the line of the object.
+                    let at = |line: Option<usize>| match line {
+                        Some(line) => PathBuf::from(format!("{}:{line}", relative.display())),
+                        None => relative.clone(),
+                    };
+                    let place = at(line);
                     match result {
+                        Ok(object) if !unknown.is_empty() => {
+                            // The API server refuses unknown fields: so does the folder.
+                            problems.extend(unknown.into_iter().map(|(line, reason)| {
+                                Problem::error(at(line), object.id(), reason)
+                            }));
+                        }
                         Ok(object) => {
                             // Kubernetes holds what Flux applied; a folder
                             // holds what Flux would apply.
                             problems.extend(object.unprocessed_values().into_iter().map(
-                                |reason| Problem::warning(relative.clone(), object.id(), reason),
+                                |reason| Problem::warning(place.clone(), object.id(), reason),
                             ));
                             problems.extend(label_selectors(&object).into_iter().map(|reason| {
-                                Problem::warning(relative.clone(), object.id(), reason)
+                                Problem::warning(place.clone(), object.id(), reason)
                             }));
-                            objects.push((relative.clone(), object));
+                            objects.push((place, object));
                         }
-                        Err(e) => {
-                            problems.push(Problem::error(relative.clone(), e.object, e.reason))
-                        }
+                        Err(e) => problems.push(Problem::error(place, e.object, e.reason)),
                     }
                 }
             }
@@ -228,8 +243,14 @@ mod tests {
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("c.yaml: invalid YAML"));
-        assert!(problems[1].starts_with("sub/b.yml: Alert/n/a: spec.eventSources[0].kind"));
-        assert!(problems[2].starts_with("sub/b.yml: Provider/n/p: already defined in a.yaml"));
+        assert!(
+            problems[2].starts_with("sub/b.yml:6: Alert/n/a: spec.eventSources[0].kind"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("sub/b.yml:1: Provider/n/p: already defined in a.yaml:1"),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -250,7 +271,7 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].contains(
-                "a.yaml: Alert/n/a: eventSources[1] (HelmRelease/*) selects by matchLabels"
+                "a.yaml:6: Alert/n/a: eventSources[1] (HelmRelease/*) selects by matchLabels"
             ),
             "{problems:?}"
         );
@@ -273,13 +294,11 @@ mod tests {
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
         assert_eq!(snapshot.problem_counts(), (0, 2), "{problems:?}");
         assert!(problems[0].starts_with(
-            "warning: p.yaml: Provider/n/p: spec.channel holds the variable ${CHANNEL}"
+            "warning: p.yaml:1: Provider/n/p: spec.channel holds the variable ${CHANNEL}"
         ));
-        assert!(
-            problems[1].starts_with(
-                "warning: p.yaml: Secret/n/s: key address is SOPS-encrypted (ENC[...])"
-            )
-        );
+        assert!(problems[1].starts_with(
+            "warning: p.yaml:6: Secret/n/s: key address is SOPS-encrypted (ENC[...])"
+        ));
     }
 
     #[tokio::test]

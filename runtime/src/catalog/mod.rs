@@ -143,8 +143,9 @@ pub enum Severity {
 pub struct Problem {
     /// Whether the object (or file) is left out.
     pub severity: Severity,
-    /// Where the object came from: the file, relative to the folder (empty
-    /// for a source without files).
+    /// Where the object came from: the file, relative to the folder, and
+    /// the line its document starts at when known (`alerts.yaml:12`); empty
+    /// for a source without files.
     pub file: PathBuf,
     /// `Kind/namespace/name`, or empty when the whole file is unreadable.
     pub object: String,
@@ -174,6 +175,18 @@ impl Problem {
             file,
             object,
             reason,
+        }
+    }
+
+    /// The file and the line (0 when unknown), for ordering: `a.yaml:9`
+    /// before `a.yaml:12`.
+    fn place(&self) -> (&str, usize) {
+        let text = self.file.to_str().unwrap_or_default();
+        match text.rsplit_once(':') {
+            Some((file, line)) if line.bytes().all(|b| b.is_ascii_digit()) && !line.is_empty() => {
+                (file, line.parse().unwrap_or(0))
+            }
+            _ => (text, 0),
         }
     }
 
@@ -363,8 +376,14 @@ impl Snapshot {
                     .into_iter()
                     .map(|reason| Problem::warning(file.clone(), object.id(), reason)),
             );
-            if let Err(reason) = object.validate() {
-                problems.push(Problem::error(file, object.id(), reason));
+            let broken = object.problems();
+            if !broken.is_empty() {
+                let id = object.id();
+                problems.extend(
+                    broken
+                        .into_iter()
+                        .map(|reason| Problem::error(file.clone(), id.clone(), reason)),
+                );
                 continue;
             }
             match object {
@@ -434,7 +453,7 @@ impl Snapshot {
             }
         }
         // Per file, errors first.
-        problems.sort_by(|a, b| (&a.file, a.severity).cmp(&(&b.file, b.severity)));
+        problems.sort_by(|a, b| (a.place(), a.severity).cmp(&(b.place(), b.severity)));
         Self {
             alerts: AlertIndex::new(compiled),
             providers,
@@ -464,6 +483,26 @@ impl Snapshot {
     #[must_use]
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         self.secrets.get(namespace, name).cloned()
+    }
+
+    /// Every Provider with the file (and line) it came from, sorted by
+    /// namespace and name.
+    pub fn providers(&self) -> impl Iterator<Item = (&Arc<Provider>, &Path)> {
+        self.providers
+            .objects
+            .iter()
+            .zip(self.providers.files.iter().map(PathBuf::as_path))
+    }
+
+    /// Adds problems found after the snapshot was built (see
+    /// [`install_checks`]), keeping the order: per file, errors first.
+    pub fn add_problems(&mut self, problems: Vec<Problem>) {
+        if problems.is_empty() {
+            return;
+        }
+        self.problems.extend(problems);
+        self.problems
+            .sort_by(|a, b| (a.place(), a.severity).cmp(&(b.place(), b.severity)));
     }
 
     /// How many problems are errors and how many are warnings.
@@ -530,6 +569,17 @@ impl Extras {
             members: ArcSwap::default(),
         }
     }
+}
+
+/// Checks that need what only a service that sends knows (each provider
+/// type's settings): installed once per process by that service, run on
+/// every snapshot a source publishes, so their findings are on `/readyz`
+/// and in the objects' Kubernetes status like the catalog's own.
+static EXTRA_CHECKS: OnceLock<fn(&Snapshot) -> Vec<Problem>> = OnceLock::new();
+
+/// Installs the process's extra checks (the first installed stays).
+pub fn install_checks(check: fn(&Snapshot) -> Vec<Problem>) {
+    EXTRA_CHECKS.set(check).ok();
 }
 
 /// The read side: the snapshot in force now. Cheap to clone.
@@ -746,7 +796,11 @@ impl CatalogWriter {
         served_kinds: Option<&[String]>,
     ) -> Arc<Snapshot> {
         let before = self.catalog.snapshot();
-        let snapshot = Snapshot::build(objects, problems, served_kinds, Some(&before));
+        let mut snapshot = Snapshot::build(objects, problems, served_kinds, Some(&before));
+        if let Some(check) = EXTRA_CHECKS.get() {
+            let found = check(&snapshot);
+            snapshot.add_problems(found);
+        }
         let (alerts, providers, secrets) = snapshot.counts();
         let (errors, warnings) = snapshot.problem_counts();
         tracing::info!(

@@ -1,0 +1,138 @@
+//! What the catalog alone cannot check about a Provider: whether its
+//! type can send with the settings and Secret keys it has (a `github`
+//! Provider whose Secret holds neither a token nor App keys, a `pagerduty`
+//! Provider without a routing key, a proxy Secret without an address). Each
+//! Provider is resolved against its Secrets and planned for a sample error
+//! event, as a delivery would be; what stops it is a problem, found before
+//! the first event instead of at the first dead letter. `herald validate`
+//! and every service that sends run it (see
+//! [`herald_runtime::catalog::install_checks`]).
+
+use herald_flux::FluxEvent;
+use herald_runtime::Snapshot;
+use herald_runtime::catalog::Problem;
+
+use crate::config::{ResolveError, resolve};
+use crate::providers::{self, AlertIdentity, Input};
+
+/// An error event every provider type would send: about an object with a
+/// uid, a commit and a change request.
+fn sample_event() -> FluxEvent {
+    let mut event = FluxEvent::from_json(
+        br#"{"involvedObject":{"kind":"Kustomization","namespace":"flux-system","name":"check",
+            "uid":"00000000-0000-4000-8000-000000000000",
+            "apiVersion":"kustomize.toolkit.fluxcd.io/v1"},
+            "severity":"error","reason":"HealthCheckFailed","message":"check",
+            "timestamp":"2024-01-01T00:00:00Z","reportingController":"kustomize-controller"}"#,
+    )
+    .unwrap_or_default();
+    for (key, value) in [
+        (
+            "revision",
+            "main@sha1:0000000000000000000000000000000000000000",
+        ),
+        ("change_request", "1"),
+    ] {
+        event.metadata.insert(key.to_owned(), value.to_owned());
+    }
+    event
+}
+
+/// The problems of every Provider in `snapshot` that its type cannot send
+/// with. What the catalog already reported about a Provider or its Secrets
+/// (a Secret that does not exist, a SOPS-encrypted or `${VAR}` value) is not
+/// repeated in other words.
+#[must_use]
+pub fn provider_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    let event = sample_event();
+    let alert = AlertIdentity::default();
+    let identifier = || Ok("check".to_owned());
+    let reported: std::collections::HashSet<&str> = snapshot
+        .problems
+        .iter()
+        .map(|p| p.object.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for (provider, file) in snapshot.providers() {
+        let id = format!("Provider/{}", provider.key());
+        let namespace = &provider.meta.namespace;
+        let spec = &provider.spec;
+        let secrets = [
+            &spec.secret_ref,
+            &spec.cert_secret_ref,
+            &spec.proxy_secret_ref,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| format!("Secret/{namespace}/{}", r.name));
+        if reported.contains(id.as_str())
+            || secrets.into_iter().any(|s| reported.contains(s.as_str()))
+        {
+            continue;
+        }
+        let resolved = match resolve(provider, snapshot) {
+            Ok(resolved) => resolved,
+            Err(ResolveError::MissingSecret { .. }) => continue,
+            Err(error) => {
+                out.push(Problem::error(file.to_owned(), id, error.to_string()));
+                continue;
+            }
+        };
+        let planned = providers::plan(&Input {
+            event: &event,
+            alert: &alert,
+            resolved: &resolved,
+            identifier: &identifier,
+        });
+        if let Err(error) = planned {
+            out.push(Problem::error(file.to_owned(), id, error.to_string()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_flux::objects::parse_documents;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        let objects = parse_documents(yaml, "ns")
+            .unwrap()
+            .into_iter()
+            .map(|o| (std::path::PathBuf::from("p.yaml"), o.unwrap()))
+            .collect();
+        let snapshot = Snapshot::from_objects(objects, Vec::new());
+        provider_problems(&snapshot)
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    const P: &str = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n";
+
+    #[test]
+    fn providers_their_type_cannot_send_with_are_named_and_usable_ones_are_not() {
+        let yaml = format!(
+            "{P}metadata: {{name: gh}}\nspec: {{type: github, address: 'https://github.com/o/r', secretRef: {{name: empty}}}}\n---\n\
+             {P}metadata: {{name: pd}}\nspec: {{type: pagerduty, address: 'https://events.pagerduty.com'}}\n---\n\
+             {P}metadata: {{name: ok}}\nspec: {{type: generic, address: 'https://hooks.example/x'}}\n---\n\
+             {P}metadata: {{name: gone}}\nspec: {{type: slack, secretRef: {{name: missing}}}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: empty}}\nstringData: {{other: x}}\n"
+        );
+        let found = problems(&yaml);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("p.yaml: Provider/ns/gh: "),
+            "{found:?}"
+        );
+        assert!(
+            found[0].contains("github token or github app details must be specified"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("p.yaml: Provider/ns/pd: "),
+            "{found:?}"
+        );
+    }
+}
