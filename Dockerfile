@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Herald: the one `herald` binary on a distroless base.
-#   docker build -t herald .
+#   docker build -t herald --build-arg HERALD_COMMIT="$(git rev-parse --short HEAD)" .
 #   docker run --rm herald --help
 # The subcommand (ingest, router, sender, standalone, validate DIR) is the
 # container's command; every flag can also be set by its HERALD_* variable.
@@ -8,6 +8,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
+# .git is not copied: the commit herald_build_info names comes from here.
+ARG HERALD_COMMIT=unknown
+ENV HERALD_COMMIT=${HERALD_COMMIT}
 # The caches keep the registry and build artifacts between builds (BuildKit);
 # the binary is copied out of the cached target folder in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -303,6 +303,11 @@ struct Common {
     /// `cluster="_other"`, so a large fleet cannot grow the series unbounded.
     #[arg(long, env = "HERALD_METRICS_CLUSTER_LIMIT", default_value_t = herald_runtime::metrics::CLUSTER_LABELS)]
     metrics_cluster_limit: usize,
+    /// How many Providers get `provider_namespace` and `provider_name` label
+    /// values of their own on the per-Provider metrics; later ones count
+    /// under `_other`.
+    #[arg(long, env = "HERALD_METRICS_PROVIDER_LIMIT", default_value_t = herald_runtime::metrics::PROVIDER_LABELS)]
+    metrics_provider_limit: usize,
     #[command(flatten)]
     listeners: ListenerArgs,
 }
@@ -706,7 +711,9 @@ async fn run(
     let cancel = CancellationToken::new();
     herald_runtime::shutdown::cancel_on_signal(cancel.clone());
     let readiness = Readiness::default();
-    let metrics = Metrics::new().with_cluster_limit(common.metrics_cluster_limit);
+    let metrics = Metrics::new()
+        .with_cluster_limit(common.metrics_cluster_limit)
+        .with_provider_limit(common.metrics_provider_limit);
     readiness.register("nats");
     // Not ready before every service of this process is built.
     readiness.register("started");

@@ -167,7 +167,7 @@ async fn one_trace_follows_an_event_to_both_providers_and_its_retry() {
         "herald_alerts_matched_total 2",
         r#"herald_deliveries_published_total{provider_type="slack",cluster="default"} 1"#,
         r#"herald_deliveries_published_total{provider_type="generic",cluster="default"} 1"#,
-        r#"herald_deliveries_total{provider_type="generic",outcome="retry",cluster="default"} 1"#,
+        r#"herald_delivery_attempts_total{provider_type="generic",outcome="retry",cluster="default"} 1"#,
         r#"herald_deliveries_total{provider_type="slack",outcome="delivered",cluster="default"} 1"#,
         r#"herald_provider_request_duration_seconds_count{provider_type="generic"} 2"#,
         r#"herald_delivery_latency_seconds_count{provider_type="slack",cluster="default"} 1"#,

@@ -175,6 +175,12 @@ impl App {
                     .await;
             }
         });
+        tokio::spawn({
+            let metrics = self.router.metrics.clone();
+            let catalog = self.router.catalog.clone();
+            let cancel = cancel.clone();
+            async move { metrics.watch_catalog(catalog, cancel).await }
+        });
         tokio::spawn(self.deliveries_budget.clone().watch(
             self.router.nats.jetstream.clone(),
             BUDGET_POLL,

@@ -115,6 +115,8 @@ struct Outgoing {
     provider_type: String,
     /// Set on dead letters.
     dead_reason: Option<String>,
+    /// Why a dead letter was made, as counted: `provider_missing`, `oversize`.
+    dead_cause: &'static str,
     /// The catalog the Alert and Provider come from (`""`: the hub's).
     scope: String,
 }
@@ -354,6 +356,7 @@ impl Router {
                         subject,
                         provider_type,
                         reason,
+                        cause: "oversize",
                     },
                     delivery,
                     max_payload,
@@ -373,6 +376,7 @@ impl Router {
                 payload: Bytes::from(delivery.encode_to_vec()),
                 provider_type,
                 dead_reason: None,
+                dead_cause: "",
                 scope: scope.to_owned(),
             });
         }
@@ -443,13 +447,17 @@ impl Router {
                 drop(span);
                 acked
             });
-            types.push(out.provider_type);
+            types.push((out.provider_type, out.dead_cause));
         }
         try_join_all(acks)
             .await
             .map_err(|e| RouteError::publish(&e))?;
-        for provider_type in types {
-            self.metrics.published(&provider_type, cluster);
+        for (provider_type, dead_cause) in types {
+            if dead_cause.is_empty() {
+                self.metrics.published(&provider_type, cluster);
+            } else {
+                self.metrics.router_dead_letter(dead_cause);
+            }
         }
         Ok(())
     }
@@ -465,6 +473,8 @@ struct Dead {
     subject: String,
     dead_subject: String,
     provider_type: String,
+    /// Why, as counted (`herald_router_dead_letters_total`).
+    cause: &'static str,
     reason: String,
 }
 
@@ -489,6 +499,7 @@ fn missing_provider(
         dead_subject: names::dead_subject("unknown", &namespace, provider_name),
         provider_type: "unknown".to_owned(),
         reason,
+        cause: "provider_missing",
     };
     let delivery = Delivery {
         id,
@@ -537,6 +548,7 @@ fn dead_letter(dead: Dead, delivery: Delivery, max_payload: usize) -> Outgoing {
         msg_id: format!("dead:{id}"),
         event_id,
         dead_reason: Some(letter.reason.clone()),
+        dead_cause: dead.cause,
         payload: Bytes::from(letter.encode_to_vec()),
         provider_type: dead.provider_type,
         scope,

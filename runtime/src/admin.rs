@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, text};
 use crate::serve::{self, Deadlines, Protocol};
 
 #[derive(Clone)]
@@ -38,14 +38,28 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     (status, report.to_text())
 }
 
-async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+/// OpenMetrics for scrapers that ask for it in `Accept`, the Prometheus text
+/// format (0.0.4) for everyone else.
+async fn metrics_text(State(state): State<AdminState>, headers: HeaderMap) -> impl IntoResponse {
+    // Sampled here, so the connection state is as of the scrape.
+    state
+        .metrics
+        .nats_connected
+        .set(i64::from(state.readiness.is_set("nats")));
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    if text::wants_openmetrics(accept) {
+        (
+            [(header::CONTENT_TYPE, text::OPENMETRICS_CONTENT_TYPE)],
+            state.metrics.encode(),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, text::PROMETHEUS_CONTENT_TYPE)],
+            state.metrics.encode_prometheus(),
+        )
+    }
 }
 
 /// A bound admin listener.

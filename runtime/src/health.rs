@@ -48,6 +48,12 @@ impl Readiness {
         }
     }
 
+    /// Whether the check `check` is ready (`false` when it is not declared).
+    #[must_use]
+    pub fn is_set(&self, check: &str) -> bool {
+        self.lock().checks.get(check).copied().unwrap_or(false)
+    }
+
     /// Ready when every check is; no checks means not ready.
     #[must_use]
     pub fn report(&self) -> Report {

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod budget;
+pub mod build;
 pub mod catalog;
 pub mod clusters;
 pub mod consume;

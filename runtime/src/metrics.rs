@@ -1,7 +1,15 @@
 //! Prometheus metrics of every Herald service, served on `/metrics`.
+//!
+//! Labels that come from the outside (clusters, Providers) are bounded: the
+//! first N values seen get a series of their own, the rest share `_other`,
+//! so a large fleet or catalog cannot grow the series without bound. No label
+//! ever holds a secret (addresses, tokens and channels stay out; a Provider
+//! is named by namespace and name only).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+mod bounded;
+pub mod text;
+
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use bounded::Bounded;
 
 /// Label set `reason`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,14 +79,61 @@ pub const CLUSTER_LABELS: usize = 200;
 /// The `cluster` label value of the clusters past the limit.
 pub const OTHER_CLUSTERS: &str = "_other";
 
-/// The clusters that have a label value of their own, first come first
-/// served, up to a limit: a fleet of thousands cannot grow the series
-/// without bound.
-#[derive(Debug)]
-struct ClusterNames {
-    limit: usize,
-    named: Mutex<HashSet<String>>,
+/// How many Providers get label values of their own on the per-Provider
+/// metrics, by default; Providers seen after them count under
+/// [`OTHER_PROVIDERS`] (`provider_namespace` and `provider_name`).
+pub const PROVIDER_LABELS: usize = 500;
+
+/// The `provider_namespace` and `provider_name` label values of the Providers
+/// past the limit.
+pub const OTHER_PROVIDERS: &str = "_other";
+
+/// Label set `provider_namespace`, `provider_name`, `provider_type`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderOutcomeLabels {
+    pub provider_namespace: String,
+    pub provider_name: String,
+    pub provider_type: String,
+    pub outcome: String,
 }
+
+/// Label set `provider_type`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderTypeOutcomeLabels {
+    pub provider_type: String,
+    pub outcome: String,
+}
+
+/// Label set `severity` (`error`, `warning`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeverityLabels {
+    pub severity: String,
+}
+
+/// Label set `version`, `commit`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub commit: String,
+}
+
+/// The upper bounds (seconds) of `herald_delivery_latency_seconds`: from a
+/// millisecond to a day, the default `--max-age` of a delivery, past which it
+/// is dead rather than delivered (a longer `--max-age` lands in `+Inf`).
+pub const DELIVERY_LATENCY_BUCKETS: [f64; 23] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0, 86400.0,
+];
+
+/// The upper bounds (seconds) of `herald_pacing_wait_seconds`: waits in the
+/// sender (up to `--pace-max-wait`) and delays of put-back deliveries (up
+/// to a destination's `Retry-After`).
+pub const PACING_WAIT_BUCKETS: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// How often the dead-letter depth and the catalog's problems are sampled.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Label set `edge`: the cluster the hub assigns an edge (`--edge`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,8 +165,30 @@ pub struct Metrics {
     pub deliveries_skipped: Family<ReasonClusterLabels, Counter>,
     /// Deliveries published by the router.
     pub deliveries_published: Family<ProviderClusterLabels, Counter>,
-    /// Send attempts by outcome: `delivered`, `retry`, `dead`.
+    /// Deliveries finished, by outcome: `delivered`, `dead`, `superseded`.
     pub deliveries: Family<OutcomeLabels, Counter>,
+    /// Send attempts, by outcome: `delivered`, `retry`, `dead`.
+    pub attempts: Family<OutcomeLabels, Counter>,
+    /// Deliveries finished, per Provider (bounded), by outcome.
+    pub provider_deliveries: Family<ProviderOutcomeLabels, Counter>,
+    /// Send attempts, per Provider (bounded), by outcome.
+    pub provider_attempts: Family<ProviderOutcomeLabels, Counter>,
+    /// Turns waited for a paced destination, by outcome: `waited` (in the
+    /// sender), `requeued` (put back on the queue).
+    pub pacing_waits: Family<ProviderTypeOutcomeLabels, Counter>,
+    /// Seconds of those waits.
+    pub pacing_wait: HistogramFamily,
+    /// Dead letters the router stored instead of a delivery, by reason:
+    /// `provider_missing`, `oversize`.
+    pub router_dead_letters: Family<ReasonLabels, Counter>,
+    /// Messages on HERALD_DEAD, as last sampled.
+    pub dead_letters: Gauge,
+    /// Problems of the catalog (and its member clusters'), by severity.
+    pub catalog_problems: Family<SeverityLabels, Gauge>,
+    /// 1 while the NATS connection is up (sampled at each scrape).
+    pub nats_connected: Gauge,
+    /// Always 1, labelled with the version and commit built.
+    pub build_info: Family<BuildLabels, Gauge>,
     /// Seconds from ingest's receipt to the provider's 2xx.
     pub delivery_latency: ClusterHistogramFamily,
     /// Seconds one provider call took.
@@ -135,7 +214,8 @@ pub struct Metrics {
     /// 1 while an edge's JetStream answers through the hub (its leaf node
     /// is linked), 0 while its events wait at the edge.
     pub edge_linked: Family<EdgeLabels, Gauge>,
-    clusters: Arc<ClusterNames>,
+    clusters: Arc<Bounded>,
+    providers: Arc<Bounded>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -144,8 +224,16 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn latency_histogram() -> Histogram {
+fn request_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+fn delivery_latency_histogram() -> Histogram {
+    Histogram::new(DELIVERY_LATENCY_BUCKETS)
+}
+
+fn pacing_wait_histogram() -> Histogram {
+    Histogram::new(PACING_WAIT_BUCKETS)
 }
 
 impl Default for Metrics {
@@ -172,8 +260,18 @@ impl Metrics {
             deliveries_skipped: Family::default(),
             deliveries_published: Family::default(),
             deliveries: Family::default(),
-            delivery_latency: Family::new_with_constructor(latency_histogram),
-            provider_request_duration: Family::new_with_constructor(latency_histogram),
+            attempts: Family::default(),
+            provider_deliveries: Family::default(),
+            provider_attempts: Family::default(),
+            pacing_waits: Family::default(),
+            pacing_wait: Family::new_with_constructor(pacing_wait_histogram),
+            router_dead_letters: Family::default(),
+            dead_letters: Gauge::default(),
+            catalog_problems: Family::default(),
+            nats_connected: Gauge::default(),
+            build_info: Family::default(),
+            delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
+            provider_request_duration: Family::new_with_constructor(request_histogram),
             consumer_pending: Family::default(),
             consumer_ack_pending: Family::default(),
             stream_bytes: Family::default(),
@@ -183,10 +281,8 @@ impl Metrics {
             oversize: Family::default(),
             tls_reloads: Family::default(),
             edge_linked: Family::default(),
-            clusters: Arc::new(ClusterNames {
-                limit: CLUSTER_LABELS,
-                named: Mutex::default(),
-            }),
+            clusters: Arc::new(Bounded::new(CLUSTER_LABELS)),
+            providers: Arc::new(Bounded::new(PROVIDER_LABELS)),
         };
         registry.register(
             "events_received",
@@ -230,8 +326,58 @@ impl Metrics {
         );
         registry.register(
             "deliveries",
-            "Send attempts by provider type and outcome",
+            "Deliveries finished, by provider type and outcome",
             m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Send attempts, by provider type and outcome",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "provider_deliveries",
+            "Deliveries finished, per Provider and outcome",
+            m.provider_deliveries.clone(),
+        );
+        registry.register(
+            "provider_attempts",
+            "Send attempts, per Provider and outcome",
+            m.provider_attempts.clone(),
+        );
+        registry.register(
+            "pacing_waits",
+            "Turns waited for a paced destination, in the sender or back on the queue",
+            m.pacing_waits.clone(),
+        );
+        registry.register(
+            "pacing_wait_seconds",
+            "Seconds a delivery waited for a paced destination's turn",
+            m.pacing_wait.clone(),
+        );
+        registry.register(
+            "router_dead_letters",
+            "Dead letters the router stored instead of a delivery, by reason",
+            m.router_dead_letters.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters kept on HERALD_DEAD, as last sampled",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "catalog_problems",
+            "Alerts, Providers and Secrets of the catalog with a problem, by severity",
+            m.catalog_problems.clone(),
+        );
+        registry.register(
+            "nats_connected",
+            "1 while the NATS connection is up, 0 while it is not",
+            m.nats_connected.clone(),
+        );
+        registry.register(
+            "build_info",
+            "Always 1: the version and commit of this Herald build",
+            m.build_info.clone(),
         );
         registry.register(
             "delivery_latency_seconds",
@@ -288,6 +434,19 @@ impl Metrics {
             "1 while an edge's JetStream answers through the hub, 0 while its link is down",
             m.edge_linked.clone(),
         );
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: crate::build::VERSION.to_owned(),
+                commit: crate::build::COMMIT.to_owned(),
+            })
+            .set(1);
+        for severity in ["error", "warning"] {
+            m.catalog_problems
+                .get_or_create(&SeverityLabels {
+                    severity: severity.to_owned(),
+                })
+                .set(0);
+        }
         m.registry = Arc::new(registry);
         m
     }
@@ -296,10 +455,15 @@ impl Metrics {
     /// [`CLUSTER_LABELS`]).
     #[must_use]
     pub fn with_cluster_limit(mut self, limit: usize) -> Self {
-        self.clusters = Arc::new(ClusterNames {
-            limit,
-            named: Mutex::default(),
-        });
+        self.clusters = Arc::new(Bounded::new(limit));
+        self
+    }
+
+    /// The same metrics, with `limit` Providers labelled by name (see
+    /// [`PROVIDER_LABELS`]).
+    #[must_use]
+    pub fn with_provider_limit(mut self, limit: usize) -> Self {
+        self.providers = Arc::new(Bounded::new(limit));
         self
     }
 
@@ -307,19 +471,23 @@ impl Metrics {
     /// fewer than the limit are named, [`OTHER_CLUSTERS`] after.
     #[must_use]
     pub fn cluster(&self, cluster: &str) -> String {
-        let mut named = self
-            .clusters
-            .named
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if named.contains(cluster) {
-            return cluster.to_owned();
+        if self.clusters.admit(cluster) {
+            cluster.to_owned()
+        } else {
+            OTHER_CLUSTERS.to_owned()
         }
-        if named.len() < self.clusters.limit {
-            named.insert(cluster.to_owned());
-            return cluster.to_owned();
+    }
+
+    /// The `provider_namespace` and `provider_name` label values of the
+    /// Provider `namespace/name`: its own while fewer than the limit are
+    /// named, [`OTHER_PROVIDERS`] for both after.
+    #[must_use]
+    pub fn provider(&self, namespace: &str, name: &str) -> (String, String) {
+        if self.providers.admit_pair(namespace, name) {
+            (namespace.to_owned(), name.to_owned())
+        } else {
+            (OTHER_PROVIDERS.to_owned(), OTHER_PROVIDERS.to_owned())
         }
-        OTHER_CLUSTERS.to_owned()
     }
 
     /// Counts an event stored on HERALD_EVENTS.
@@ -398,15 +566,136 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a send attempt's outcome.
-    pub fn delivery(&self, provider_type: &str, outcome: &str, cluster: &str) {
+    /// Counts a delivery that finished (`delivered`, `dead`, `superseded`),
+    /// by type and cluster and for its Provider `namespace/name`.
+    pub fn delivery(&self, to: &Sent<'_>, outcome: &str) {
         self.deliveries
             .get_or_create(&OutcomeLabels {
-                provider_type: provider_type.to_owned(),
+                provider_type: to.provider_type.to_owned(),
                 outcome: outcome.to_owned(),
-                cluster: self.cluster(cluster),
+                cluster: self.cluster(to.cluster),
             })
             .inc();
+        self.provider_deliveries
+            .get_or_create(&self.provider_labels(to, outcome))
+            .inc();
+    }
+
+    /// Counts a send attempt (`delivered`, `retry`, `dead`), by type and
+    /// cluster and for its Provider.
+    pub fn attempt(&self, to: &Sent<'_>, outcome: &str) {
+        self.attempts
+            .get_or_create(&OutcomeLabels {
+                provider_type: to.provider_type.to_owned(),
+                outcome: outcome.to_owned(),
+                cluster: self.cluster(to.cluster),
+            })
+            .inc();
+        self.provider_attempts
+            .get_or_create(&self.provider_labels(to, outcome))
+            .inc();
+    }
+
+    fn provider_labels(&self, to: &Sent<'_>, outcome: &str) -> ProviderOutcomeLabels {
+        let (provider_namespace, provider_name) = self.provider(to.namespace, to.name);
+        ProviderOutcomeLabels {
+            provider_namespace,
+            provider_name,
+            provider_type: to.provider_type.to_owned(),
+            outcome: outcome.to_owned(),
+        }
+    }
+
+    /// Counts a wait for a paced destination's turn (`waited` in the sender,
+    /// `requeued` on the queue) and observes how long it was.
+    pub fn pacing_wait(&self, provider_type: &str, outcome: &str, wait: std::time::Duration) {
+        self.pacing_waits
+            .get_or_create(&ProviderTypeOutcomeLabels {
+                provider_type: provider_type.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.pacing_wait
+            .get_or_create(&ProviderLabels {
+                provider_type: provider_type.to_owned(),
+            })
+            .observe(wait.as_secs_f64());
+    }
+
+    /// Counts a dead letter the router stored instead of a delivery.
+    pub fn router_dead_letter(&self, reason: &str) {
+        self.router_dead_letters
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the catalog's problem counts.
+    pub fn catalog_problems(&self, errors: usize, warnings: usize) {
+        for (severity, count) in [("error", errors), ("warning", warnings)] {
+            self.catalog_problems
+                .get_or_create(&SeverityLabels {
+                    severity: severity.to_owned(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Samples the problems of `catalog` and of its member clusters' every
+    /// [`SAMPLE_EVERY`] until `cancel` fires.
+    pub async fn watch_catalog(
+        &self,
+        catalog: crate::Catalog,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let (mut errors, mut warnings) = catalog.snapshot().problem_counts();
+            for member in catalog.members() {
+                if let Some(member) = catalog.member(&member) {
+                    let (e, w) = member.snapshot().problem_counts();
+                    errors += e;
+                    warnings += w;
+                }
+            }
+            self.catalog_problems(errors, warnings);
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(SAMPLE_EVERY) => {}
+            }
+        }
+    }
+
+    /// Samples how many dead letters HERALD_DEAD holds (and its bytes) every
+    /// [`SAMPLE_EVERY`] until `cancel` fires: one stream info request, never
+    /// on a delivery's path.
+    pub async fn watch_dead_letters(
+        &self,
+        jetstream: async_nats::jetstream::Context,
+        max_bytes: u64,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let labels = crate::budget::StreamLabels {
+            stream: herald_proto::names::DEAD_STREAM.to_owned(),
+        };
+        self.stream_max_bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        loop {
+            // Getting the stream reads its info: one request.
+            if let Ok(stream) = jetstream.get_stream(herald_proto::names::DEAD_STREAM).await {
+                let state = &stream.cached_info().state;
+                self.dead_letters
+                    .set(i64::try_from(state.messages).unwrap_or(i64::MAX));
+                self.stream_bytes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(state.bytes).unwrap_or(i64::MAX));
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(SAMPLE_EVERY) => {}
+            }
+        }
     }
 
     /// Polls a durable consumer's lag every `every` until `cancel` fires.
@@ -438,7 +727,7 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition (with `# EOF`).
     #[must_use]
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -446,6 +735,22 @@ impl Metrics {
             .expect("writing into a String cannot fail");
         out
     }
+
+    /// The Prometheus text exposition, format 0.0.4 (what scrapers that do
+    /// not ask for OpenMetrics, and `promtool check metrics`, read).
+    #[must_use]
+    pub fn encode_prometheus(&self) -> String {
+        text::to_prometheus(&self.encode())
+    }
+}
+
+/// Where a delivery goes, for the delivery and attempt counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    pub provider_type: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub cluster: &'a str,
 }
 
 #[cfg(test)]
@@ -457,7 +762,15 @@ mod tests {
         let m = Metrics::new();
         m.events_received.inc();
         m.reject("invalid_json");
-        m.delivery("slack", "delivered", "prod-eu");
+        m.delivery(
+            &Sent {
+                provider_type: "slack",
+                namespace: "flux-system",
+                name: "chat",
+                cluster: "prod-eu",
+            },
+            "delivered",
+        );
         let text = m.encode();
         assert!(text.contains("herald_events_received_total 1"), "{text}");
         assert!(
@@ -467,6 +780,12 @@ mod tests {
         assert!(
             text.contains(
                 r#"herald_deliveries_total{provider_type="slack",outcome="delivered",cluster="prod-eu"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"herald_provider_deliveries_total{provider_namespace="flux-system",provider_name="chat",provider_type="slack",outcome="delivered"} 1"#
             ),
             "{text}"
         );
@@ -487,5 +806,50 @@ mod tests {
             assert!(text.contains(line), "{line} in {text}");
         }
         assert!(!text.contains(r#"cluster="c""#), "{text}");
+    }
+
+    #[test]
+    fn providers_past_the_limit_share_one_label_value() {
+        let m = Metrics::new().with_provider_limit(2);
+        for (namespace, name) in [("a", "x"), ("b", "x"), ("a", "y"), ("a", "x")] {
+            let to = Sent {
+                provider_type: "generic",
+                namespace,
+                name,
+                cluster: "c",
+            };
+            m.attempt(&to, "retry");
+        }
+        let text = m.encode();
+        for line in [
+            r#"herald_provider_attempts_total{provider_namespace="a",provider_name="x",provider_type="generic",outcome="retry"} 2"#,
+            r#"herald_provider_attempts_total{provider_namespace="b",provider_name="x",provider_type="generic",outcome="retry"} 1"#,
+            r#"herald_provider_attempts_total{provider_namespace="_other",provider_name="_other",provider_type="generic",outcome="retry"} 1"#,
+            r#"herald_delivery_attempts_total{provider_type="generic",outcome="retry",cluster="c"} 4"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn build_info_and_latency_buckets_are_exported() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(
+            text.contains(&format!(
+                r#"herald_build_info{{version="{}",commit="{}"}} 1"#,
+                crate::build::VERSION,
+                crate::build::COMMIT
+            )),
+            "{text}"
+        );
+        m.latency("slack", "c", 0.2);
+        assert!(
+            m.encode().contains(
+                r#"herald_delivery_latency_seconds_bucket{le="86400.0",provider_type="slack",cluster="c"} 1"#
+            ),
+            "{}",
+            m.encode()
+        );
     }
 }

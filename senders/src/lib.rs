@@ -185,6 +185,23 @@ impl App {
                     .await;
             }
         });
+        tokio::spawn({
+            let metrics = self.worker.metrics.clone();
+            let jetstream = self.worker.nats.jetstream.clone();
+            let max_bytes = self.worker.nats.args.budgets.dead_max_bytes;
+            let cancel = cancel.clone();
+            async move {
+                metrics
+                    .watch_dead_letters(jetstream, max_bytes, cancel)
+                    .await;
+            }
+        });
+        tokio::spawn({
+            let metrics = self.worker.metrics.clone();
+            let catalog = self.worker.catalog.clone();
+            let cancel = cancel.clone();
+            async move { metrics.watch_catalog(catalog, cancel).await }
+        });
         let records = self.worker.records.clone();
         tokio::spawn(records.clone().run(cancel.clone()));
         self.worker.run(self.consumer, cancel).await;
@@ -193,5 +210,30 @@ impl App {
         tokio::time::timeout(Duration::from_secs(2), records.flush())
             .await
             .ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sender: super::SenderArgs,
+    }
+
+    #[test]
+    fn delivery_latency_buckets_reach_the_default_maximum_age() {
+        let args = Cli::parse_from(["herald"]).sender;
+        let last = herald_runtime::metrics::DELIVERY_LATENCY_BUCKETS
+            .last()
+            .copied()
+            .unwrap_or_default();
+        assert!(
+            last >= args.max_age.as_secs_f64(),
+            "the last bucket ({last} s) is below --max-age's default ({:?})",
+            args.max_age
+        );
     }
 }

@@ -10,6 +10,7 @@ use herald_flux::convert::{from_proto, from_time, to_time};
 use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, names};
 use herald_runtime::consume::{ConsumeSettings, Done, ack_confirmed};
+use herald_runtime::metrics::Sent;
 use herald_runtime::nats::HEADER_ROOM;
 use herald_runtime::{Catalog, Metrics, Nats};
 use prost::Message as _;
@@ -212,11 +213,17 @@ impl Worker {
         if paced > 0 && !matches!(step, Step::Paced(_)) {
             self.pacer.forget(sequence).await.ok();
         }
+        let target = delivery.provider.clone().unwrap_or_default();
+        let sent = Sent {
+            provider_type: &provider_type,
+            namespace: &target.namespace,
+            name: &target.name,
+            cluster: &cluster,
+        };
         match step {
             Step::Superseded => {
                 span.record("herald.outcome", "superseded");
-                self.metrics
-                    .delivery(&provider_type, "superseded", &cluster);
+                self.metrics.delivery(&sent, "superseded");
                 tracing::info!(delivery.id = %delivery.id, "A newer event's commit status is applied; this older one is not written.");
                 if let Err(error) = ack_confirmed(&message, AckKind::Ack).await {
                     tracing::warn!(error = %error, "Cannot ack a superseded message; it may be seen again.");
@@ -232,7 +239,7 @@ impl Worker {
             }
             Step::Paced(delay) => {
                 span.record("herald.outcome", "paced");
-                self.metrics.delivery(&provider_type, "paced", &cluster);
+                self.metrics.pacing_wait(&provider_type, "requeued", delay);
                 if let Err(error) = self.pacer.count_paced(sequence, paced + 1).await {
                     tracing::warn!(error = %error, "Cannot count a paced delivery; it counts as an attempt.");
                 }
@@ -244,7 +251,8 @@ impl Worker {
             }
             Step::Delivered(status) => {
                 span.record("herald.outcome", "delivered");
-                self.metrics.delivery(&provider_type, "delivered", &cluster);
+                self.metrics.attempt(&sent, "delivered");
+                self.metrics.delivery(&sent, "delivered");
                 if let Some(age) = age {
                     self.metrics
                         .latency(&provider_type, &cluster, age.as_secs_f64().max(0.0));
@@ -294,7 +302,7 @@ impl Worker {
                 span.record("otel.status_code", "error");
                 span.record("error.type", "retry");
                 span.record("herald.error", reason.as_str());
-                self.metrics.delivery(&provider_type, "retry", &cluster);
+                self.metrics.attempt(&sent, "retry");
                 let backoff = crate::outcome::backoff(attempts, policy.base, policy.max);
                 // The destination's Retry-After wins over our own backoff.
                 let delay = after.unwrap_or(backoff);
@@ -467,6 +475,8 @@ impl Worker {
         match self.pacer.turn(&destination, pace).await {
             Ok(Turn::Later(wait)) => return Step::Paced(wait),
             Ok(Turn::SendAfter(wait)) if !wait.is_zero() => {
+                self.metrics
+                    .pacing_wait(&resolved.provider_type, "waited", wait);
                 tokio::time::sleep(wait).await;
                 // Another replica may have been told to back off meanwhile.
                 if let Ok(Some(left)) = self.pacer.blocked_for(&destination).await {
@@ -554,6 +564,10 @@ impl Worker {
             .as_ref()
             .and_then(|d| d.event.as_ref())
             .map_or(String::new(), |e| e.cluster.clone());
+        let target = delivery
+            .as_ref()
+            .and_then(|d| d.provider.clone())
+            .unwrap_or_default();
         let span = tracing::Span::current();
         span.record("herald.outcome", "dead");
         span.record("otel.status_code", "error");
@@ -612,7 +626,14 @@ impl Worker {
         .await;
         match stored {
             Ok(_) => {
-                self.metrics.delivery(provider_type, "dead", &cluster);
+                let sent = Sent {
+                    provider_type,
+                    namespace: &target.namespace,
+                    name: &target.name,
+                    cluster: &cluster,
+                };
+                self.metrics.attempt(&sent, "dead");
+                self.metrics.delivery(&sent, "dead");
                 tracing::warn!(
                     delivery.id = %delivery_id,
                     event.id = %event_id,

@@ -80,11 +80,11 @@ fn pair(name: &str, provider: Provider, entries: &[(&str, String)], alert: Alert
 
 fn deliveries_metric(provider_type: &str, outcome: &str) -> String {
     format!(
-        r#"herald_deliveries_total{{provider_type="{provider_type}",outcome="{outcome}",cluster="test"}}"#
+        r#"herald_delivery_attempts_total{{provider_type="{provider_type}",outcome="{outcome}",cluster="test"}}"#
     )
 }
 
-/// The count of a `herald_deliveries_total` series (0 when absent).
+/// The count of a `herald_delivery_attempts_total` series (0 when absent).
 fn deliveries(herald: &TestHerald, provider_type: &str, outcome: &str) -> u64 {
     let series = deliveries_metric(provider_type, outcome);
     herald
