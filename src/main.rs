@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Delivers Flux CD events through NATS JetStream, losing nothing.
 #[derive(Parser)]
-#[command(name = "herald", version, about)]
+#[command(name = "herald", version = herald_runtime::build::LONG_VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -350,7 +350,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Version => {
-            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "herald {} (commit {})",
+                herald_runtime::build::VERSION,
+                herald_runtime::build::COMMIT
+            );
             return ExitCode::SUCCESS;
         }
         _ => {}

@@ -772,7 +772,11 @@ fn route_dry_run_explains_every_alert_and_masks_secrets() {
 #[test]
 fn version_and_completion_print() {
     let version = Command::new(HERALD).arg("version").output().unwrap();
-    assert!(String::from_utf8_lossy(&version.stdout).starts_with("herald "));
+    let text = String::from_utf8_lossy(&version.stdout);
+    assert!(text.starts_with("herald 0."), "{text}");
+    assert!(text.contains(" (commit "), "{text}");
+    let flag = Command::new(HERALD).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&flag.stdout).contains("(commit "));
     let completion = Command::new(HERALD)
         .args(["completion", "bash"])
         .output()

@@ -8,3 +8,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// time when set (a build without the repository, e.g. in a container),
 /// else `git rev-parse --short HEAD`, else `unknown`.
 pub const COMMIT: &str = env!("HERALD_BUILD_COMMIT");
+
+/// `VERSION (commit COMMIT)`, what `herald --version` prints.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HERALD_BUILD_COMMIT"),
+    ")"
+);
