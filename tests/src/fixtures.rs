@@ -397,6 +397,36 @@ impl fmt::Display for Secret {
     }
 }
 
+/// One Provider (`namespace/provider` of `provider_type`, finished by
+/// `build`), its Secret `provider-secret` when `secret` has keys, and an
+/// Alert `all` on every Kustomization: what a provider's table test sends
+/// through.
+pub fn one_provider(
+    namespace: &str,
+    provider_type: &str,
+    secret: &[(&str, String)],
+    build: impl FnOnce(Provider) -> Provider,
+) -> String {
+    let mut provider = Provider::new(namespace, "provider", provider_type);
+    let mut out = String::new();
+    if !secret.is_empty() {
+        provider = provider.secret_ref("provider-secret");
+        let secret = secret
+            .iter()
+            .fold(Secret::new(namespace, "provider-secret"), |s, (k, v)| {
+                s.data(k, v)
+            });
+        out.push_str(&secret.to_string());
+    }
+    out.push_str(&build(provider).to_string());
+    out.push_str(
+        &Alert::new(namespace, "all", "provider")
+            .source("Kustomization", "*")
+            .to_string(),
+    );
+    out
+}
+
 /// Every dead letter on HERALD_DEAD, with its subject, oldest first.
 ///
 /// # Panics

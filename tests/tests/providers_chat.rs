@@ -29,7 +29,7 @@ use herald_tests::fake::{
     FakeServer, Recorded, discord, incident_io, lark, matrix, rocket, slack, telegram, webex,
     webhook, zoom, zulip,
 };
-use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
+use herald_tests::fixtures::{Event, Provider, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -600,25 +600,10 @@ fn rows() -> Vec<Row> {
 
 /// The Provider, its Secret if any, and an Alert on every Kustomization.
 fn manifests(row: &Row, fake: &FakeServer) -> String {
-    let mut provider = Provider::new(NAMESPACE, "provider", row.provider_type);
     let secret = (row.secret)(fake);
-    let mut out = String::new();
-    if !secret.is_empty() {
-        provider = provider.secret_ref("provider-secret");
-        let secret = secret
-            .iter()
-            .fold(Secret::new(NAMESPACE, "provider-secret"), |s, (k, v)| {
-                s.data(k, v)
-            });
-        out.push_str(&secret.to_string());
-    }
-    out.push_str(&(row.provider)(provider, fake).to_string());
-    out.push_str(
-        &Alert::new(NAMESPACE, "all", "provider")
-            .source("Kustomization", "*")
-            .to_string(),
-    );
-    out
+    herald_tests::fixtures::one_provider(NAMESPACE, row.provider_type, &secret, |p| {
+        (row.provider)(p, fake)
+    })
 }
 
 fn check(row: &Row, request: &Recorded) {

@@ -16,7 +16,7 @@ use herald_tests::fake::opsgenie::{self, FakeOpsgenie};
 use herald_tests::fake::pagerduty::{self, FakePagerDuty, PagerDuty};
 use herald_tests::fake::sentry::{self, FakeSentry};
 use herald_tests::fake::{FakeServer, Recorded, Reply};
-use herald_tests::fixtures::{Alert, Event, Provider, Secret, dead_letters, deliveries_drained};
+use herald_tests::fixtures::{Event, Provider, dead_letters, deliveries_drained};
 use herald_tests::herald::{TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 use prost::Message as _;
@@ -427,24 +427,9 @@ fn row(name: &str) -> Row {
 /// The Provider with `secret` (if not empty), and an Alert on every
 /// Kustomization.
 fn manifests_with(row: &Row, fake: &FakeServer, secret: Vec<(&'static str, String)>) -> String {
-    let mut provider = Provider::new(NAMESPACE, "provider", row.provider_type);
-    let mut out = String::new();
-    if !secret.is_empty() {
-        provider = provider.secret_ref("provider-secret");
-        let secret = secret
-            .iter()
-            .fold(Secret::new(NAMESPACE, "provider-secret"), |s, (k, v)| {
-                s.data(k, v)
-            });
-        out.push_str(&secret.to_string());
-    }
-    out.push_str(&(row.provider)(provider, fake).to_string());
-    out.push_str(
-        &Alert::new(NAMESPACE, "all", "provider")
-            .source("Kustomization", "*")
-            .to_string(),
-    );
-    out
+    herald_tests::fixtures::one_provider(NAMESPACE, row.provider_type, &secret, |p| {
+        (row.provider)(p, fake)
+    })
 }
 
 fn check(name: &str, expect: &Expect, request: &Recorded) {

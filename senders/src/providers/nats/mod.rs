@@ -279,7 +279,7 @@ fn dead(reason: String) -> Outcome {
 fn judge(failure: &Failure, masker: &Masker) -> Outcome {
     match failure {
         Failure::Connect(error) => {
-            let detail = masker.mask(&error_chain(error));
+            let detail = masker.mask(&crate::http::error_chain(error));
             match error.kind() {
                 ConnectErrorKind::AuthorizationViolation => dead(
                     "nats: the NATS server refused the Provider's credentials (authorization violation)"
@@ -326,20 +326,6 @@ fn judge(failure: &Failure, masker: &Masker) -> Outcome {
             }
         }
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
