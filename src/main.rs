@@ -3,6 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+mod inspect;
+mod letters;
+mod output;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +103,27 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Alerts or Providers, one row each: readiness from the catalog, the
+    /// last delivery, last error and counts from HERALD_OBJECTS.
+    Get {
+        /// `alerts` or `providers`.
+        #[arg(value_enum)]
+        kind: inspect::Kind,
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        output: output::OutputArgs,
+    },
+    /// Streams, consumers, dead letters, buckets and NATS; exit code 1 when
+    /// something is unhealthy, with the reasons.
+    Status {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        output: output::OutputArgs,
+    },
     /// Check a folder of Alerts, Providers and Secrets; one line per problem
     /// or warning, exit code 1 when there is a problem.
     Validate {
@@ -154,11 +179,15 @@ enum DlqAction {
     List {
         #[command(flatten)]
         filter: DlqFilter,
+        #[command(flatten)]
+        output: output::OutputArgs,
     },
     /// Everything about one dead letter: the event, the reason, the last answer.
     Show {
         /// Its sequence on HERALD_DEAD (the first column of `list`).
         sequence: u64,
+        #[command(flatten)]
+        output: output::OutputArgs,
     },
     /// Send dead letters back through the senders (after fixing what killed
     /// them), then remove them from HERALD_DEAD.
@@ -303,6 +332,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    match &cli.command {
+        Command::Get {
+            kind,
+            catalog,
+            nats,
+            output,
+        } => {
+            return inspect::run_blocking("get", inspect::get(*kind, catalog, nats, output.output));
+        }
+        Command::Status { nats, output } => {
+            return inspect::run_blocking("status", inspect::status(nats, output.output));
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -454,15 +497,15 @@ async fn dlq(nats: &NatsArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     let code = match action {
-        DlqAction::List { filter } => {
+        DlqAction::List { filter, output } => {
             let entries = dlq::list(&js, &filter.to_filter()).await?;
-            print!("{}", dlq::render_table(&entries));
+            print!("{}", letters::render_list(&entries, output.output)?);
             eprintln!("{} dead letters", entries.len());
             ExitCode::SUCCESS
         }
-        DlqAction::Show { sequence } => {
+        DlqAction::Show { sequence, output } => {
             let entry = dlq::show(&js, sequence).await?;
-            print!("{}", dlq::render_detail(&entry));
+            print!("{}", letters::render_show(&entry, output.output)?);
             ExitCode::SUCCESS
         }
         DlqAction::Replay { filter, all } => {
@@ -514,8 +557,12 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         | Command::Router { common, nats, .. }
         | Command::Sender { common, nats, .. }
         | Command::Standalone { common, nats, .. } => (common.clone(), nats.clone()),
-        Command::Validate { .. } | Command::Dlq { .. } | Command::Cluster { .. } => {
-            unreachable!("validate, dlq and cluster run on their own")
+        Command::Validate { .. }
+        | Command::Dlq { .. }
+        | Command::Cluster { .. }
+        | Command::Get { .. }
+        | Command::Status { .. } => {
+            unreachable!("validate, dlq, cluster, get and status run on their own")
         }
     };
     let service = match &command {
@@ -737,7 +784,11 @@ async fn run(
                 tasks.spawn(run_to_ok(router_app.run(cancel.clone())));
                 tasks.spawn(ingest_app.run(deadlines, cancel.clone()));
             }
-            Command::Validate { .. } | Command::Dlq { .. } | Command::Cluster { .. } => {
+            Command::Validate { .. }
+            | Command::Dlq { .. }
+            | Command::Cluster { .. }
+            | Command::Get { .. }
+            | Command::Status { .. } => {
                 unreachable!()
             }
         }

@@ -1,0 +1,1115 @@
+//! `herald get alerts|providers` and `herald status`: what Herald is doing,
+//! read from the catalog and from JetStream, for people (a table) or scripts
+//! (`-o json|yaml`). Both only read; they fail fast when NATS cannot be
+//! reached instead of waiting for it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::{StreamExt as _, TryStreamExt as _};
+use herald_flux::convert::from_time;
+use herald_proto::{ObjectRecord, names};
+use herald_runtime::budget::format_bytes;
+use herald_runtime::catalog::{self, CatalogArgs, Severity, SourceKind};
+use herald_runtime::nats::{NatsArgs, redact};
+use prost::Message as _;
+use serde::Serialize;
+
+use crate::output::{self, Format, Table, Tabular, or_dash, shorten, time};
+
+/// How long a read command waits for NATS to answer, a connection or a request.
+const NATS_WAIT: Duration = Duration::from_secs(5);
+
+/// HERALD_OBJECTS entries read at once.
+const CONCURRENT_READS: usize = 32;
+
+/// The longest text shown in a table cell; `-o json|yaml` shows it all.
+const CELL_CHARS: usize = 80;
+
+/// Runs a read command's `work` on a runtime of its own; an error is printed
+/// after `command` and fails.
+pub fn run_blocking(
+    command: &str,
+    work: impl Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("herald: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("herald {command}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client for a read command: a named connection that fails at once when
+/// no server answers, and its JetStream context (in `--jetstream-domain`).
+///
+/// # Errors
+///
+/// When no server of `--nats-url` answers (the message holds no credential).
+pub async fn connect(
+    nats: &NatsArgs,
+    name: &str,
+) -> anyhow::Result<(async_nats::Client, jetstream::Context)> {
+    let options = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(NATS_WAIT);
+    let client = nats.connect_with(options).await?;
+    let js = nats.context(NATS_WAIT, client.clone());
+    Ok((client, js))
+}
+
+// ===== herald get =====
+
+/// What `herald get` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Alerts.
+    #[value(alias = "alert")]
+    Alerts,
+    /// Providers.
+    #[value(alias = "provider")]
+    Providers,
+}
+
+impl Kind {
+    /// The Kubernetes kind: `Alert`, `Provider`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Alerts => "Alert",
+            Self::Providers => "Provider",
+        }
+    }
+}
+
+/// `herald get`'s answer: one item per object.
+#[derive(Debug, Serialize)]
+pub struct ObjectList {
+    /// `Alert` or `Provider`.
+    pub kind: String,
+    /// Sorted by namespace and name.
+    pub items: Vec<ObjectStatus>,
+    /// Why the catalog side is missing, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_error: Option<String>,
+    /// Why the delivery records are missing, if they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_error: Option<String>,
+}
+
+/// One Alert or Provider: its readiness from the catalog, and what its
+/// deliveries did from HERALD_OBJECTS.
+#[derive(Debug, Serialize)]
+pub struct ObjectStatus {
+    pub namespace: String,
+    pub name: String,
+    /// A Provider's type; an Alert's Provider (`spec.providerRef.name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Whether the catalog holds it (an object known only from its records
+    /// was deleted, or is not in the catalog read).
+    pub in_catalog: bool,
+    /// In the catalog, with no error: Herald uses it.
+    pub ready: bool,
+    /// The catalog's errors about it (why it is not ready).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// The catalog's warnings about it (it is used still).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Its newest delivery, accepted or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_delivery: Option<LastDelivery>,
+    /// The newest delivery its destination accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<String>,
+    /// The newest failure (retried or dead), and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u32>,
+    /// Deliveries accepted, retried and dead, since the record began.
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead: u64,
+}
+
+/// The newest delivery of an object.
+#[derive(Debug, Serialize)]
+pub struct LastDelivery {
+    pub at: String,
+    /// `delivered` or `failed`.
+    pub outcome: String,
+}
+
+impl ObjectStatus {
+    fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            provider_type: None,
+            provider: None,
+            in_catalog: false,
+            ready: false,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            last_delivery: None,
+            last_delivered_at: None,
+            last_failed_at: None,
+            last_error: None,
+            last_status: None,
+            delivered: 0,
+            retried: 0,
+            dead: 0,
+        }
+    }
+
+    /// Adds what HERALD_OBJECTS knows.
+    fn add_record(&mut self, record: &ObjectRecord) {
+        let delivered = record.last_delivered_at.as_ref().and_then(from_time);
+        let failed = record.last_failed_at.as_ref().and_then(from_time);
+        self.last_delivered_at = delivered.map(time);
+        self.last_failed_at = failed.map(time);
+        if failed.is_some() {
+            self.last_error = Some(record.last_error.clone()).filter(|e| !e.is_empty());
+            self.last_status = Some(record.last_status).filter(|s| *s != 0);
+        }
+        self.last_delivery = match (delivered, failed) {
+            (Some(d), Some(f)) if f > d => Some((f, "failed")),
+            (Some(d), _) => Some((d, "delivered")),
+            (None, Some(f)) => Some((f, "failed")),
+            (None, None) => None,
+        }
+        .map(|(at, outcome)| LastDelivery {
+            at: time(at),
+            outcome: outcome.to_owned(),
+        });
+        self.delivered = record.delivered;
+        self.retried = record.retried;
+        self.dead = record.dead;
+    }
+}
+
+impl Tabular for ObjectList {
+    fn table(&self) -> String {
+        let providers = self.kind == "Provider";
+        let mut table = Table::new(&[
+            "NAMESPACE",
+            "NAME",
+            if providers { "TYPE" } else { "PROVIDER" },
+            "READY",
+            "STATUS",
+            "LAST DELIVERY",
+            "OUTCOME",
+            "DELIVERED",
+            "RETRIED",
+            "DEAD",
+            "LAST ERROR",
+        ]);
+        for item in &self.items {
+            let status = if !item.in_catalog {
+                "not in the catalog".to_owned()
+            } else if let Some(problem) = item.problems.first() {
+                problem.clone()
+            } else {
+                "-".to_owned()
+            };
+            let outcome = item.last_delivery.as_ref().map(|last| {
+                match (last.outcome.as_str(), item.last_status) {
+                    ("failed", Some(status)) => format!("failed ({status})"),
+                    (outcome, _) => outcome.to_owned(),
+                }
+            });
+            table.row(vec![
+                item.namespace.clone(),
+                item.name.clone(),
+                or_dash(if providers {
+                    item.provider_type.as_ref()
+                } else {
+                    item.provider.as_ref()
+                }),
+                if item.ready { "True" } else { "False" }.to_owned(),
+                shorten(&status, CELL_CHARS),
+                or_dash(item.last_delivery.as_ref().map(|l| &l.at)),
+                or_dash(outcome),
+                item.delivered.to_string(),
+                item.retried.to_string(),
+                item.dead.to_string(),
+                shorten(&or_dash(item.last_error.as_ref()), CELL_CHARS),
+            ]);
+        }
+        table.render()
+    }
+}
+
+/// `herald get alerts|providers`: the catalog joined with HERALD_OBJECTS.
+/// Either side missing is said on stderr and the other shown; both missing
+/// fails.
+///
+/// # Errors
+///
+/// When the output cannot be written.
+pub async fn get(
+    kind: Kind,
+    catalog: &CatalogArgs,
+    nats: &NatsArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let mut list = ObjectList {
+        kind: kind.name().to_owned(),
+        items: Vec::new(),
+        catalog_error: None,
+        records_error: None,
+    };
+    let mut rows: BTreeMap<(String, String), ObjectStatus> = BTreeMap::new();
+    match catalog_rows(kind, catalog) {
+        Ok(found) => rows = found,
+        Err(error) => {
+            eprintln!("herald get: {error}; showing the delivery records alone");
+            list.catalog_error = Some(error);
+        }
+    }
+    match records(kind, nats).await {
+        Ok(records) => {
+            for record in records {
+                rows.entry((record.namespace.clone(), record.name.clone()))
+                    .or_insert_with(|| ObjectStatus::new(&record.namespace, &record.name))
+                    .add_record(&record);
+            }
+        }
+        Err(error) => {
+            let error = format!("{error:#}");
+            eprintln!(
+                "herald get: cannot read {} ({error}); showing the catalog alone",
+                names::OBJECTS_BUCKET
+            );
+            list.records_error = Some(error);
+        }
+    }
+    list.items = rows.into_values().collect();
+    print!("{}", output::render(&list, format)?);
+    if format == Format::Table && list.items.is_empty() {
+        eprintln!("No {} found.", kind.name());
+    }
+    Ok(
+        if list.catalog_error.is_some() && list.records_error.is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+/// The objects of `kind` in the folder catalog, with their problems; an
+/// object the catalog left out (it breaks its kind's rules) is listed, not
+/// ready.
+fn catalog_rows(
+    kind: Kind,
+    args: &CatalogArgs,
+) -> Result<BTreeMap<(String, String), ObjectStatus>, String> {
+    if args.source == SourceKind::Kubernetes {
+        // The Kubernetes source writes Events and status as it reads: not
+        // for a read command. kubectl shows the objects' Ready condition.
+        return Err(
+            "herald get reads a folder catalog (--config-dir) only; for the Kubernetes catalog, \
+             `kubectl get alerts.notification.toolkit.fluxcd.io -A` shows readiness"
+                .to_owned(),
+        );
+    }
+    let mut snapshot = catalog::load_folder(&args.config_dir, &args.default_namespace)
+        .map_err(|e| format!("cannot read the catalog {}: {e}", args.config_dir.display()))?;
+    // As `herald validate` and a sender check them.
+    let found = herald_senders::check::provider_problems(&snapshot);
+    snapshot.add_problems(found);
+    let mut rows = BTreeMap::new();
+    match kind {
+        Kind::Alerts => {
+            for compiled in snapshot.alerts.alerts() {
+                let meta = &compiled.alert.meta;
+                let mut row = ObjectStatus::new(&meta.namespace, &meta.name);
+                row.provider = Some(compiled.alert.spec.provider_ref.name.clone());
+                row.in_catalog = true;
+                rows.insert((meta.namespace.clone(), meta.name.clone()), row);
+            }
+        }
+        Kind::Providers => {
+            for (provider, _) in snapshot.providers() {
+                let meta = &provider.meta;
+                let mut row = ObjectStatus::new(&meta.namespace, &meta.name);
+                row.provider_type = Some(provider.spec.type_.clone());
+                row.in_catalog = true;
+                rows.insert((meta.namespace.clone(), meta.name.clone()), row);
+            }
+        }
+    }
+    let prefix = format!("{}/", kind.name());
+    for problem in &snapshot.problems {
+        let Some((namespace, name)) = problem
+            .object
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        let row = rows
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_insert_with(|| {
+                // Left out of the catalog for this problem: read, but unused.
+                let mut row = ObjectStatus::new(namespace, name);
+                row.in_catalog = true;
+                row
+            });
+        let text = format!("{}: {}", problem.file.display(), problem.reason);
+        match problem.severity {
+            Severity::Error => row.problems.push(text),
+            Severity::Warning => row.warnings.push(text),
+        }
+    }
+    for row in rows.values_mut() {
+        // An object left out has no spec read; one with an error is not used as written.
+        row.ready = row.in_catalog && row.problems.is_empty();
+    }
+    Ok(rows)
+}
+
+/// The HERALD_OBJECTS records of `kind`.
+async fn records(kind: Kind, nats: &NatsArgs) -> anyhow::Result<Vec<ObjectRecord>> {
+    let (client, js) = connect(nats, "herald-get").await?;
+    let store = js.get_key_value(names::OBJECTS_BUCKET).await.map_err(|e| {
+        anyhow::anyhow!(
+            "no bucket {} (a sender creates it): {e}",
+            names::OBJECTS_BUCKET
+        )
+    })?;
+    let prefix = format!("{}.", names::escape_token(kind.name()));
+    let keys: Vec<String> = store
+        .keys()
+        .await?
+        .try_filter(|key| std::future::ready(key.starts_with(&prefix)))
+        .try_collect()
+        .await?;
+    let values: Vec<anyhow::Result<Option<ObjectRecord>>> = futures::stream::iter(keys)
+        .map(|key| {
+            let store = &store;
+            async move {
+                let Some(value) = store.get(key.as_str()).await? else {
+                    return Ok(None);
+                };
+                ObjectRecord::decode(value)
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("entry {key} is not a record: {e}"))
+            }
+        })
+        .buffered(CONCURRENT_READS)
+        .collect()
+        .await;
+    drop(client);
+    values.into_iter().filter_map(Result::transpose).collect()
+}
+
+// ===== herald status =====
+
+/// The streams Herald needs: each must exist.
+const STREAMS: [&str; 3] = [
+    names::EVENTS_STREAM,
+    names::DELIVERIES_STREAM,
+    names::DEAD_STREAM,
+];
+
+/// The durable consumers Herald's services read with: each must exist.
+const CONSUMERS: [(&str, &str); 2] = [
+    (names::EVENTS_STREAM, names::ROUTER_CONSUMER),
+    (names::DELIVERIES_STREAM, names::SENDER_CONSUMER),
+];
+
+/// The key-value buckets Herald keeps (each made by the service that first
+/// needs it: one not made yet is no fault).
+const BUCKETS: [&str; 4] = [
+    names::OBJECTS_BUCKET,
+    names::PACING_BUCKET,
+    names::DEDUPE_BUCKET,
+    names::COMMIT_STATUS_BUCKET,
+];
+
+/// A stream past this share of its budget is a warning.
+const BUDGET_WARNING_PERCENT: f64 = 90.0;
+
+/// `herald status`'s answer.
+#[derive(Debug, Default, Serialize)]
+pub struct Status {
+    /// False when something below is wrong; `problems` says what.
+    pub healthy: bool,
+    pub problems: Vec<String>,
+    /// What deserves a look but does not stop Herald.
+    pub warnings: Vec<String>,
+    pub nats: NatsStatus,
+    pub streams: Vec<StreamStatus>,
+    pub consumers: Vec<ConsumerStatus>,
+    pub dead_letters: DeadLetters,
+    pub buckets: Vec<BucketStatus>,
+}
+
+/// The server Herald's JetStream answers from.
+#[derive(Debug, Default, Serialize)]
+pub struct NatsStatus {
+    pub reachable: bool,
+    /// `--nats-url`, credentials removed.
+    pub urls: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jetstream_domain: Option<String>,
+    /// The account's JetStream use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<AccountStatus>,
+    /// The JetStream meta group, when this account may see it (the system
+    /// account's `$SYS.REQ.SERVER.PING.JSZ`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MetaStatus>,
+}
+
+/// The account's JetStream use, from the JetStream account info.
+#[derive(Debug, Default, Serialize)]
+pub struct AccountStatus {
+    pub streams: usize,
+    pub consumers: usize,
+    pub storage_bytes: u64,
+    pub memory_bytes: u64,
+    /// The account's storage limit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_storage_bytes: Option<u64>,
+}
+
+/// The JetStream meta group: its leader and peers.
+#[derive(Debug, Default, Serialize)]
+pub struct MetaStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    pub peers: Vec<Replica>,
+}
+
+/// A member of a RAFT group (a stream's or the meta group).
+#[derive(Debug, Serialize)]
+pub struct Replica {
+    pub name: String,
+    pub leader: bool,
+    pub current: bool,
+    pub offline: bool,
+    /// Operations behind the leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+    /// Milliseconds since the leader last heard from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_ms: Option<u64>,
+}
+
+/// One of Herald's streams.
+#[derive(Debug, Default, Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub exists: bool,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Its byte budget (`max_bytes`); absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_used_percent: Option<f64>,
+    /// Its message limit, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<u64>,
+    /// How long it keeps messages, if limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+    pub replicas: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Every replica, the leader among them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Replica>,
+    /// `ok`, or what is wrong.
+    pub health: String,
+}
+
+/// A durable consumer of Herald's services.
+#[derive(Debug, Default, Serialize)]
+pub struct ConsumerStatus {
+    pub stream: String,
+    pub name: String,
+    pub exists: bool,
+    /// Messages not yet delivered to it: its lag.
+    pub pending: u64,
+    /// Delivered, not yet acknowledged.
+    pub ack_pending: usize,
+    /// Delivered more than once and not yet acknowledged.
+    pub redelivered: usize,
+    /// Pull requests waiting for messages (about one per service replica).
+    pub waiting: usize,
+}
+
+/// HERALD_DEAD at a glance (`herald dlq list` shows each).
+#[derive(Debug, Default, Serialize)]
+pub struct DeadLetters {
+    pub count: u64,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<String>,
+}
+
+/// One of Herald's key-value buckets.
+#[derive(Debug, Default, Serialize)]
+pub struct BucketStatus {
+    pub name: String,
+    pub exists: bool,
+    /// Stored values (a deleted key counts until compacted).
+    pub entries: u64,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_used_percent: Option<f64>,
+    pub replicas: usize,
+}
+
+impl Status {
+    fn problem(&mut self, text: String) {
+        self.problems.push(text);
+    }
+}
+
+/// `herald status`: streams, consumers, dead letters, buckets and NATS.
+/// Exit code 1 when something is unhealthy, with the reasons on stderr.
+///
+/// # Errors
+///
+/// When the output cannot be written.
+pub async fn status(nats: &NatsArgs, format: Format) -> anyhow::Result<ExitCode> {
+    let mut status = Status {
+        nats: NatsStatus {
+            urls: redact(nats.url()),
+            jetstream_domain: nats.jetstream_domain.clone(),
+            ..NatsStatus::default()
+        },
+        ..Status::default()
+    };
+    match connect(nats, "herald-status").await {
+        Ok((client, js)) => {
+            gather(&mut status, &client, &js).await;
+            client.flush().await.ok();
+        }
+        Err(error) => status.problem(format!("cannot reach NATS: {error:#}")),
+    }
+    status.healthy = status.problems.is_empty();
+    print!("{}", output::render(&status, format)?);
+    for problem in &status.problems {
+        eprintln!("herald status: unhealthy: {problem}");
+    }
+    Ok(if status.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Fills `status` from the server.
+async fn gather(status: &mut Status, client: &async_nats::Client, js: &jetstream::Context) {
+    let info = client.server_info();
+    status.nats.reachable = true;
+    status.nats.connected_url = Some(format!("nats://{}:{}", info.host, info.port));
+    status.nats.server_name = Some(info.server_name.clone());
+    status.nats.server_version = Some(info.version.clone());
+    status.nats.cluster = info.cluster.clone().filter(|c| !c.is_empty());
+    match js.query_account().await {
+        Ok(account) => {
+            if status.nats.jetstream_domain.is_none() {
+                status.nats.jetstream_domain = account.domain.clone().filter(|d| !d.is_empty());
+            }
+            status.nats.jetstream = Some(AccountStatus {
+                streams: account.streams,
+                consumers: account.consumers,
+                storage_bytes: account.storage,
+                memory_bytes: account.memory,
+                max_storage_bytes: account
+                    .limits
+                    .max_storage
+                    .and_then(|max| u64::try_from(max).ok())
+                    .filter(|max| *max > 0),
+            });
+        }
+        Err(error) => status.problem(format!("JetStream does not answer: {error}")),
+    }
+    status.nats.meta = meta(client).await;
+    if let Some(meta) = &status.nats.meta {
+        for peer in &meta.peers {
+            if peer.offline {
+                status
+                    .problems
+                    .push(format!("JetStream meta peer {} is offline", peer.name));
+            }
+        }
+    }
+    for name in STREAMS {
+        let stream = stream_status(js, name).await;
+        match stream {
+            Ok(Some((stream, _))) if stream.health != "ok" => {
+                status.problem(format!("{name}: {}", stream.health));
+                status.streams.push(stream);
+            }
+            Ok(Some((stream, info))) => {
+                if let Some(used) = stream.budget_used_percent
+                    && used >= BUDGET_WARNING_PERCENT
+                {
+                    status
+                        .warnings
+                        .push(format!("{name} has used {used:.0}% of its budget"));
+                }
+                if name == names::DEAD_STREAM {
+                    status.dead_letters = DeadLetters {
+                        count: info.state.messages,
+                        bytes: info.state.bytes,
+                        oldest: (info.state.messages > 0)
+                            .then(|| time(output::nats_time(info.state.first_timestamp))),
+                    };
+                }
+                status.streams.push(stream);
+            }
+            Ok(None) => {
+                status.problem(format!(
+                    "stream {name} does not exist (Herald's services create it when they start)"
+                ));
+                status.streams.push(StreamStatus {
+                    name: name.to_owned(),
+                    health: "missing".to_owned(),
+                    ..StreamStatus::default()
+                });
+            }
+            Err(error) => {
+                status.problem(format!("cannot read stream {name}: {error}"));
+                status.streams.push(StreamStatus {
+                    name: name.to_owned(),
+                    health: format!("unreadable: {error}"),
+                    ..StreamStatus::default()
+                });
+            }
+        }
+    }
+    for (stream, name) in CONSUMERS {
+        let exists = status.streams.iter().any(|s| s.name == stream && s.exists);
+        let mut consumer = ConsumerStatus {
+            stream: stream.to_owned(),
+            name: name.to_owned(),
+            ..ConsumerStatus::default()
+        };
+        if exists {
+            match consumer_info(js, stream, name).await {
+                Ok(Some(info)) => {
+                    consumer.exists = true;
+                    consumer.pending = info.num_pending;
+                    consumer.ack_pending = info.num_ack_pending;
+                    consumer.redelivered = info.num_redelivered;
+                    consumer.waiting = info.num_waiting;
+                }
+                Ok(None) => status.problem(format!(
+                    "consumer {name} on {stream} does not exist (its service creates it when it starts)"
+                )),
+                Err(error) => status.problem(format!("cannot read consumer {name} on {stream}: {error}")),
+            }
+        }
+        status.consumers.push(consumer);
+    }
+    for name in BUCKETS {
+        match stream_status(js, &format!("KV_{name}")).await {
+            Ok(Some((stream, _))) => {
+                if stream.health != "ok" {
+                    status.problem(format!("bucket {name}: {}", stream.health));
+                }
+                status.buckets.push(BucketStatus {
+                    name: name.to_owned(),
+                    exists: true,
+                    entries: stream.messages,
+                    bytes: stream.bytes,
+                    max_bytes: stream.max_bytes,
+                    budget_used_percent: stream.budget_used_percent,
+                    replicas: stream.replicas,
+                });
+            }
+            Ok(None) => status.buckets.push(BucketStatus {
+                name: name.to_owned(),
+                ..BucketStatus::default()
+            }),
+            Err(error) => status.problem(format!("cannot read bucket {name}: {error}")),
+        }
+    }
+}
+
+/// A stream's state and health, `None` when it does not exist.
+async fn stream_status(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<Option<(StreamStatus, jetstream::stream::Info)>, String> {
+    let stream = match js.get_stream(name).await {
+        Ok(stream) => stream,
+        Err(error)
+            if matches!(
+                error.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let info = stream.get_info().await.map_err(|e| e.to_string())?;
+    let config = &info.config;
+    let max_bytes = u64::try_from(config.max_bytes).ok().filter(|b| *b > 0);
+    let mut out = StreamStatus {
+        name: name.to_owned(),
+        exists: true,
+        messages: info.state.messages,
+        bytes: info.state.bytes,
+        max_bytes,
+        budget_used_percent: max_bytes.map(|max| percent(info.state.bytes, max)),
+        max_messages: u64::try_from(config.max_messages).ok().filter(|m| *m > 0),
+        max_age_seconds: (!config.max_age.is_zero()).then(|| config.max_age.as_secs()),
+        replicas: config.num_replicas.max(1),
+        leader: None,
+        peers: Vec::new(),
+        health: "ok".to_owned(),
+    };
+    let mut faults = Vec::new();
+    if let Some(cluster) = &info.cluster {
+        out.leader = cluster.leader.clone().filter(|l| !l.is_empty());
+        if let Some(leader) = &out.leader {
+            out.peers.push(Replica {
+                name: leader.clone(),
+                leader: true,
+                current: true,
+                offline: false,
+                lag: None,
+                active_ms: None,
+            });
+        } else {
+            faults.push("no leader".to_owned());
+        }
+        for peer in &cluster.replicas {
+            if peer.offline {
+                faults.push(format!("replica {} is offline", peer.name));
+            } else if !peer.current {
+                faults.push(format!(
+                    "replica {} is lagging ({} operations behind)",
+                    peer.name,
+                    peer.lag.unwrap_or(0)
+                ));
+            }
+            out.peers.push(Replica {
+                name: peer.name.clone(),
+                leader: false,
+                current: peer.current,
+                offline: peer.offline,
+                lag: peer.lag,
+                active_ms: u64::try_from(peer.active.as_millis()).ok(),
+            });
+        }
+        let missing = out.replicas.saturating_sub(out.peers.len());
+        if out.replicas > 1 && missing > 0 {
+            faults.push(format!(
+                "{missing} of {} replicas are not placed",
+                out.replicas
+            ));
+        }
+    }
+    if !faults.is_empty() {
+        out.health = faults.join("; ");
+    }
+    Ok(Some((out, info)))
+}
+
+/// A consumer's state, `None` when it does not exist.
+async fn consumer_info(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+) -> Result<Option<jetstream::consumer::Info>, String> {
+    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    match stream.consumer_info(name).await {
+        Ok(info) => Ok(Some(info)),
+        Err(error) if error.to_string().contains("consumer not found") => Ok(None),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The JetStream meta group as the system account sees it; `None` for any
+/// other account (the request has no responder) or a server without a cluster.
+async fn meta(client: &async_nats::Client) -> Option<MetaStatus> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.request("$SYS.REQ.SERVER.PING.JSZ", "{}".into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+    let cluster = body.get("data")?.get("meta_cluster")?;
+    let leader = cluster
+        .get("leader")
+        .and_then(|l| l.as_str())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned);
+    let mut peers: Vec<Replica> = leader
+        .iter()
+        .map(|name| Replica {
+            name: name.clone(),
+            leader: true,
+            current: true,
+            offline: false,
+            lag: None,
+            active_ms: None,
+        })
+        .collect();
+    for peer in cluster
+        .get("replicas")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        peers.push(Replica {
+            name: peer.get("name")?.as_str()?.to_owned(),
+            leader: false,
+            current: peer
+                .get("current")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            offline: peer
+                .get("offline")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+            lag: peer.get("lag").and_then(serde_json::Value::as_u64),
+            active_ms: peer
+                .get("active")
+                .and_then(serde_json::Value::as_u64)
+                .map(|nanos| nanos / 1_000_000),
+        });
+    }
+    Some(MetaStatus {
+        cluster: cluster
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_owned),
+        leader,
+        peers,
+    })
+}
+
+/// `part` as a percentage of `whole`, to one decimal.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    ((part as f64 / whole as f64) * 1000.0).round() / 10.0
+}
+
+impl Tabular for Status {
+    fn table(&self) -> String {
+        let nats = &self.nats;
+        let mut out = String::new();
+        out.push_str("NATS\n");
+        let mut line = |name: &str, value: String| {
+            out.push_str(&format!(
+                "  {:<12}{}\n",
+                format!("{name}:"),
+                output::one_line(&value)
+            ));
+        };
+        line("URLs", nats.urls.clone());
+        if nats.reachable {
+            line(
+                "Server",
+                format!(
+                    "{} {} at {}",
+                    or_dash(nats.server_name.as_ref()),
+                    or_dash(nats.server_version.as_ref()),
+                    or_dash(nats.connected_url.as_ref())
+                ),
+            );
+            line("Cluster", or_dash(nats.cluster.as_ref()));
+            line("Domain", or_dash(nats.jetstream_domain.as_ref()));
+            if let Some(account) = &nats.jetstream {
+                line(
+                    "JetStream",
+                    format!(
+                        "{} streams, {} consumers, {} stored{}",
+                        account.streams,
+                        account.consumers,
+                        format_bytes(account.storage_bytes),
+                        account
+                            .max_storage_bytes
+                            .map(|max| format!(" of {}", format_bytes(max)))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
+            line(
+                "Meta group",
+                match &nats.meta {
+                    Some(meta) => format!(
+                        "leader {}; peers {}",
+                        or_dash(meta.leader.as_ref()),
+                        peers(&meta.peers)
+                    ),
+                    None => "not visible to this account (the system account sees it)".to_owned(),
+                },
+            );
+        } else {
+            line("Server", "unreachable".to_owned());
+        }
+        if !self.streams.is_empty() {
+            let mut table = Table::new(&[
+                "STREAM", "MESSAGES", "BYTES", "BUDGET", "USED", "REPLICAS", "LEADER", "HEALTH",
+            ]);
+            for stream in &self.streams {
+                table.row(vec![
+                    stream.name.clone(),
+                    stream.messages.to_string(),
+                    format_bytes(stream.bytes),
+                    or_dash(stream.max_bytes.map(format_bytes)),
+                    or_dash(stream.budget_used_percent.map(|p| format!("{p:.1}%"))),
+                    if stream.peers.is_empty() {
+                        stream.replicas.to_string()
+                    } else {
+                        format!("{} ({})", stream.replicas, peers(&stream.peers))
+                    },
+                    or_dash(stream.leader.as_ref()),
+                    stream.health.clone(),
+                ]);
+            }
+            out.push('\n');
+            out.push_str(&table.render());
+        }
+        if !self.consumers.is_empty() {
+            let mut table = Table::new(&[
+                "CONSUMER",
+                "STREAM",
+                "PENDING",
+                "ACK PENDING",
+                "REDELIVERED",
+                "WAITING",
+            ]);
+            for consumer in &self.consumers {
+                let cells = if consumer.exists {
+                    vec![
+                        consumer.pending.to_string(),
+                        consumer.ack_pending.to_string(),
+                        consumer.redelivered.to_string(),
+                        consumer.waiting.to_string(),
+                    ]
+                } else {
+                    vec![
+                        "missing".to_owned(),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                    ]
+                };
+                let mut row = vec![consumer.name.clone(), consumer.stream.clone()];
+                row.extend(cells);
+                table.row(row);
+            }
+            out.push('\n');
+            out.push_str(&table.render());
+        }
+        if nats.reachable {
+            out.push_str(&format!(
+                "\nDead letters: {} ({}){}\n",
+                self.dead_letters.count,
+                format_bytes(self.dead_letters.bytes),
+                self.dead_letters
+                    .oldest
+                    .as_ref()
+                    .map(|at| format!(", oldest {at}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if !self.buckets.is_empty() {
+            let mut table =
+                Table::new(&["BUCKET", "ENTRIES", "BYTES", "BUDGET", "USED", "REPLICAS"]);
+            for bucket in &self.buckets {
+                if bucket.exists {
+                    table.row(vec![
+                        bucket.name.clone(),
+                        bucket.entries.to_string(),
+                        format_bytes(bucket.bytes),
+                        or_dash(bucket.max_bytes.map(format_bytes)),
+                        or_dash(bucket.budget_used_percent.map(|p| format!("{p:.1}%"))),
+                        bucket.replicas.to_string(),
+                    ]);
+                } else {
+                    table.row(vec![
+                        bucket.name.clone(),
+                        "not created yet".to_owned(),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                        "-".to_owned(),
+                    ]);
+                }
+            }
+            out.push('\n');
+            out.push_str(&table.render());
+        }
+        out.push('\n');
+        for warning in &self.warnings {
+            out.push_str(&format!("Warning: {}\n", output::one_line(warning)));
+        }
+        if self.healthy {
+            out.push_str("Healthy.\n");
+        } else {
+            out.push_str("Unhealthy:\n");
+            for problem in &self.problems {
+                out.push_str(&format!("  - {}\n", output::one_line(problem)));
+            }
+        }
+        out
+    }
+}
+
+/// Replicas for people: `n1*, n2, n3 (lag 4), n4 offline`, the leader starred.
+fn peers(peers: &[Replica]) -> String {
+    peers
+        .iter()
+        .map(|peer| {
+            let mut text = peer.name.clone();
+            if peer.leader {
+                text.push('*');
+            } else if peer.offline {
+                text.push_str(" offline");
+            } else if !peer.current {
+                text.push_str(&format!(" (lag {})", peer.lag.unwrap_or(0)));
+            }
+            text
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
