@@ -27,7 +27,10 @@ const NATS_WAIT: Duration = Duration::from_secs(5);
 const CONCURRENT_READS: usize = 32;
 
 /// The longest text shown in a table cell; `-o json|yaml` shows it all.
-const CELL_CHARS: usize = 80;
+const CELL_CHARS: usize = 100;
+
+/// The longest last error shown in `get`'s table (a column before another).
+const ERROR_CHARS: usize = 60;
 
 /// Runs a read command's `work` on a runtime of its own; an error is printed
 /// after `command` and fails.
@@ -212,13 +215,13 @@ impl Tabular for ObjectList {
             "NAME",
             if providers { "TYPE" } else { "PROVIDER" },
             "READY",
-            "STATUS",
             "LAST DELIVERY",
             "OUTCOME",
             "DELIVERED",
             "RETRIED",
             "DEAD",
             "LAST ERROR",
+            "STATUS",
         ]);
         for item in &self.items {
             let status = if !item.in_catalog {
@@ -243,13 +246,13 @@ impl Tabular for ObjectList {
                     item.provider.as_ref()
                 }),
                 if item.ready { "True" } else { "False" }.to_owned(),
-                shorten(&status, CELL_CHARS),
                 or_dash(item.last_delivery.as_ref().map(|l| &l.at)),
                 or_dash(outcome),
                 item.delivered.to_string(),
                 item.retried.to_string(),
                 item.dead.to_string(),
-                shorten(&or_dash(item.last_error.as_ref()), CELL_CHARS),
+                shorten(&or_dash(item.last_error.as_ref()), ERROR_CHARS),
+                shorten(&status, CELL_CHARS),
             ]);
         }
         table.render()
@@ -793,7 +796,7 @@ async fn stream_status(
         max_bytes,
         budget_used_percent: max_bytes.map(|max| percent(info.state.bytes, max)),
         max_messages: u64::try_from(config.max_messages).ok().filter(|m| *m > 0),
-        max_age_seconds: (!config.max_age.is_zero()).then(|| config.max_age.as_secs()),
+        max_age_seconds: (!config.max_age.is_zero()).then_some(config.max_age.as_secs()),
         replicas: config.num_replicas.max(1),
         leader: None,
         peers: Vec::new(),
@@ -996,7 +999,7 @@ impl Tabular for Status {
                     format_bytes(stream.bytes),
                     or_dash(stream.max_bytes.map(format_bytes)),
                     or_dash(stream.budget_used_percent.map(|p| format!("{p:.1}%"))),
-                    if stream.peers.is_empty() {
+                    if stream.replicas <= 1 {
                         stream.replicas.to_string()
                     } else {
                         format!("{} ({})", stream.replicas, peers(&stream.peers))

@@ -180,7 +180,7 @@ mod tests {
         };
         assert_eq!(
             render(&rows, Format::Table).unwrap(),
-            "NAME        COUNT\na\\u{1b}[31m  1\nlonger      22\n"
+            "NAME         COUNT\na\\u{1b}[31m  1\nlonger       22\n"
         );
         let json: serde_json::Value =
             serde_json::from_str(&render(&rows, Format::Json).unwrap()).unwrap();
