@@ -594,6 +594,11 @@ pub struct BucketStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_used_percent: Option<f64>,
     pub replicas: usize,
+    /// Every replica, the leader among them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Replica>,
+    /// `ok`, `not created yet` (its service has not started), or what is wrong.
+    pub health: String,
 }
 
 impl Status {
@@ -676,11 +681,10 @@ async fn gather(status: &mut Status, client: &async_nats::Client, js: &jetstream
     for name in STREAMS {
         let stream = stream_status(js, name).await;
         match stream {
-            Ok(Some((stream, _))) if stream.health != "ok" => {
-                status.problem(format!("{name}: {}", stream.health));
-                status.streams.push(stream);
-            }
             Ok(Some((stream, info))) => {
+                if stream.health != "ok" {
+                    status.problem(format!("{name}: {}", stream.health));
+                }
                 if let Some(used) = stream.budget_used_percent
                     && used >= BUDGET_WARNING_PERCENT
                 {
@@ -756,10 +760,13 @@ async fn gather(status: &mut Status, client: &async_nats::Client, js: &jetstream
                     max_bytes: stream.max_bytes,
                     budget_used_percent: stream.budget_used_percent,
                     replicas: stream.replicas,
+                    peers: stream.peers,
+                    health: stream.health,
                 });
             }
             Ok(None) => status.buckets.push(BucketStatus {
                 name: name.to_owned(),
+                health: "not created yet".to_owned(),
                 ..BucketStatus::default()
             }),
             Err(error) => status.problem(format!("cannot read bucket {name}: {error}")),
@@ -822,8 +829,9 @@ async fn stream_status(
                 faults.push(format!("replica {} is offline", peer.name));
             } else if !peer.current {
                 faults.push(format!(
-                    "replica {} is lagging ({} operations behind)",
+                    "replica {} is not current (last seen {:.1}s ago, {} operations behind)",
                     peer.name,
+                    peer.active.as_secs_f64(),
                     peer.lag.unwrap_or(0)
                 ));
             }
@@ -999,11 +1007,7 @@ impl Tabular for Status {
                     format_bytes(stream.bytes),
                     or_dash(stream.max_bytes.map(format_bytes)),
                     or_dash(stream.budget_used_percent.map(|p| format!("{p:.1}%"))),
-                    if stream.replicas <= 1 {
-                        stream.replicas.to_string()
-                    } else {
-                        format!("{} ({})", stream.replicas, peers(&stream.peers))
-                    },
+                    replicas(stream.replicas, &stream.peers),
                     or_dash(stream.leader.as_ref()),
                     stream.health.clone(),
                 ]);
@@ -1056,8 +1060,9 @@ impl Tabular for Status {
             ));
         }
         if !self.buckets.is_empty() {
-            let mut table =
-                Table::new(&["BUCKET", "ENTRIES", "BYTES", "BUDGET", "USED", "REPLICAS"]);
+            let mut table = Table::new(&[
+                "BUCKET", "ENTRIES", "BYTES", "BUDGET", "USED", "REPLICAS", "HEALTH",
+            ]);
             for bucket in &self.buckets {
                 if bucket.exists {
                     table.row(vec![
@@ -1066,17 +1071,14 @@ impl Tabular for Status {
                         format_bytes(bucket.bytes),
                         or_dash(bucket.max_bytes.map(format_bytes)),
                         or_dash(bucket.budget_used_percent.map(|p| format!("{p:.1}%"))),
-                        bucket.replicas.to_string(),
+                        replicas(bucket.replicas, &bucket.peers),
+                        bucket.health.clone(),
                     ]);
                 } else {
-                    table.row(vec![
-                        bucket.name.clone(),
-                        "not created yet".to_owned(),
-                        "-".to_owned(),
-                        "-".to_owned(),
-                        "-".to_owned(),
-                        "-".to_owned(),
-                    ]);
+                    let mut row = vec![bucket.name.clone()];
+                    row.extend(std::iter::repeat_n("-".to_owned(), 5));
+                    row.push(bucket.health.clone());
+                    table.row(row);
                 }
             }
             out.push('\n');
@@ -1098,7 +1100,16 @@ impl Tabular for Status {
     }
 }
 
-/// Replicas for people: `n1*, n2, n3 (lag 4), n4 offline`, the leader starred.
+/// A replica count, with the replicas when there are several.
+fn replicas(count: usize, replicas: &[Replica]) -> String {
+    if count <= 1 || replicas.is_empty() {
+        count.to_string()
+    } else {
+        format!("{count} ({})", peers(replicas))
+    }
+}
+
+/// Replicas for people: `n1*, n2, n3 not current, n4 offline`, the leader starred.
 fn peers(peers: &[Replica]) -> String {
     peers
         .iter()
@@ -1109,7 +1120,7 @@ fn peers(peers: &[Replica]) -> String {
             } else if peer.offline {
                 text.push_str(" offline");
             } else if !peer.current {
-                text.push_str(&format!(" (lag {})", peer.lag.unwrap_or(0)));
+                text.push_str(" not current");
             }
             text
         })

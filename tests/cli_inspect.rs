@@ -422,3 +422,70 @@ async fn without_nats_status_fails_and_get_shows_the_catalog() {
         );
     }
 }
+
+/// On a 3-node cluster `status` shows each stream's replicas and leader;
+/// a node lost makes it unhealthy, naming the replicas it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_on_a_cluster_names_a_lost_replica() {
+    herald_tests::init();
+    let mut cluster = herald_tests::nats_cluster::TestCluster::start().await;
+    let urls = cluster.urls();
+    let hook = FakeServer::webhook().await;
+    let dir = herald_tests::herald::hook_catalog(&hook.url("/hook"));
+    let options = herald_tests::herald::Options {
+        stream_replicas: 3,
+        ..herald_tests::herald::Options::default()
+    };
+    let services = TestHerald::start_with(&urls, dir.path(), options).await;
+
+    let status = herald_tests::eventually("every replica is current", || async {
+        let output = herald(&["status", "-o", "json", "--nats-url", &urls]).await;
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&output.stdout).expect("JSON"))
+    })
+    .await;
+    assert!(status["nats"]["cluster"].is_string(), "{status}");
+    for stream in status["streams"].as_array().unwrap() {
+        assert_eq!(stream["replicas"], 3, "{stream}");
+        let peers = stream["peers"].as_array().unwrap();
+        assert_eq!(peers.len(), 3, "{stream}");
+        assert_eq!(
+            peers.iter().filter(|p| p["leader"] == true).count(),
+            1,
+            "{stream}"
+        );
+        assert_eq!(stream["leader"], peers[0]["name"], "{stream}");
+    }
+
+    // One node lost: its replicas are named, and the exit code says it.
+    let lost = 2;
+    let name = cluster.name(lost).to_owned();
+    cluster.kill9(lost).await;
+    let (output, value) = herald_tests::eventually("the lost replicas are seen", || async {
+        let output = herald(&["status", "-o", "json", "--nats-url", &urls]).await;
+        let value: Value = serde_json::from_slice(&output.stdout).ok()?;
+        (value["healthy"] == false).then_some((output, value))
+    })
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let problems: Vec<&str> = value["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&format!("replica {name} is"))),
+        "{problems:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("herald status: unhealthy: "), "{stderr}");
+    let table = herald(&["status", "--nats-url", &urls]).await;
+    assert_eq!(table.status.code(), Some(1));
+    assert!(stdout(&table).contains("Unhealthy:"), "{}", stdout(&table));
+    services.shutdown().await;
+}
