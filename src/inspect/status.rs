@@ -326,6 +326,13 @@ async fn gather(status: &mut Status, client: &async_nats::Client, js: &jetstream
                     consumer.ack_pending = info.num_ack_pending;
                     consumer.redelivered = info.num_redelivered;
                     consumer.waiting = info.num_waiting;
+                    if info.num_pending > 0 && info.num_waiting == 0 && info.num_ack_pending == 0 {
+                        status.warnings.push(format!(
+                            "{name} has {} messages to read on {stream} and is neither reading \
+                             nor working on any: is its service running?",
+                            info.num_pending
+                        ));
+                    }
                 }
                 Ok(None) => status.problem(format!(
                     "consumer {name} on {stream} does not exist (its service creates it when it starts)"
