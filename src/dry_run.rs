@@ -265,6 +265,17 @@ fn describe_gate(gate: Gate) -> &'static str {
     }
 }
 
+/// Every Alert's verdict, as `route --dry-run` prints it.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct Verdicts(pub Vec<AlertVerdict>);
+
+impl crate::output::Tabular for Verdicts {
+    fn table(&self) -> String {
+        render(&self.0)
+    }
+}
+
 /// The verdicts as text: one block per Alert.
 #[must_use]
 pub fn render(verdicts: &[AlertVerdict]) -> String {

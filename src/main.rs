@@ -3,14 +3,17 @@
 
 #![forbid(unsafe_code)]
 
+mod dry_run;
+mod inspect;
+mod letters;
+mod output;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-
-mod dry_run;
 use herald_runtime::admin::AdminServer;
 use herald_runtime::catalog::{self, CatalogArgs};
 use herald_runtime::clusters::{ClustersArgs, Fleet};
@@ -101,6 +104,27 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Alerts or Providers, one row each: readiness from the catalog, the
+    /// last delivery, last error and counts from HERALD_OBJECTS.
+    Get {
+        /// `alerts` or `providers`.
+        #[arg(value_enum)]
+        kind: inspect::Kind,
+        #[command(flatten)]
+        catalog: CatalogArgs,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        output: output::OutputArgs,
+    },
+    /// Streams, consumers, dead letters, buckets and NATS; exit code 1 when
+    /// something is unhealthy, with the reasons.
+    Status {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        output: output::OutputArgs,
+    },
     /// Check a folder of Alerts, Providers and Secrets; one line per problem
     /// or warning, exit code 1 when there is a problem.
     Validate {
@@ -140,9 +164,8 @@ enum Command {
         /// Do not name the cluster in notifications (`--no-cluster-metadata`).
         #[arg(long)]
         no_cluster_metadata: bool,
-        /// Output format.
-        #[arg(short, long, value_enum, default_value = "table")]
-        output: DryRunOutput,
+        #[command(flatten)]
+        output: output::OutputArgs,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion {
@@ -159,13 +182,6 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
-}
-
-/// How `route --dry-run` prints.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum DryRunOutput {
-    Table,
-    Json,
 }
 
 /// What to do with the clusters file.
@@ -200,11 +216,15 @@ enum DlqAction {
     List {
         #[command(flatten)]
         filter: DlqFilter,
+        #[command(flatten)]
+        output: output::OutputArgs,
     },
     /// Everything about one dead letter: the event, the reason, the last answer.
     Show {
         /// Its sequence on HERALD_DEAD (the first column of `list`).
         sequence: u64,
+        #[command(flatten)]
+        output: output::OutputArgs,
     },
     /// Send dead letters back through the senders (after fixing what killed
     /// them), then remove them from HERALD_DEAD.
@@ -336,7 +356,7 @@ fn main() -> ExitCode {
                 cluster,
                 labels,
                 !no_cluster_metadata,
-                *output,
+                output.output,
             );
         }
         Command::Completion { shell } => {
@@ -395,6 +415,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    match &cli.command {
+        Command::Get {
+            kind,
+            catalog,
+            nats,
+            output,
+        } => {
+            return inspect::run_blocking("get", inspect::get(*kind, catalog, nats, output.output));
+        }
+        Command::Status { nats, output } => {
+            return inspect::run_blocking("status", inspect::status(nats, output.output));
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -508,7 +542,7 @@ fn route_dry_run(
     cluster: &str,
     labels: &[String],
     cluster_metadata: bool,
-    output: DryRunOutput,
+    format: output::Format,
 ) -> ExitCode {
     let text = if event.as_os_str() == "-" {
         let mut buffer = Vec::new();
@@ -550,16 +584,16 @@ fn route_dry_run(
             eprintln!("herald route: {error:#}");
             ExitCode::from(2)
         }
-        Ok(verdicts) => {
-            match output {
-                DryRunOutput::Table => print!("{}", dry_run::render(&verdicts)),
-                DryRunOutput::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&verdicts).unwrap_or_default()
-                ),
+        Ok(verdicts) => match output::render(&dry_run::Verdicts(verdicts), format) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
             }
-            ExitCode::SUCCESS
-        }
+            Err(error) => {
+                eprintln!("herald route: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -610,15 +644,15 @@ async fn dlq(nats: &NatsArgs, action: DlqAction) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     let code = match action {
-        DlqAction::List { filter } => {
+        DlqAction::List { filter, output } => {
             let entries = dlq::list(&js, &filter.to_filter()).await?;
-            print!("{}", dlq::render_table(&entries));
+            print!("{}", letters::render_list(&entries, output.output)?);
             eprintln!("{} dead letters", entries.len());
             ExitCode::SUCCESS
         }
-        DlqAction::Show { sequence } => {
+        DlqAction::Show { sequence, output } => {
             let entry = dlq::show(&js, sequence).await?;
-            print!("{}", dlq::render_detail(&entry));
+            print!("{}", letters::render_show(&entry, output.output)?);
             ExitCode::SUCCESS
         }
         DlqAction::Replay { filter, all } => {
@@ -673,10 +707,12 @@ async fn serve(command: Command) -> anyhow::Result<()> {
         Command::Validate { .. }
         | Command::Dlq { .. }
         | Command::Cluster { .. }
+        | Command::Get { .. }
+        | Command::Status { .. }
         | Command::Route { .. }
         | Command::Completion { .. }
         | Command::Version => {
-            unreachable!("validate, dlq and cluster run on their own")
+            unreachable!("the commands that are not services run on their own")
         }
     };
     let service = match &command {
@@ -901,11 +937,13 @@ async fn run(
                 tasks.spawn(ingest_app.run(deadlines, cancel.clone()));
             }
             Command::Validate { .. }
-        | Command::Dlq { .. }
-        | Command::Cluster { .. }
-        | Command::Route { .. }
-        | Command::Completion { .. }
-        | Command::Version => {
+            | Command::Dlq { .. }
+            | Command::Cluster { .. }
+            | Command::Get { .. }
+            | Command::Status { .. }
+            | Command::Route { .. }
+            | Command::Completion { .. }
+            | Command::Version => {
                 unreachable!()
             }
         }

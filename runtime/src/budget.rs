@@ -85,17 +85,17 @@ pub const KV_BUCKETS: u64 = 4;
 pub struct Budgets {
     /// HERALD_EVENTS's budget: room for the events not yet routed (and a log
     /// of routed ones, trimmed when room is needed).
-    #[arg(long, env = "HERALD_EVENTS_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "HERALD_EVENTS_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
     pub events_max_bytes: u64,
     /// HERALD_DELIVERIES's budget: deliveries waiting to be sent or retried.
-    #[arg(long, env = "HERALD_DELIVERIES_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "HERALD_DELIVERIES_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
     pub deliveries_max_bytes: u64,
     /// HERALD_DEAD's budget; past it the oldest dead letters are dropped.
-    #[arg(long, env = "HERALD_DEAD_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "HERALD_DEAD_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub dead_max_bytes: u64,
     /// The budget of each key-value bucket (HERALD_DEDUPE, HERALD_PACING,
     /// HERALD_COMMIT_STATUS, HERALD_OBJECTS).
-    #[arg(long, env = "HERALD_KV_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    #[arg(long, global = true, env = "HERALD_KV_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub kv_max_bytes: u64,
 }
 

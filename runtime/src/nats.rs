@@ -36,17 +36,18 @@ pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// server of the list.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
 
-/// How to reach NATS.
+/// How to reach NATS. Every flag is global: a command with subcommands of
+/// its own (`herald dlq list`) takes them after the subcommand too.
 #[derive(Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated [default: nats://127.0.0.1:4222;
     /// `herald standalone` starts its own server instead]. Credentials in a
     /// URL (`nats://user:password@host`, `nats://token@host`) are used to log
     /// in and never printed.
-    #[arg(long, env = "HERALD_NATS_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "HERALD_NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
     /// A NATS credentials file (for NGS or operator-mode servers).
-    #[arg(long, env = "HERALD_NATS_CREDS")]
+    #[arg(long, global = true, env = "HERALD_NATS_CREDS")]
     pub nats_creds: Option<std::path::PathBuf>,
     /// The JetStream domain Herald's streams and buckets live in. Set it on
     /// an ingest at an edge, connected to its cluster's leaf node
@@ -54,20 +55,25 @@ pub struct NatsArgs {
     /// node, on subjects of the domain's own, for the hub to source
     /// (`herald router --edge`). Unset, Herald uses the JetStream of the
     /// server it is connected to.
-    #[arg(long, env = "HERALD_JETSTREAM_DOMAIN", value_parser = crate::edges::parse_domain)]
+    #[arg(long, global = true, env = "HERALD_JETSTREAM_DOMAIN", value_parser = crate::edges::parse_domain)]
     pub jetstream_domain: Option<String>,
     /// Replicas of each Herald stream (1 for a single server, 3 in a cluster).
-    #[arg(long, env = "HERALD_STREAM_REPLICAS", default_value_t = 1)]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_STREAM_REPLICAS",
+        default_value_t = 1
+    )]
     pub stream_replicas: usize,
     /// How long HERALD_EVENTS keeps events (a replayable log).
-    #[arg(long, env = "HERALD_EVENTS_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "HERALD_EVENTS_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
     pub events_max_age: Duration,
     /// JetStream's duplicate window on HERALD_EVENTS: a request retried within
     /// it is stored once.
-    #[arg(long, env = "HERALD_DUPLICATE_WINDOW", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "HERALD_DUPLICATE_WINDOW", default_value = "5m", value_parser = parse_duration)]
     pub duplicate_window: Duration,
     /// How long HERALD_DEAD keeps dead letters.
-    #[arg(long, env = "HERALD_DEAD_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "HERALD_DEAD_MAX_AGE", default_value = "30d", value_parser = parse_duration)]
     pub dead_max_age: Duration,
     /// The byte budget of each stream and bucket.
     #[command(flatten)]

@@ -1,0 +1,191 @@
+//! How read commands print what they found: a table for people (the
+//! default), or the same data as JSON or YAML for scripts (`-o json|yaml`).
+//!
+//! Each command builds one serializable value; the table is rendered from
+//! that same value, so the three forms never disagree.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// The form of a read command's output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Columns for people, like `kubectl get`.
+    #[default]
+    Table,
+    /// One JSON document.
+    Json,
+    /// One YAML document.
+    Yaml,
+}
+
+/// `-o`/`--output`, on every read command.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct OutputArgs {
+    /// The output form: a table, or the same data as JSON or YAML.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// What a value looks like for people.
+pub trait Tabular {
+    /// `self` as text: one or more tables, each line ending with a newline.
+    fn table(&self) -> String;
+}
+
+/// `value` in `format`, ending with a newline.
+///
+/// # Errors
+///
+/// When JSON or YAML cannot be written (a map with keys that are not
+/// strings; none of ours).
+pub fn render<T: Serialize + Tabular>(value: &T, format: Format) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Table => value.table(),
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(value)?;
+            text.push('\n');
+            text
+        }
+        Format::Yaml => {
+            let mut text = serde_saphyr::to_string(value)
+                .map_err(|e| anyhow::anyhow!("cannot write YAML: {e}"))?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text
+        }
+    })
+}
+
+/// Columns under a header line, each as wide as its widest cell, two spaces
+/// apart; the last column is not padded.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column names.
+    #[must_use]
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (cells on one line: control characters are escaped).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows
+            .push(cells.iter().map(|cell| one_line(cell)).collect());
+    }
+
+    /// The table as text, one line per row under the header.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    write!(line, "{cell:<width$}  ").ok();
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `text` on one line: control characters (a terminal's escape sequences
+/// among them) escaped.
+#[must_use]
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// At most `max` characters of `text`, with `…` when shortened.
+#[must_use]
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `-` for a missing value.
+#[must_use]
+pub fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// A time as the output shows it: RFC 3339, to the second, in UTC.
+#[must_use]
+pub fn time(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A time from a NATS answer.
+#[must_use]
+pub fn nats_time(at: async_nats::datetime::DateTime) -> jiff::Timestamp {
+    jiff::Timestamp::from_nanosecond(at.unix_timestamp_nanos())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Rows {
+        items: Vec<(String, u32)>,
+    }
+
+    impl Tabular for Rows {
+        fn table(&self) -> String {
+            let mut table = Table::new(&["NAME", "COUNT"]);
+            for (name, count) in &self.items {
+                table.row(vec![name.clone(), count.to_string()]);
+            }
+            table.render()
+        }
+    }
+
+    #[test]
+    fn one_value_three_forms() {
+        let rows = Rows {
+            items: vec![("a\x1b[31m".to_owned(), 1), ("longer".to_owned(), 22)],
+        };
+        assert_eq!(
+            render(&rows, Format::Table).unwrap(),
+            "NAME         COUNT\na\\u{1b}[31m  1\nlonger       22\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&rows, Format::Json).unwrap()).unwrap();
+        assert_eq!(json["items"][1][1], 22);
+        let yaml = render(&rows, Format::Yaml).unwrap();
+        assert!(yaml.contains("longer"), "{yaml}");
+    }
+}
