@@ -420,7 +420,7 @@ async fn a_letter_for_a_missing_provider_is_delivered_once_the_provider_exists()
             .admin("/readyz")
             .await
             .1
-            .contains("late.yaml: Alert/flux-system/probe")
+            .contains(": Alert/flux-system/probe: ")
             .then_some(())
     })
     .await;
