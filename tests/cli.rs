@@ -705,7 +705,12 @@ async fn standalone_with_a_data_dir_keeps_what_it_accepted_across_a_restart() {
     })
     .await;
     assert_eq!(delivered.json()["message"], "kept across a restart");
-    second.kill().await.ok();
+    // SIGTERM, so its nats-server stops with it.
+    herald_tests::process::sigterm(second.id().expect("pid"));
+    tokio::time::timeout(Duration::from_secs(15), second.wait())
+        .await
+        .expect("exits")
+        .unwrap();
 }
 
 #[test]
