@@ -13,6 +13,7 @@ pub mod convert;
 pub mod dedupe;
 pub mod duration;
 pub mod event;
+pub mod filters;
 pub mod git;
 pub mod gojson;
 pub mod gotime;

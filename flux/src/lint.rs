@@ -82,6 +82,34 @@ pub fn unknown_fields(value: &Value) -> Vec<Unknown> {
     check(value, "", top, &mut out);
     if let Some(metadata) = value.get("metadata") {
         check(metadata, "metadata.", METADATA, &mut out);
+        // Herald's own annotations: a misspelled one would silently do nothing.
+        let annotations = metadata.get("annotations").and_then(Value::as_object);
+        for key in annotations.into_iter().flatten().map(|(k, _)| k) {
+            let Some(name) = key.strip_prefix("herald.dev/") else {
+                continue;
+            };
+            let known: &[&str] = match kind {
+                "Alert" => &[
+                    "clusters",
+                    "cluster-selector",
+                    "reasons",
+                    "exclude-reasons",
+                    "severities",
+                ],
+                "Provider" => &["endpoint"],
+                _ => &[],
+            };
+            if known.contains(&name) {
+                continue;
+            }
+            let hint = crate::suggest::closest(name, known.iter().copied())
+                .map(|s| format!(" (did you mean \"herald.dev/{s}\"?)"))
+                .unwrap_or_default();
+            out.push(Unknown {
+                field: key.clone(),
+                reason: format!("unknown Herald annotation {key}{hint}"),
+            });
+        }
     }
     let Some(spec) = value.get("spec") else {
         return out;
@@ -240,6 +268,13 @@ mod tests {
                 "unknown field spec.colour",
             ]
         );
+        let annotated = json!({"kind": "Alert", "metadata": {"annotations": {
+            "herald.dev/reason": "x", "herald.dev/clusters": "a", "example.com/other": "y"}}});
+        assert_eq!(
+            unknown_fields(&annotated)[0].reason,
+            "unknown Herald annotation herald.dev/reason (did you mean \"herald.dev/reasons\"?)"
+        );
+        assert_eq!(unknown_fields(&annotated).len(), 1);
         let secret = json!({"kind": "Secret", "stringdata": {}});
         assert_eq!(
             unknown_fields(&secret)[0].reason,

@@ -24,6 +24,8 @@ pub struct CompiledAlert {
     exclusion: Vec<Regex>,
     /// The clusters it hears from (Herald's annotations).
     pub clusters: ClusterSelection,
+    /// Reasons and severities it hears (Herald's annotations).
+    pub filter: crate::filters::EventFilter,
     /// Problems found while compiling (invalid regexes, in the
     /// notification-controller's words; invalid cluster annotations).
     pub warnings: Vec<String>,
@@ -54,12 +56,16 @@ impl CompiledAlert {
         let exclusion = compile(&alert.spec.exclusion_list, "exclusion");
         let (clusters, problems) = ClusterSelection::from_annotations(&alert.meta.annotations);
         warnings.extend(problems);
+        let (filter, problems) =
+            crate::filters::EventFilter::from_annotations(&alert.meta.annotations);
+        warnings.extend(problems);
         Self {
             uid: alert.uid(),
             alert,
             inclusion,
             exclusion,
             clusters,
+            filter,
             warnings,
         }
     }
@@ -84,6 +90,7 @@ impl CompiledAlert {
             return false;
         }
         !self.exclusion.iter().any(|re| re.is_match(&event.message))
+            && self.filter.drops(event).is_none()
     }
 
     fn source_matches(&self, source: &crate::objects::EventSource, event: &Event) -> bool {
