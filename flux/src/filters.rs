@@ -132,7 +132,7 @@ impl EventFilter {
         if self.broken {
             return Some(Dropped::Broken);
         }
-        if !self.severities.is_empty() && !self.severities.iter().any(|s| *s == event.severity) {
+        if !self.severities.is_empty() && !self.severities.contains(&event.severity) {
             return Some(Dropped::Severity);
         }
         if !self.reasons.is_empty() && !self.reasons.iter().any(|p| glob_matches(p, &event.reason))
