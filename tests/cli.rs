@@ -344,12 +344,7 @@ async fn standalone_delivers_and_stops_cleanly_on_sigterm() {
         "{readyz}"
     );
 
-    herald_tests::process::sigterm(child.id().expect("pid"));
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits within the grace period")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    stop(&mut child).await;
     // Its nats-server went with it: nothing listens on the admin port any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", admin)).is_err());
 }
@@ -403,13 +398,7 @@ async fn standalone_reads_flux_objects_from_kubernetes() {
     assert_eq!(response.status(), 202);
     // Matched by the Kustomization's labels, read from the cluster.
     assert_eq!(hook.wait_for(1).await[0].json()["message"], "applied");
-    // Stopped as a pod is, so that its own nats-server stops with it.
-    herald_tests::process::sigterm(child.id().expect("pid"));
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits within the grace period")
-        .unwrap();
-    assert!(status.success(), "{status}");
+    stop(&mut child).await;
 }
 
 #[tokio::test]
@@ -636,6 +625,17 @@ async fn a_nats_url_list_reaches_a_cluster_and_a_restart_updates_the_consumers()
     );
 }
 
+/// Stops a Herald process as a pod is stopped (SIGTERM), so that its own
+/// nats-server stops with it, and checks it exits cleanly in its grace period.
+async fn stop(child: &mut tokio::process::Child) {
+    herald_tests::process::sigterm(child.id().expect("pid"));
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
 /// Starts `herald standalone` on `dir`'s catalog with its store in `data`.
 fn standalone_with_data(
     dir: &std::path::Path,
@@ -685,11 +685,7 @@ async fn standalone_with_a_data_dir_keeps_what_it_accepted_across_a_restart() {
         .unwrap();
     assert_eq!(response.status(), 202);
     hook.wait_for(1).await;
-    herald_tests::process::sigterm(first.id().expect("pid"));
-    tokio::time::timeout(Duration::from_secs(15), first.wait())
-        .await
-        .expect("exits")
-        .unwrap();
+    stop(&mut first).await;
     assert!(data.path().join("jetstream").is_dir(), "the store is kept");
 
     // Back up, destination too: what was accepted before is delivered.
@@ -705,12 +701,7 @@ async fn standalone_with_a_data_dir_keeps_what_it_accepted_across_a_restart() {
     })
     .await;
     assert_eq!(delivered.json()["message"], "kept across a restart");
-    // SIGTERM, so its nats-server stops with it.
-    herald_tests::process::sigterm(second.id().expect("pid"));
-    tokio::time::timeout(Duration::from_secs(15), second.wait())
-        .await
-        .expect("exits")
-        .unwrap();
+    stop(&mut second).await;
 }
 
 #[test]
