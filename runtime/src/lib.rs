@@ -29,6 +29,7 @@ mod pull;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 
 pub use catalog::{Catalog, CatalogArgs, Snapshot};

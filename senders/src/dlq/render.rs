@@ -1,54 +1,32 @@
 //! Dead letters for people: a table and a detail view.
 
 use super::*;
+pub(super) use herald_runtime::text::{Table, one_line, shorten};
 
 /// One line per letter: sequence, when it died, Provider (type and
 /// namespace/name), Alert, attempts, last status and reason (shortened; see
 /// [`render_detail`]), under a header line.
 #[must_use]
 pub fn render_table(entries: &[Entry]) -> String {
-    let header = [
+    let mut table = Table::new(&[
         "SEQ", "DEAD AT", "PROVIDER", "ALERT", "ATTEMPTS", "STATUS", "REASON",
-    ]
-    .map(str::to_owned);
-    let rows: Vec<[String; 7]> = entries
-        .iter()
-        .map(|entry| {
-            let (namespace, name) = entry.provider();
-            let alert = entry
-                .alert()
-                .map_or_else(|| "-".to_owned(), |a| format!("{}/{}", a.namespace, a.name));
-            [
-                entry.sequence.to_string(),
-                format!("{:.0}", entry.dead_at()),
-                one_line(&format!("{} {namespace}/{name}", entry.provider_type())),
-                one_line(&alert),
-                entry.letter.attempts.to_string(),
-                status(entry.letter.last_status),
-                shorten(&one_line(&entry.letter.reason), TABLE_REASON_CHARS),
-            ]
-        })
-        .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
+    ]);
+    for entry in entries {
+        let (namespace, name) = entry.provider();
+        let alert = entry
+            .alert()
+            .map_or_else(|| "-".to_owned(), |a| format!("{}/{}", a.namespace, a.name));
+        table.row(vec![
+            entry.sequence.to_string(),
+            format!("{:.0}", entry.dead_at()),
+            format!("{} {namespace}/{name}", entry.provider_type()),
+            alert,
+            entry.letter.attempts.to_string(),
+            status(entry.letter.last_status),
+            shorten(&one_line(&entry.letter.reason), TABLE_REASON_CHARS),
+        ]);
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                write!(line, "{cell:<width$}  ").ok();
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    table.render()
 }
 
 /// Everything a letter holds: where and when it died, why, the attempts, the
@@ -134,30 +112,6 @@ pub fn render_detail(entry: &Entry) -> String {
         out.push_str(&String::from_utf8_lossy(&from_proto(event).to_go_json()));
         out.push('\n');
     }
-    out
-}
-
-/// `text` on one line: control characters (a terminal's escape sequences
-/// among them) are shown escaped.
-pub(super) fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// At most `max` characters of `text`, with `…` when shortened.
-pub(super) fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
     out
 }
 
