@@ -6,8 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use herald_flux::Provider;
-use herald_flux::objects::SecretData;
+use herald_flux::objects::{Secret, SecretData};
 use herald_runtime::Snapshot;
+use std::sync::Arc;
 
 /// Everything a provider module needs to build its request. Holds secrets:
 /// its `Debug` shows none of them.
@@ -45,7 +46,7 @@ pub struct Resolved {
     pub endpoint: String,
     /// The whole data of the `secretRef` Secret, for the keys only some
     /// types read (GitHub App keys, NATS credentials, cloud credentials).
-    pub secret: SecretData,
+    pub secret: Arc<Secret>,
 }
 
 impl fmt::Debug for Resolved {
@@ -63,7 +64,7 @@ impl fmt::Debug for Resolved {
                 &self.client_identity_pem.is_some(),
             )
             .field("timeout", &self.timeout)
-            .field("secret_keys", &self.secret.keys().collect::<Vec<_>>())
+            .field("secret_keys", &self.secret.data.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +82,7 @@ impl Resolved {
         // Every other value of the Secret long enough to be a credential
         // (private keys, seeds, client secrets), each line on its own too:
         // an error text may quote one line of a key file.
-        for key in self.secret.keys() {
+        for key in self.secret.data.keys() {
             let Some(value) = self.secret_text(key) else {
                 continue;
             };
@@ -117,6 +118,7 @@ impl Resolved {
     #[must_use]
     pub fn secret_text(&self, key: &str) -> Option<&str> {
         self.secret
+            .data
             .get(key)
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|v| !v.trim().is_empty())
@@ -139,6 +141,15 @@ impl Resolved {
 fn text(data: &SecretData, key: &str) -> Option<String> {
     data.get(key)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A `secretRef` Secret holding `data`, as a Provider resolves it.
+#[must_use]
+pub fn secret_holding(data: SecretData) -> Arc<Secret> {
+    Arc::new(Secret {
+        data,
+        ..Secret::default()
+    })
 }
 
 /// Why a Provider cannot be used.
@@ -204,7 +215,7 @@ pub fn resolve(provider: &Provider, snapshot: &Snapshot) -> Result<Resolved, Res
     if let Some(secret_ref) = &spec.secret_ref {
         let secret = secret_of(&secret_ref.name, "spec.secretRef")?;
         let data = &secret.data;
-        resolved.secret = data.clone();
+        resolved.secret = Arc::clone(&secret);
         if let Some(address) = text(data, "address") {
             if address.len() > 2048 {
                 return Err(bad(&secret_ref.name, "address is longer than 2048 bytes"));

@@ -594,7 +594,7 @@ mod tests {
                 .find(|(k, _)| *k == "token")
                 .map(|(_, v)| (*v).to_owned())
                 .unwrap_or_default(),
-            secret: data,
+            secret: crate::config::secret_holding(data),
             ..Resolved::default()
         }
     }

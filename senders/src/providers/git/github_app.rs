@@ -328,7 +328,7 @@ mod tests {
         }
         Resolved {
             provider_type: "github".into(),
-            secret,
+            secret: crate::config::secret_holding(secret),
             ..Resolved::default()
         }
     }

@@ -417,9 +417,12 @@ mod tests {
         r.username = "u".into();
         r.password = "p".into();
         assert!(Auth::of(&r).unwrap() == Auth::UserPassword("u".into(), "p".into()));
-        r.secret = secret(&[("nkey", " SUASEED \n")]);
+        r.secret = crate::config::secret_holding(secret(&[("nkey", " SUASEED \n")]));
         assert!(Auth::of(&r).unwrap() == Auth::Nkey("SUASEED".into()));
-        r.secret = secret(&[("nkey", "SUAX"), ("creds", "not a creds file S3cretSeed")]);
+        r.secret = crate::config::secret_holding(secret(&[
+            ("nkey", "SUAX"),
+            ("creds", "not a creds file S3cretSeed"),
+        ]));
         let text = Auth::of(&r).err().unwrap().to_string();
         assert!(text.contains("not a NATS credentials file"), "{text}");
         assert!(!text.contains("S3cret"), "{text}");
