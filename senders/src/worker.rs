@@ -437,7 +437,7 @@ impl Worker {
                     }
                     .uid_or_derived("Alert")
                 },
-                |a| a.alert.uid(),
+                |a| a.uid.clone(),
             ),
             namespace: alert.namespace,
             name: alert.name,
