@@ -95,8 +95,9 @@ pub fn unknown_fields(value: &Value) -> Vec<Unknown> {
                     "reasons",
                     "exclude-reasons",
                     "severities",
+                    "slack-thread",
                 ],
-                "Provider" => &["endpoint"],
+                "Provider" => &["endpoint", "slack-thread"],
                 _ => &[],
             };
             if known.contains(&name) {
@@ -280,6 +281,21 @@ mod tests {
             unknown_fields(&secret)[0].reason,
             "unknown field stringdata (did you mean \"stringData\"?)"
         );
+    }
+
+    #[test]
+    fn slack_thread_is_known_on_alerts_and_providers() {
+        for kind in ["Alert", "Provider"] {
+            let known = json!({"kind": kind, "metadata": {"annotations": {
+                "herald.dev/slack-thread": "true"}}});
+            assert!(unknown_fields(&known).is_empty(), "{kind}");
+            let misspelled = json!({"kind": kind, "metadata": {"annotations": {
+                "herald.dev/slack-threads": "true"}}});
+            assert_eq!(
+                unknown_fields(&misspelled)[0].reason,
+                "unknown Herald annotation herald.dev/slack-threads (did you mean \"herald.dev/slack-thread\"?)"
+            );
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct CompiledAlert {
     /// Reasons and severities it hears (Herald's annotations).
     pub filter: crate::filters::EventFilter,
     /// Problems found while compiling (invalid regexes, in the
-    /// notification-controller's words; invalid cluster annotations).
+    /// notification-controller's words; invalid Herald annotations).
     pub warnings: Vec<String>,
 }
 
@@ -59,6 +59,9 @@ impl CompiledAlert {
         let (filter, problems) =
             crate::filters::EventFilter::from_annotations(&alert.meta.annotations);
         warnings.extend(problems);
+        if let Err(problem) = crate::threads::slack_thread_setting(&alert.meta.annotations) {
+            warnings.push(problem);
+        }
         Self {
             uid: alert.uid(),
             alert,
