@@ -17,7 +17,7 @@ pub mod v1 {
 
 pub use v1::{
     AppliedStatus, DeadLetter, DedupeWindow, Delivery, Event, ObjectKey, ObjectRecord,
-    ObjectReference, PacedCount, PacingState, Time,
+    ObjectReference, PacedCount, PacingState, SlackThread, Time,
 };
 
 // === impl Time ===

@@ -84,6 +84,10 @@ pub const PACING_BUCKET: &str = "HERALD_PACING";
 /// commit, identifier).
 pub const COMMIT_STATUS_BUCKET: &str = "HERALD_COMMIT_STATUS";
 
+/// The key-value bucket of Slack thread roots (`herald.dev/slack-thread`),
+/// keyed by a digest of the thread (`t.<hex>`).
+pub const THREADS_BUCKET: &str = "HERALD_THREADS";
+
 /// The key-value bucket of what Herald knows of each Alert and Provider from
 /// its deliveries, keyed by [`object_entry`].
 pub const OBJECTS_BUCKET: &str = "HERALD_OBJECTS";

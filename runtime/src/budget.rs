@@ -77,7 +77,7 @@ pub fn format_bytes(bytes: u64) -> String {
 }
 
 /// How many key-value buckets Herald keeps, each with `--kv-max-bytes`.
-pub const KV_BUCKETS: u64 = 4;
+pub const KV_BUCKETS: u64 = 5;
 
 /// The byte budget of each stream and bucket (per replica; a stream with
 /// three replicas reserves three times its budget in the cluster).
@@ -94,7 +94,7 @@ pub struct Budgets {
     #[arg(long, global = true, env = "HERALD_DEAD_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub dead_max_bytes: u64,
     /// The budget of each key-value bucket (HERALD_DEDUPE, HERALD_PACING,
-    /// HERALD_COMMIT_STATUS, HERALD_OBJECTS).
+    /// HERALD_COMMIT_STATUS, HERALD_OBJECTS, HERALD_THREADS).
     #[arg(long, global = true, env = "HERALD_KV_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub kv_max_bytes: u64,
 }

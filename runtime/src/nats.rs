@@ -391,6 +391,34 @@ impl Nats {
             .map_err(|e| self.setup_error(names::PACING_BUCKET, self.args.budgets.kv_max_bytes, &e))
     }
 
+    /// Creates or updates the HERALD_THREADS key-value bucket (Slack thread
+    /// roots), whose entries expire `ttl` after their last update.
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_threads_bucket(
+        &self,
+        ttl: Duration,
+    ) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+        self.jetstream
+            .create_or_update_key_value(async_nats::jetstream::kv::Config {
+                bucket: names::THREADS_BUCKET.to_owned(),
+                description: "Slack thread roots, one per object, revision, cluster and channel."
+                    .to_owned(),
+                history: 1,
+                max_age: ttl,
+                max_bytes: budget(self.args.budgets.kv_max_bytes),
+                storage: stream::StorageType::File,
+                num_replicas: self.args.stream_replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                self.setup_error(names::THREADS_BUCKET, self.args.budgets.kv_max_bytes, &e)
+            })
+    }
+
     /// Creates or updates the HERALD_COMMIT_STATUS key-value bucket (the
     /// newest applied commit status per repository, commit and identifier).
     ///

@@ -322,6 +322,8 @@ impl<T: Named> Sorted<T> {
 pub struct Snapshot {
     /// Alerts, indexed for matching.
     pub alerts: AlertIndex,
+    /// The file (and line) of each Alert, in the index's order.
+    alert_files: Vec<PathBuf>,
     providers: Sorted<Provider>,
     secrets: Sorted<Secret>,
     /// Every unusable file or object (errors) and every doubtful one
@@ -397,6 +399,7 @@ impl Snapshot {
         let alerts = Sorted::new(alerts, "Alert", &mut problems);
         let before = previous.map_or(&[][..], |p| p.alerts.alerts());
         let mut compiled: Vec<Arc<CompiledAlert>> = Vec::with_capacity(alerts.objects.len());
+        let alert_files = alerts.files.clone();
         for (alert, file) in alerts.objects.into_iter().zip(alerts.files) {
             let reused = before
                 .binary_search_by(|c| Named::key(&*c.alert).cmp(&Named::key(&*alert)))
@@ -456,6 +459,7 @@ impl Snapshot {
         problems.sort_by(|a, b| (a.place(), a.severity).cmp(&(b.place(), b.severity)));
         Self {
             alerts: AlertIndex::new(compiled),
+            alert_files,
             providers,
             secrets,
             problems,
@@ -492,6 +496,15 @@ impl Snapshot {
             .objects
             .iter()
             .zip(self.providers.files.iter().map(PathBuf::as_path))
+    }
+
+    /// Every Alert, compiled, with the file (and line) it came from, sorted
+    /// by namespace and name.
+    pub fn alerts_with_files(&self) -> impl Iterator<Item = (&Arc<CompiledAlert>, &Path)> {
+        self.alerts
+            .alerts()
+            .iter()
+            .zip(self.alert_files.iter().map(PathBuf::as_path))
     }
 
     /// Adds problems found after the snapshot was built (see
