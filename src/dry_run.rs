@@ -190,6 +190,7 @@ pub fn explain(
             alert: &identity,
             resolved: &resolved,
             identifier: &identifier,
+            thread: None,
         });
         let masker = |url: &reqwest::Url| herald_senders::http::masker(&resolved, url);
         match planned {

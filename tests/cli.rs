@@ -604,6 +604,7 @@ async fn a_nats_url_list_reaches_a_cluster_and_a_restart_updates_the_consumers()
         format!("KV_{}", names::PACING_BUCKET),
         format!("KV_{}", names::COMMIT_STATUS_BUCKET),
         format!("KV_{}", names::OBJECTS_BUCKET),
+        format!("KV_{}", names::THREADS_BUCKET),
     ] {
         let mut info = js.get_stream(&stream).await.unwrap();
         let info = info.info().await.unwrap();

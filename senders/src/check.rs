@@ -7,8 +7,14 @@
 //! the first event instead of at the first dead letter. `herald validate`
 //! and every service that sends run it (see
 //! [`herald_runtime::catalog::install_checks`]).
+//!
+//! Slack threads (`herald.dev/slack-thread`) are checked here too: on an
+//! Alert or Provider whose Provider cannot thread (a webhook address, no
+//! token or channel, another type) the annotation is a problem, and the
+//! messages go unthreaded.
 
 use herald_flux::FluxEvent;
+use herald_flux::threads::slack_thread_setting;
 use herald_runtime::Snapshot;
 use herald_runtime::catalog::Problem;
 
@@ -83,9 +89,52 @@ pub fn provider_problems(snapshot: &Snapshot) -> Vec<Problem> {
             alert: &alert,
             resolved: &resolved,
             identifier: &identifier,
+            thread: None,
         });
         if let Err(error) = planned {
             out.push(Problem::error(file.to_owned(), id, error.to_string()));
+        }
+    }
+    out.extend(thread_problems(snapshot));
+    out
+}
+
+/// The `herald.dev/slack-thread` annotations that cannot be followed: a
+/// value other than `true` or `false` on a Provider (an Alert's is found
+/// when it is compiled), and `true` on a Provider, or an Alert of a
+/// Provider, that cannot thread.
+fn thread_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (provider, file) in snapshot.providers() {
+        let id = format!("Provider/{}", provider.key());
+        match slack_thread_setting(&provider.meta.annotations) {
+            Err(problem) => out.push(Problem::error(file.to_owned(), id, problem)),
+            Ok(Some(true)) => {
+                if let Some(why) = resolve(provider, snapshot)
+                    .ok()
+                    .and_then(|r| providers::slack_thread_unsupported(&r))
+                {
+                    out.push(Problem::error(file.to_owned(), id, why));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    for (compiled, file) in snapshot.alerts_with_files() {
+        let alert = &compiled.alert;
+        if slack_thread_setting(&alert.meta.annotations) != Ok(Some(true)) {
+            continue;
+        }
+        let why = snapshot
+            .provider(&alert.meta.namespace, &alert.spec.provider_ref.name)
+            .and_then(|provider| resolve(&provider, snapshot).ok())
+            .and_then(|r| providers::slack_thread_unsupported(&r));
+        if let Some(why) = why {
+            out.push(Problem::error(
+                file.to_owned(),
+                format!("Alert/{}", alert.key()),
+                format!("its Provider cannot thread: {why}"),
+            ));
         }
     }
     out
@@ -132,6 +181,60 @@ mod tests {
         );
         assert!(
             found[1].starts_with("p.yaml: Provider/ns/pd: "),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn slack_threads_that_cannot_be_kept_are_named_on_their_object() {
+        let annotated =
+            |value: &str| format!("annotations: {{herald.dev/slack-thread: '{value}'}}");
+        let yaml = format!(
+            "{P}metadata: {{name: hook, {}}}\nspec: {{type: slack, address: 'https://hooks.slack.com/services/T/B/X'}}\n---\n\
+             {P}metadata: {{name: bot, {}}}\nspec: {{type: slack, channel: alerts, address: 'https://slack.com/api/chat.postMessage', secretRef: {{name: bot}}}}\n---\n\
+             {P}metadata: {{name: odd, {}}}\nspec: {{type: slack, address: 'https://hooks.slack.com/services/T/B/Y'}}\n---\n\
+             {P}metadata: {{name: plain}}\nspec: {{type: slack, address: 'https://hooks.slack.com/services/T/B/Z'}}\n---\n\
+             {P}metadata: {{name: teams, {}}}\nspec: {{type: msteams, address: 'https://teams.example/hook'}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: asks, {}}}\nspec: {{providerRef: {{name: plain}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: fine, {}}}\nspec: {{providerRef: {{name: bot}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: bot}}\nstringData: {{token: xoxb-1}}\n",
+            annotated("true"),
+            annotated("true"),
+            annotated("yes"),
+            annotated("true"),
+            annotated("true"),
+            annotated("true"),
+        );
+        let found = problems(&yaml);
+        assert_eq!(found.len(), 4, "{found:?}");
+        let on = |object: &str| {
+            found
+                .iter()
+                .find(|p| p.contains(&format!(" {object}: ")))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(
+            on("Provider/ns/hook")
+                .contains("posts to a webhook, so its messages are sent unthreaded"),
+            "{found:?}"
+        );
+        assert!(
+            on("Provider/ns/odd").contains("must be \"true\" or \"false\" (got \"yes\")"),
+            "{found:?}"
+        );
+        assert!(
+            on("Provider/ns/teams").contains("slack Providers only"),
+            "{found:?}"
+        );
+        assert!(
+            on("Alert/ns/asks").contains("its Provider cannot thread"),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|p| p.contains("hooks.slack.com")),
             "{found:?}"
         );
     }

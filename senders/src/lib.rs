@@ -17,6 +17,7 @@ pub mod pacing;
 pub mod policy;
 pub mod providers;
 pub mod records;
+pub mod threads;
 pub mod tokens;
 pub mod transport;
 pub mod worker;
@@ -72,6 +73,12 @@ pub struct SenderArgs {
     /// reported in progress every third of it).
     #[arg(long, env = "HERALD_SENDER_ACK_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub sender_ack_wait: Duration,
+    /// How long a Slack thread (`herald.dev/slack-thread`) is continued
+    /// after its last message: its root is forgotten from HERALD_THREADS
+    /// then, and the next event about the object and revision starts a new
+    /// thread.
+    #[arg(long, env = "HERALD_SLACK_THREAD_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub slack_thread_ttl: Duration,
 }
 
 /// A ready-to-run sender.
@@ -111,6 +118,10 @@ impl App {
         .await?;
         let objects_store =
             retry_until_ready("HERALD_OBJECTS", cancel, || nats.ensure_objects_bucket()).await?;
+        let threads_store = retry_until_ready("HERALD_THREADS", cancel, || {
+            nats.ensure_threads_bucket(args.slack_thread_ttl)
+        })
+        .await?;
         let consumer = retry_until_ready("the sender consumer", cancel, || async {
             nats.ensure_deliveries_stream().await?;
             nats.ensure_dead_stream().await?;
@@ -130,26 +141,37 @@ impl App {
         })
         .await?;
         readiness.set("sender-consumer", true);
+        let policies = policy::Policies::new(
+            policy::RetryPolicy {
+                max_attempts: args.max_attempts.max(1),
+                base: args.retry_base,
+                max: args.retry_max,
+                max_age: args.max_age,
+            },
+            &args.retry_policies,
+            &args.paces,
+        );
+        let pacer = pacing::Pacer::new(pacing_store, args.pace_max_wait);
+        let threads = threads::Threads::new(
+            threads_store,
+            pacer.clone(),
+            policies.pace(herald_flux::ProviderType::Slack.as_str()),
+            metrics.clone(),
+        );
         Ok(Self {
             worker: Worker {
                 nats,
                 catalog,
                 metrics,
-                clients: providers::Clients::default(),
-                pacer: pacing::Pacer::new(pacing_store, args.pace_max_wait),
+                clients: providers::Clients {
+                    threads: Some(threads),
+                    ..providers::Clients::default()
+                },
+                pacer,
                 order: ordering::StatusOrder::new(status_store),
                 settings: WorkerSettings {
                     concurrency,
-                    policies: policy::Policies::new(
-                        policy::RetryPolicy {
-                            max_attempts: args.max_attempts.max(1),
-                            base: args.retry_base,
-                            max: args.retry_max,
-                            max_age: args.max_age,
-                        },
-                        &args.retry_policies,
-                        &args.paces,
-                    ),
+                    policies,
                     ack_wait: args.sender_ack_wait,
                     requeue_delay: args.retry_base,
                 },

@@ -24,6 +24,14 @@ pub enum Outcome {
         /// The start of the response body.
         body: String,
     },
+    /// Not tried: it waits for something shared (a destination's turn, a
+    /// Slack thread's root another delivery is posting). Put back for
+    /// `after`; not a failed attempt.
+    Later {
+        /// What it waits for.
+        reason: String,
+        after: Duration,
+    },
     /// It can never succeed as it is: dead-letter it now.
     Dead {
         /// Why, in words an operator can act on.
@@ -43,6 +51,7 @@ impl Outcome {
             Self::Delivered { status } | Self::Retry { status, .. } | Self::Dead { status, .. } => {
                 *status
             }
+            Self::Later { .. } => 0,
         }
     }
 }

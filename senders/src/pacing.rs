@@ -29,6 +29,15 @@ pub enum Turn {
     Later(Duration),
 }
 
+/// What waiting for a turn ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// Send now, after waiting this long in process (zero: no wait).
+    Go(Duration),
+    /// Not now: put the delivery back for this long.
+    PutBack(Duration),
+}
+
 /// Shared pacing state.
 #[derive(Clone)]
 pub struct Pacer {
@@ -146,6 +155,27 @@ impl Pacer {
             // Heavily contended: come back a little later.
             Err(KvError::Contended) => Ok(Turn::Later(with_jitter(Duration::from_millis(200)))),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Takes a turn at `key` (see [`Pacer::turn`]) and waits for it in
+    /// process when it is near; a destination another replica was told to
+    /// back off from meanwhile is put back.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn wait_turn(&self, key: &str, interval: Option<Duration>) -> anyhow::Result<Waited> {
+        match self.turn(key, interval).await? {
+            Turn::Later(wait) => Ok(Waited::PutBack(wait)),
+            Turn::SendAfter(wait) if wait.is_zero() => Ok(Waited::Go(wait)),
+            Turn::SendAfter(wait) => {
+                tokio::time::sleep(wait).await;
+                if let Ok(Some(left)) = self.blocked_for(key).await {
+                    return Ok(Waited::PutBack(left));
+                }
+                Ok(Waited::Go(wait))
+            }
         }
     }
 

@@ -21,9 +21,9 @@ use crate::config::resolve;
 use crate::manifest;
 use crate::ordering::{self, Order, StatusOrder};
 use crate::outcome::Outcome;
-use crate::pacing::{self, Pacer, Turn};
+use crate::pacing::{self, Pacer, Waited};
 use crate::policy::{Policies, RetryPolicy};
-use crate::providers::{self, Clients, Input, Plan};
+use crate::providers::{self, Clients, Input, Plan, ThreadScope};
 use crate::records::Noted;
 
 /// When a delivery is tried again after Herald's own state in NATS could
@@ -342,6 +342,9 @@ impl Worker {
             Step::Failed(Outcome::Delivered { status }) => {
                 unreachable!("a send that delivered ({status}) is Step::Delivered")
             }
+            Step::Failed(Outcome::Later { .. }) => {
+                unreachable!("a send put back is Step::Paced")
+            }
         }
     }
 
@@ -455,11 +458,24 @@ impl Worker {
             )
             .map_err(|e| e.to_string())
         };
+        let no_annotations = std::collections::BTreeMap::new();
+        let threaded = herald_flux::threads::slack_threaded(
+            compiled
+                .as_ref()
+                .map_or(&no_annotations, |a| &a.alert.meta.annotations),
+            &provider.meta.annotations,
+        );
+        let thread = threaded.then(|| ThreadScope {
+            cluster: delivery.event.as_ref().map_or("", |e| e.cluster.as_str()),
+            delivery_id: &delivery.id,
+            event_unix_nanos: event_time(delivery),
+        });
         let planned = providers::plan(&Input {
             event: &event,
             alert: &alert_identity,
             resolved: &resolved,
             identifier: &identifier,
+            thread,
         });
         let prepared = match planned {
             Ok(prepared) => prepared,
@@ -472,25 +488,25 @@ impl Worker {
         }
         let destination = pacing::destination(&resolved);
         let pace = self.settings.policies.pace(&resolved.provider_type);
-        match self.pacer.turn(&destination, pace).await {
-            Ok(Turn::Later(wait)) => return Step::Paced(wait),
-            Ok(Turn::SendAfter(wait)) if !wait.is_zero() => {
-                self.metrics
-                    .pacing_wait(&resolved.provider_type, "waited", wait);
-                tokio::time::sleep(wait).await;
-                // Another replica may have been told to back off meanwhile.
-                if let Ok(Some(left)) = self.pacer.blocked_for(&destination).await {
-                    return Step::Paced(left);
+        // An exchange that paces each of its calls takes its own turns.
+        let paces_itself = matches!(&prepared, Plan::Exchange(e) if e.paces_itself());
+        if !paces_itself {
+            match self.pacer.wait_turn(&destination, pace).await {
+                Ok(Waited::PutBack(wait)) => return Step::Paced(wait),
+                Ok(Waited::Go(waited)) => {
+                    if !waited.is_zero() {
+                        self.metrics
+                            .pacing_wait(&resolved.provider_type, "waited", waited);
+                    }
                 }
-            }
-            Ok(Turn::SendAfter(_)) => {}
-            Err(error) => {
-                return Step::Failed(Outcome::Retry {
-                    reason: format!("pacing state unavailable: {error}"),
-                    status: 0,
-                    after: Some(UNAVAILABLE_RETRY),
-                    body: String::new(),
-                });
+                Err(error) => {
+                    return Step::Failed(Outcome::Retry {
+                        reason: format!("pacing state unavailable: {error}"),
+                        status: 0,
+                        after: Some(UNAVAILABLE_RETRY),
+                        body: String::new(),
+                    });
+                }
             }
         }
         let started = tokio::time::Instant::now();
@@ -498,13 +514,8 @@ impl Worker {
             Plan::Request(request) => self.clients.http.send(request, &resolved).await,
             Plan::CommitStatus(plan) => {
                 let key = ordering::status_key(&plan.repository, &plan.sha, &plan.identifier);
-                let event_time = delivery
-                    .event
-                    .as_ref()
-                    .and_then(|e| e.timestamp.as_ref().or(e.received_at.as_ref()))
-                    .map_or(0, herald_proto::Time::unix_nanos_saturating);
                 let event_id = delivery.event.as_ref().map_or("", |e| e.id.as_str());
-                match self.order.claim(&key, event_time, event_id).await {
+                match self.order.claim(&key, event_time(delivery), event_id).await {
                     Ok(Order::Superseded) => return Step::Superseded,
                     Ok(Order::Newest) => {}
                     Err(error) => {
@@ -529,6 +540,10 @@ impl Worker {
             .observe(started.elapsed().as_secs_f64());
         match outcome {
             Outcome::Delivered { status } => Step::Delivered(status),
+            Outcome::Later { reason, after } => {
+                tracing::debug!(delivery.id = %delivery.id, reason = %reason, wait = ?after, "Delivery waits; put back.");
+                Step::Paced(after)
+            }
             Outcome::Retry { status, after, .. }
                 if status == 429 || (status == 503 && after.is_some()) =>
             {
@@ -658,6 +673,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// The time of a delivery's event (its timestamp, else when ingest got it)
+/// in Unix nanoseconds, for ordering events of one object.
+fn event_time(delivery: &Delivery) -> i64 {
+    delivery
+        .event
+        .as_ref()
+        .and_then(|e| e.timestamp.as_ref().or(e.received_at.as_ref()))
+        .map_or(0, herald_proto::Time::unix_nanos_saturating)
 }
 
 /// Records what a delivery is about on its span.

@@ -30,11 +30,12 @@ const CONSUMERS: [(&str, &str); 2] = [
 
 /// The key-value buckets Herald keeps (each made by the service that first
 /// needs it: one not made yet is no fault).
-const BUCKETS: [&str; 4] = [
+const BUCKETS: [&str; 5] = [
     names::OBJECTS_BUCKET,
     names::PACING_BUCKET,
     names::DEDUPE_BUCKET,
     names::COMMIT_STATUS_BUCKET,
+    names::THREADS_BUCKET,
 ];
 
 /// A stream past this share of its budget is a warning.

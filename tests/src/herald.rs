@@ -78,6 +78,7 @@ impl Default for Options {
                 paces: Vec::new(),
                 pace_max_wait: Duration::from_secs(5),
                 sender_ack_wait: Duration::from_secs(5),
+                slack_thread_ttl: Duration::from_secs(3600),
             },
             reload_interval: Duration::from_millis(100),
             kubernetes: None,

@@ -401,7 +401,7 @@ impl Send {
                     Err(outcome) => return outcome,
                 };
                 let outcome = self.post(clients, resolved, &bearer(&token), &token).await;
-                if status(&outcome) != 401 {
+                if Outcome::status(&outcome) != 401 {
                     return outcome;
                 }
                 // Refused (revoked, or the role was just granted): once more
@@ -501,14 +501,6 @@ impl ClientCredential {
 /// and the credential in use.
 fn masker(resolved: &Resolved, extra: &[&str]) -> Masker {
     Masker::new(resolved.secrets().into_iter().chain(extra.iter().copied()))
-}
-
-fn status(outcome: &Outcome) -> u16 {
-    match outcome {
-        Outcome::Delivered { status }
-        | Outcome::Retry { status, .. }
-        | Outcome::Dead { status, .. } => *status,
-    }
 }
 
 /// `outcome` with the service's own words appended to its reason.

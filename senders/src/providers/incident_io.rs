@@ -121,6 +121,7 @@ mod tests {
             alert: &crate::providers::AlertIdentity::default(),
             resolved,
             identifier: &identifier,
+            thread: None,
         })
     }
 

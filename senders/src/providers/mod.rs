@@ -31,6 +31,7 @@ mod rocket;
 mod sentry;
 mod shared;
 mod slack;
+mod slack_thread;
 mod telegram;
 mod webex;
 mod zoom;
@@ -56,6 +57,20 @@ pub struct Input<'a> {
     /// The commit status identifier (its `commitStatusExpr`, evaluated only
     /// when a commit-status provider asks).
     pub identifier: &'a dyn Fn() -> Result<String, String>,
+    /// Set when the Alert or its Provider asks for Slack threads
+    /// (`herald.dev/slack-thread`).
+    pub thread: Option<ThreadScope<'a>>,
+}
+
+/// What places a delivery in its Slack thread beyond the event and the
+/// Provider: the cluster the event came from, the delivery (so that a
+/// redelivery is not posted twice) and the event's time (the root shows the
+/// newest event).
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadScope<'a> {
+    pub cluster: &'a str,
+    pub delivery_id: &'a str,
+    pub event_unix_nanos: i64,
 }
 
 impl Input<'_> {
@@ -89,6 +104,9 @@ pub struct Clients {
     pub tokens: crate::tokens::Tokens,
     /// NATS connections per server and credentials.
     pub nats: nats::NatsConnections,
+    /// Slack thread roots (HERALD_THREADS) and pacing per call; without
+    /// them, threaded messages are posted unthreaded.
+    pub threads: Option<crate::threads::Threads>,
 }
 
 /// What a delivery turns into.
@@ -130,6 +148,12 @@ pub trait StatusWrite: Send + Sync {
 pub trait Exchange: Send + Sync {
     /// Runs the requests; the outcome of the attempt.
     fn run<'a>(&'a self, clients: &'a Clients, resolved: &'a Resolved) -> Writing<'a>;
+
+    /// Whether it takes the destination's turn before each of its calls
+    /// itself (else the sender takes one turn before it runs).
+    fn paces_itself(&self) -> bool {
+        false
+    }
 }
 
 /// A provider type's builder.
@@ -186,6 +210,13 @@ impl ProviderError {
             problem: problem.into(),
         }
     }
+}
+
+/// Why `resolved` cannot thread Slack messages (threads need Slack's Web
+/// API), or `None` when it can.
+#[must_use]
+pub fn slack_thread_unsupported(resolved: &Resolved) -> Option<String> {
+    slack_thread::unsupported(resolved)
 }
 
 /// The provider of each Flux type. Exhaustive: a new [`ProviderType`] must

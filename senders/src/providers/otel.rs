@@ -434,6 +434,7 @@ mod tests {
             alert: &alert(),
             resolved: &r,
             identifier: &identifier,
+            thread: None,
         });
         assert!(matches!(plan, Ok(Plan::Skip(_))));
     }

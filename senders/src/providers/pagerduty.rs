@@ -246,6 +246,7 @@ mod tests {
             alert: &crate::providers::AlertIdentity::default(),
             resolved,
             identifier: &identifier,
+            thread: None,
         });
         let Ok(Plan::Exchange(_)) = plan else {
             panic!("an exchange is planned");
@@ -325,6 +326,7 @@ mod tests {
                 alert: &crate::providers::AlertIdentity::default(),
                 resolved: &resolved(),
                 identifier: &identifier,
+                thread: None,
             }),
             Ok(Plan::Skip(_))
         ));

@@ -1,5 +1,5 @@
 //! `slack`: incoming webhooks, and `chat.postMessage` with a bot token
-//! (flux-providers §4.3).
+//! (flux-providers §4.3); threaded when asked (see [`super::slack_thread`]).
 
 use super::shared::{SlackPayload, bearer, is_error, json_content, object_name, parse_address};
 use super::{Input, Plan, Provider, ProviderError};
@@ -13,7 +13,8 @@ pub(super) struct Slack;
 
 impl Provider for Slack {
     fn plan(&self, input: &Input<'_>) -> Result<Plan, ProviderError> {
-        build(input.resolved, input.event).map(Plan::Request)
+        let request = build(input.resolved, input.event)?;
+        Ok(super::slack_thread::plan(input, request))
     }
 }
 

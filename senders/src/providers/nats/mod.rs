@@ -357,6 +357,7 @@ mod tests {
             alert: &crate::providers::AlertIdentity::default(),
             resolved,
             identifier: &identifier,
+            thread: None,
         })
     }
 

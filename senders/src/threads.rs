@@ -1,0 +1,517 @@
+//! Slack thread roots, shared by every sender replica through the
+//! HERALD_THREADS key-value bucket, so that a restarted sender, or another
+//! replica, continues a thread instead of starting a second one.
+//!
+//! Each thread (see [`herald_flux::threads::thread_key`]) has one
+//! [`SlackThread`] entry. The first delivery claims the key with a
+//! compare-and-set create before it posts the root; the others wait (they
+//! are put back for a short while, never spin) until the root's `ts` is
+//! stored. A claim lapses after a bounded time (the Provider's timeout and a
+//! margin), so one left by a crashed replica is taken over. Every change is
+//! a read, a decision (the pure functions below) and a compare-and-set.
+//!
+//! At least once, not exactly once: a root posted but not stored (the
+//! sender died between Slack's answer and the write, or its claim lapsed
+//! meanwhile) is posted again, as a second root, when the delivery is
+//! retried or its claim taken over. Replies record their delivery, so a
+//! redelivered reply is not posted twice once it is recorded.
+
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use herald_proto::SlackThread;
+use herald_runtime::Metrics;
+use herald_runtime::kv::{KvError, Step, update};
+use prost::Message as _;
+
+use crate::pacing::{Pacer, Waited};
+
+/// How many deliveries an entry remembers as posted.
+const POSTED_KEPT: usize = 32;
+
+/// How long a delivery waiting for another's root is put back (at most).
+const ROOT_WAIT: Duration = Duration::from_secs(1);
+
+/// The shortest such wait, so that waiting never spins.
+const ROOT_WAIT_MIN: Duration = Duration::from_millis(250);
+
+const MAX_RACES: usize = 16;
+
+/// What a delivery does in its thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Post the thread's root: the key is claimed for this delivery.
+    Root,
+    /// Post a reply to the root `ts` in `channel` (an ID).
+    Reply { channel: String, ts: String },
+    /// This delivery is in the thread already (it is a redelivery). When it
+    /// is the newest and the root does not show it yet, `update` is the
+    /// reply count the root should show.
+    Posted {
+        channel: String,
+        ts: String,
+        update: Option<u32>,
+    },
+    /// Another delivery is posting the root: come back after this long.
+    Wait(Duration),
+}
+
+/// The shared thread roots, and the pacing every call to Slack takes.
+#[derive(Clone)]
+pub struct Threads {
+    store: kv::Store,
+    pacer: Pacer,
+    /// Slack's steady rate per destination (`--pace slack=…`).
+    pace: Option<Duration>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Threads")
+            .field("pace", &self.pace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_millis() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+// === decisions (pure) ===
+
+/// Claims the thread for `me`, or says what to do instead. A missing entry,
+/// a lapsed claim, or `me`'s own claim (a redelivery after a failed root)
+/// is claimed for `hold` from `now`.
+fn decide_claim(
+    entry: Option<&SlackThread>,
+    me: &str,
+    now: i64,
+    hold: Duration,
+) -> Step<SlackThread, Claim> {
+    let claim = || SlackThread {
+        claimed_by: me.to_owned(),
+        claim_expires_unix_millis: now.saturating_add(millis(hold)),
+        ..SlackThread::default()
+    };
+    let Some(entry) = entry else {
+        return Step::Write(claim(), Claim::Root);
+    };
+    if !entry.ts.is_empty() {
+        if entry.posted.iter().any(|d| d == me) {
+            let owes_root = entry.latest_delivery == me && entry.shown_replies < entry.replies;
+            return Step::Keep(Claim::Posted {
+                channel: entry.channel.clone(),
+                ts: entry.ts.clone(),
+                update: owes_root.then_some(entry.replies),
+            });
+        }
+        return Step::Keep(Claim::Reply {
+            channel: entry.channel.clone(),
+            ts: entry.ts.clone(),
+        });
+    }
+    if entry.claimed_by == me || entry.claim_expires_unix_millis <= now {
+        return Step::Write(claim(), Claim::Root);
+    }
+    let left =
+        Duration::from_millis(u64::try_from(entry.claim_expires_unix_millis - now).unwrap_or(0));
+    Step::Keep(Claim::Wait(left.clamp(ROOT_WAIT_MIN, ROOT_WAIT)))
+}
+
+/// Stores the root `me` posted, if the key is still claimed by `me`;
+/// whether it was.
+fn decide_rooted(
+    entry: Option<&SlackThread>,
+    me: &str,
+    channel: &str,
+    ts: &str,
+    event_nanos: i64,
+) -> Step<SlackThread, bool> {
+    match entry {
+        Some(e) if e.ts.is_empty() && e.claimed_by == me => Step::Write(
+            SlackThread {
+                channel: channel.to_owned(),
+                ts: ts.to_owned(),
+                latest_event_unix_nanos: event_nanos,
+                latest_delivery: me.to_owned(),
+                posted: vec![me.to_owned()],
+                ..SlackThread::default()
+            },
+            true,
+        ),
+        _ => Step::Keep(false),
+    }
+}
+
+/// Counts the reply `me` posted to the root `ts`; when its event is the
+/// newest in the thread, the reply count the root should now show.
+fn decide_replied(
+    entry: Option<&SlackThread>,
+    ts: &str,
+    me: &str,
+    event_nanos: i64,
+) -> Step<SlackThread, Option<u32>> {
+    let Some(entry) = entry.filter(|e| e.ts == ts) else {
+        // The thread was started again meanwhile: nothing to show.
+        return Step::Keep(None);
+    };
+    if entry.posted.iter().any(|d| d == me) {
+        return Step::Keep(None);
+    }
+    let mut next = entry.clone();
+    next.replies = next.replies.saturating_add(1);
+    next.posted.push(me.to_owned());
+    if next.posted.len() > POSTED_KEPT {
+        let extra = next.posted.len() - POSTED_KEPT;
+        next.posted.drain(..extra);
+    }
+    let newest = event_nanos >= entry.latest_event_unix_nanos;
+    if newest {
+        next.latest_event_unix_nanos = event_nanos;
+        next.latest_delivery = me.to_owned();
+    }
+    let replies = next.replies;
+    Step::Write(next, newest.then_some(replies))
+}
+
+/// Notes that the root `ts` shows `replies`.
+fn decide_shown(entry: Option<&SlackThread>, ts: &str, replies: u32) -> Step<SlackThread, ()> {
+    match entry {
+        Some(e) if e.ts == ts && e.shown_replies < replies => Step::Write(
+            SlackThread {
+                shown_replies: replies,
+                ..e.clone()
+            },
+            (),
+        ),
+        _ => Step::Keep(()),
+    }
+}
+
+/// Gives up `me`'s claim (its root could not be posted), so that another
+/// delivery may post the root at once.
+fn decide_release(entry: Option<&SlackThread>, me: &str) -> Step<SlackThread, ()> {
+    match entry {
+        Some(e) if e.ts.is_empty() && e.claimed_by == me => Step::Write(SlackThread::default(), ()),
+        _ => Step::Keep(()),
+    }
+}
+
+/// Forgets the root `ts`, which Slack no longer has: the next delivery
+/// starts a new thread.
+fn decide_gone(entry: Option<&SlackThread>, ts: &str) -> Step<SlackThread, ()> {
+    match entry {
+        Some(e) if e.ts == ts => Step::Write(SlackThread::default(), ()),
+        _ => Step::Keep(()),
+    }
+}
+
+// === impl Threads ===
+
+impl Threads {
+    /// Over the HERALD_THREADS `store`; each call to Slack takes a turn of
+    /// `pacer` at Slack's `pace`.
+    #[must_use]
+    pub fn new(store: kv::Store, pacer: Pacer, pace: Option<Duration>, metrics: Metrics) -> Self {
+        Self {
+            store,
+            pacer,
+            pace,
+            metrics,
+        }
+    }
+
+    /// What the delivery `me` does in the thread `key`; a root it is to
+    /// post is claimed for `hold`.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn claim(&self, key: &str, me: &str, hold: Duration) -> Result<Claim, KvError> {
+        let now = now_millis();
+        let decided = update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_claim(entry, me, now, hold),
+        )
+        .await;
+        match decided {
+            Err(KvError::Contended) => Ok(Claim::Wait(ROOT_WAIT)),
+            other => other,
+        }
+    }
+
+    /// Stores the root `me` posted; false when its claim was taken over
+    /// meanwhile (the thread now has a second root).
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn rooted(
+        &self,
+        key: &str,
+        me: &str,
+        channel: &str,
+        ts: &str,
+        event_nanos: i64,
+    ) -> Result<bool, KvError> {
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_rooted(entry, me, channel, ts, event_nanos),
+        )
+        .await
+    }
+
+    /// Counts the reply `me` posted to the root `ts`; the reply count the
+    /// root should show when `me` is the newest event.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn replied(
+        &self,
+        key: &str,
+        ts: &str,
+        me: &str,
+        event_nanos: i64,
+    ) -> Result<Option<u32>, KvError> {
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_replied(entry, ts, me, event_nanos),
+        )
+        .await
+    }
+
+    /// Whether `me` is still the newest event of the thread rooted at `ts`
+    /// (an older one must not overwrite what a newer one put on the root).
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read.
+    pub async fn is_newest(&self, key: &str, ts: &str, me: &str) -> Result<bool, KvError> {
+        let entry = self
+            .store
+            .entry(key)
+            .await
+            .map_err(|e| KvError::Unavailable(e.to_string()))?
+            .filter(|e| e.operation == kv::Operation::Put);
+        let Some(entry) = entry else {
+            return Ok(false);
+        };
+        let thread = SlackThread::decode(entry.value)?;
+        Ok(thread.ts == ts && thread.latest_delivery == me)
+    }
+
+    /// Notes that the root `ts` shows `replies`.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn shown(&self, key: &str, ts: &str, replies: u32) -> Result<(), KvError> {
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_shown(entry, ts, replies),
+        )
+        .await
+    }
+
+    /// Gives up `me`'s claim on `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn release(&self, key: &str, me: &str) -> Result<(), KvError> {
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_release(entry, me),
+        )
+        .await
+    }
+
+    /// Forgets the root `ts` of `key`, gone from Slack.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn gone(&self, key: &str, ts: &str) -> Result<(), KvError> {
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_gone(entry, ts),
+        )
+        .await
+    }
+
+    /// Takes `destination`'s turn for one call to Slack (see
+    /// [`Pacer::wait_turn`]).
+    ///
+    /// # Errors
+    ///
+    /// When the pacing bucket cannot be read or written.
+    pub async fn turn(&self, destination: &str) -> anyhow::Result<Waited> {
+        let waited = self.pacer.wait_turn(destination, self.pace).await?;
+        if let Waited::Go(wait) = waited
+            && !wait.is_zero()
+        {
+            self.metrics.pacing_wait("slack", "waited", wait);
+        }
+        Ok(waited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_secs(25);
+
+    fn written<R>(step: Step<SlackThread, R>) -> (SlackThread, R) {
+        match step {
+            Step::Write(value, result) => (value, result),
+            Step::Keep(_) => panic!("expected a write"),
+        }
+    }
+
+    fn kept<R>(step: Step<SlackThread, R>) -> R {
+        match step {
+            Step::Keep(result) => result,
+            Step::Write(..) => panic!("expected no write"),
+        }
+    }
+
+    fn rooted(me: &str) -> SlackThread {
+        let (claimed, _) = written(decide_claim(None, me, 1_000, HOLD));
+        written(decide_rooted(Some(&claimed), me, "C1", "1.000100", 10)).0
+    }
+
+    #[test]
+    fn the_first_delivery_claims_and_the_others_wait_then_reply() {
+        let (claimed, claim) = written(decide_claim(None, "d1", 1_000, HOLD));
+        assert_eq!(claim, Claim::Root);
+        assert_eq!(claimed.claimed_by, "d1");
+        assert_eq!(claimed.claim_expires_unix_millis, 26_000);
+        // Another delivery waits a short while, never less than the floor.
+        assert_eq!(
+            kept(decide_claim(Some(&claimed), "d2", 1_000, HOLD)),
+            Claim::Wait(ROOT_WAIT)
+        );
+        assert_eq!(
+            kept(decide_claim(Some(&claimed), "d2", 25_990, HOLD)),
+            Claim::Wait(ROOT_WAIT_MIN)
+        );
+        // Once the root is stored, they reply to it.
+        let (root, stored) = written(decide_rooted(Some(&claimed), "d1", "C1", "1.000100", 10));
+        assert!(stored);
+        assert_eq!(
+            kept(decide_claim(Some(&root), "d2", 2_000, HOLD)),
+            Claim::Reply {
+                channel: "C1".into(),
+                ts: "1.000100".into()
+            }
+        );
+        // The root's own redelivery has nothing left to do.
+        assert_eq!(
+            kept(decide_claim(Some(&root), "d1", 2_000, HOLD)),
+            Claim::Posted {
+                channel: "C1".into(),
+                ts: "1.000100".into(),
+                update: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_lapsed_claim_is_taken_over_and_the_late_root_is_not_stored() {
+        let (claimed, _) = written(decide_claim(None, "d1", 1_000, HOLD));
+        let (taken, claim) = written(decide_claim(Some(&claimed), "d2", 26_000, HOLD));
+        assert_eq!(claim, Claim::Root);
+        assert_eq!(taken.claimed_by, "d2");
+        assert!(!kept(decide_rooted(Some(&taken), "d1", "C1", "1.1", 10)));
+        // Its own claim is claimed again by a redelivery.
+        let (again, claim) = written(decide_claim(Some(&taken), "d2", 2_000, HOLD));
+        assert_eq!((claim, again.claimed_by.as_str()), (Claim::Root, "d2"));
+    }
+
+    #[test]
+    fn replies_are_counted_once_and_only_the_newest_updates_the_root() {
+        let root = rooted("d1");
+        let (one, show) = written(decide_replied(Some(&root), "1.000100", "d2", 30));
+        assert_eq!((one.replies, show), (1, Some(1)));
+        // An older event is counted but does not change the root.
+        let (two, show) = written(decide_replied(Some(&one), "1.000100", "d3", 20));
+        assert_eq!(
+            (two.replies, show, two.latest_delivery.as_str()),
+            (2, None, "d2")
+        );
+        // A redelivered reply is not counted again.
+        assert_eq!(kept(decide_replied(Some(&two), "1.000100", "d2", 30)), None);
+        // A reply to a root since replaced changes nothing.
+        assert_eq!(kept(decide_replied(Some(&two), "9.9", "d4", 40)), None);
+        // d2 still owes the root its update, until it is shown.
+        assert_eq!(
+            kept(decide_claim(Some(&two), "d2", 2_000, HOLD)),
+            Claim::Posted {
+                channel: "C1".into(),
+                ts: "1.000100".into(),
+                update: Some(2)
+            }
+        );
+        let (shown, ()) = written(decide_shown(Some(&two), "1.000100", 2));
+        assert_eq!(shown.shown_replies, 2);
+        kept(decide_shown(Some(&shown), "1.000100", 1));
+        assert_eq!(
+            kept(decide_claim(Some(&shown), "d2", 2_000, HOLD)),
+            Claim::Posted {
+                channel: "C1".into(),
+                ts: "1.000100".into(),
+                update: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_posted_list_is_bounded() {
+        let mut thread = rooted("d0");
+        for i in 1..=100 {
+            thread = written(decide_replied(
+                Some(&thread),
+                "1.000100",
+                &format!("d{i}"),
+                i,
+            ))
+            .0;
+        }
+        assert_eq!(thread.replies, 100);
+        assert_eq!(thread.posted.len(), POSTED_KEPT);
+        assert_eq!(thread.posted.last().map(String::as_str), Some("d100"));
+    }
+
+    #[test]
+    fn released_and_gone_roots_free_the_key() {
+        let (claimed, _) = written(decide_claim(None, "d1", 1_000, HOLD));
+        kept(decide_release(Some(&claimed), "d2"));
+        let (free, ()) = written(decide_release(Some(&claimed), "d1"));
+        let (_, claim) = written(decide_claim(Some(&free), "d2", 1_000, HOLD));
+        assert_eq!(claim, Claim::Root);
+        let root = rooted("d1");
+        kept(decide_gone(Some(&root), "other"));
+        let (free, ()) = written(decide_gone(Some(&root), "1.000100"));
+        let (_, claim) = written(decide_claim(Some(&free), "d3", 2_000, HOLD));
+        assert_eq!(claim, Claim::Root);
+    }
+}
