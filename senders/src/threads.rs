@@ -44,16 +44,24 @@ pub enum Claim {
     Root,
     /// Post a reply to the root `ts` in `channel` (an ID).
     Reply { channel: String, ts: String },
-    /// This delivery is in the thread already (it is a redelivery). When it
-    /// is the newest and the root does not show it yet, `update` is the
-    /// reply count the root should show.
-    Posted {
-        channel: String,
-        ts: String,
-        update: Option<u32>,
-    },
+    /// This delivery is in the thread already (it is a redelivery): at most
+    /// the root's update is left to do.
+    Posted { channel: String, ts: String },
     /// Another delivery is posting the root: come back after this long.
     Wait(Duration),
+}
+
+/// What the root of a thread should show, as one delivery sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root {
+    /// The replies the thread holds.
+    pub replies: u32,
+    /// Whether the delivery's event is the newest (the root shows its
+    /// message).
+    pub newest: bool,
+    /// Whether the root shows less than that: fewer replies, or another
+    /// message than the newest delivery's.
+    pub owed: bool,
 }
 
 /// The shared thread roots, and the pacing every call to Slack takes.
@@ -102,18 +110,11 @@ fn decide_claim(
         return Step::Write(claim(), Claim::Root);
     };
     if !entry.ts.is_empty() {
+        let (channel, ts) = (entry.channel.clone(), entry.ts.clone());
         if entry.posted.iter().any(|d| d == me) {
-            let owes_root = entry.latest_delivery == me && entry.shown_replies < entry.replies;
-            return Step::Keep(Claim::Posted {
-                channel: entry.channel.clone(),
-                ts: entry.ts.clone(),
-                update: owes_root.then_some(entry.replies),
-            });
+            return Step::Keep(Claim::Posted { channel, ts });
         }
-        return Step::Keep(Claim::Reply {
-            channel: entry.channel.clone(),
-            ts: entry.ts.clone(),
-        });
+        return Step::Keep(Claim::Reply { channel, ts });
     }
     if entry.claimed_by == me || entry.claim_expires_unix_millis <= now {
         return Step::Write(claim(), Claim::Root);
@@ -139,6 +140,7 @@ fn decide_rooted(
                 ts: ts.to_owned(),
                 latest_event_unix_nanos: event_nanos,
                 latest_delivery: me.to_owned(),
+                shown_delivery: me.to_owned(),
                 posted: vec![me.to_owned()],
                 ..SlackThread::default()
             },
@@ -148,20 +150,20 @@ fn decide_rooted(
     }
 }
 
-/// Counts the reply `me` posted to the root `ts`; when its event is the
-/// newest in the thread, the reply count the root should now show.
+/// Counts the reply `me` posted to the root `ts` (once); its event
+/// becomes the thread's newest when no newer one is there.
 fn decide_replied(
     entry: Option<&SlackThread>,
     ts: &str,
     me: &str,
     event_nanos: i64,
-) -> Step<SlackThread, Option<u32>> {
+) -> Step<SlackThread, ()> {
     let Some(entry) = entry.filter(|e| e.ts == ts) else {
-        // The thread was started again meanwhile: nothing to show.
-        return Step::Keep(None);
+        // The thread was started again meanwhile: nothing to count.
+        return Step::Keep(());
     };
     if entry.posted.iter().any(|d| d == me) {
-        return Step::Keep(None);
+        return Step::Keep(());
     }
     let mut next = entry.clone();
     next.replies = next.replies.saturating_add(1);
@@ -170,26 +172,46 @@ fn decide_replied(
         let extra = next.posted.len() - POSTED_KEPT;
         next.posted.drain(..extra);
     }
-    let newest = event_nanos >= entry.latest_event_unix_nanos;
-    if newest {
+    if event_nanos >= entry.latest_event_unix_nanos {
         next.latest_event_unix_nanos = event_nanos;
         next.latest_delivery = me.to_owned();
     }
-    let replies = next.replies;
-    Step::Write(next, newest.then_some(replies))
+    Step::Write(next, ())
 }
 
-/// Notes that the root `ts` shows `replies`.
-fn decide_shown(entry: Option<&SlackThread>, ts: &str, replies: u32) -> Step<SlackThread, ()> {
-    match entry {
-        Some(e) if e.ts == ts && e.shown_replies < replies => Step::Write(
-            SlackThread {
-                shown_replies: replies,
-                ..e.clone()
-            },
-            (),
-        ),
-        _ => Step::Keep(()),
+/// What the root `ts` should show, as `me` sees it; `None` when the
+/// thread has another root now.
+fn view(entry: Option<&SlackThread>, ts: &str, me: &str) -> Option<Root> {
+    let entry = entry.filter(|e| e.ts == ts)?;
+    let newest = entry.latest_delivery == me;
+    Some(Root {
+        replies: entry.replies,
+        newest,
+        owed: entry.shown_replies < entry.replies || (newest && entry.shown_delivery != me),
+    })
+}
+
+/// Notes that the root `ts` shows `replies`, and `me`'s message when
+/// `with_message`.
+fn decide_shown(
+    entry: Option<&SlackThread>,
+    ts: &str,
+    me: &str,
+    replies: u32,
+    with_message: bool,
+) -> Step<SlackThread, ()> {
+    let Some(entry) = entry.filter(|e| e.ts == ts) else {
+        return Step::Keep(());
+    };
+    let mut next = entry.clone();
+    next.shown_replies = next.shown_replies.max(replies);
+    if with_message {
+        me.clone_into(&mut next.shown_delivery);
+    }
+    if next == *entry {
+        Step::Keep(())
+    } else {
+        Step::Write(next, ())
     }
 }
 
@@ -270,8 +292,7 @@ impl Threads {
         .await
     }
 
-    /// Counts the reply `me` posted to the root `ts`; the reply count the
-    /// root should show when `me` is the newest event.
+    /// Counts the reply `me` posted to the root `ts`.
     ///
     /// # Errors
     ///
@@ -282,7 +303,7 @@ impl Threads {
         ts: &str,
         me: &str,
         event_nanos: i64,
-    ) -> Result<Option<u32>, KvError> {
+    ) -> Result<(), KvError> {
         update(
             &self.store,
             key,
@@ -292,37 +313,45 @@ impl Threads {
         .await
     }
 
-    /// Whether `me` is still the newest event of the thread rooted at `ts`
-    /// (an older one must not overwrite what a newer one put on the root).
+    /// What the root `ts` of `key` should show, as `me` sees it; `None`
+    /// when the thread has another root now (or none).
     ///
     /// # Errors
     ///
     /// When the bucket cannot be read.
-    pub async fn is_newest(&self, key: &str, ts: &str, me: &str) -> Result<bool, KvError> {
+    pub async fn root(&self, key: &str, ts: &str, me: &str) -> Result<Option<Root>, KvError> {
         let entry = self
             .store
             .entry(key)
             .await
             .map_err(|e| KvError::Unavailable(e.to_string()))?
             .filter(|e| e.operation == kv::Operation::Put);
-        let Some(entry) = entry else {
-            return Ok(false);
+        let thread = match entry {
+            Some(entry) => Some(SlackThread::decode(entry.value)?),
+            None => None,
         };
-        let thread = SlackThread::decode(entry.value)?;
-        Ok(thread.ts == ts && thread.latest_delivery == me)
+        Ok(view(thread.as_ref(), ts, me))
     }
 
-    /// Notes that the root `ts` shows `replies`.
+    /// Notes that the root `ts` shows `replies`, and `me`'s message when
+    /// `with_message`.
     ///
     /// # Errors
     ///
     /// When the bucket cannot be read or written.
-    pub async fn shown(&self, key: &str, ts: &str, replies: u32) -> Result<(), KvError> {
+    pub async fn shown(
+        &self,
+        key: &str,
+        ts: &str,
+        me: &str,
+        replies: u32,
+        with_message: bool,
+    ) -> Result<(), KvError> {
         update(
             &self.store,
             key,
             MAX_RACES,
-            |entry: Option<&SlackThread>| decide_shown(entry, ts, replies),
+            |entry: Option<&SlackThread>| decide_shown(entry, ts, me, replies, with_message),
         )
         .await
     }
@@ -379,6 +408,7 @@ mod tests {
     use super::*;
 
     const HOLD: Duration = Duration::from_secs(25);
+    const TS: &str = "1.000100";
 
     fn written<R>(step: Step<SlackThread, R>) -> (SlackThread, R) {
         match step {
@@ -394,9 +424,13 @@ mod tests {
         }
     }
 
-    fn rooted(me: &str) -> SlackThread {
+    fn rooted(me: &str, event_nanos: i64) -> SlackThread {
         let (claimed, _) = written(decide_claim(None, me, 1_000, HOLD));
-        written(decide_rooted(Some(&claimed), me, "C1", "1.000100", 10)).0
+        written(decide_rooted(Some(&claimed), me, "C1", TS, event_nanos)).0
+    }
+
+    fn reply(thread: &SlackThread, me: &str, event_nanos: i64) -> SlackThread {
+        written(decide_replied(Some(thread), TS, me, event_nanos)).0
     }
 
     #[test]
@@ -415,23 +449,28 @@ mod tests {
             Claim::Wait(ROOT_WAIT_MIN)
         );
         // Once the root is stored, they reply to it.
-        let (root, stored) = written(decide_rooted(Some(&claimed), "d1", "C1", "1.000100", 10));
+        let (root, stored) = written(decide_rooted(Some(&claimed), "d1", "C1", TS, 10));
         assert!(stored);
+        let (channel, ts) = ("C1".to_owned(), TS.to_owned());
         assert_eq!(
             kept(decide_claim(Some(&root), "d2", 2_000, HOLD)),
             Claim::Reply {
-                channel: "C1".into(),
-                ts: "1.000100".into()
+                channel: channel.clone(),
+                ts: ts.clone()
             }
         );
-        // The root's own redelivery has nothing left to do.
+        // The root's own redelivery finds itself posted, the root up to date.
         assert_eq!(
             kept(decide_claim(Some(&root), "d1", 2_000, HOLD)),
-            Claim::Posted {
-                channel: "C1".into(),
-                ts: "1.000100".into(),
-                update: None
-            }
+            Claim::Posted { channel, ts }
+        );
+        assert_eq!(
+            view(Some(&root), TS, "d1"),
+            Some(Root {
+                replies: 0,
+                newest: true,
+                owed: false
+            })
         );
     }
 
@@ -448,53 +487,49 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_counted_once_and_only_the_newest_updates_the_root() {
-        let root = rooted("d1");
-        let (one, show) = written(decide_replied(Some(&root), "1.000100", "d2", 30));
-        assert_eq!((one.replies, show), (1, Some(1)));
-        // An older event is counted but does not change the root.
-        let (two, show) = written(decide_replied(Some(&one), "1.000100", "d3", 20));
+    fn replies_are_counted_once_and_the_root_owes_the_newest_and_the_count() {
+        let root = rooted("d1", 10);
+        let one = reply(&root, "d2", 30);
+        assert_eq!((one.replies, one.latest_delivery.as_str()), (1, "d2"));
+        // An older event is counted but is not the newest.
+        let two = reply(&one, "d3", 20);
+        assert_eq!((two.replies, two.latest_delivery.as_str()), (2, "d2"));
+        // A redelivered reply is not counted again; nor is one to a root
+        // since replaced.
+        kept(decide_replied(Some(&two), TS, "d2", 30));
+        kept(decide_replied(Some(&two), "9.9", "d4", 40));
+        assert_eq!(view(Some(&two), "9.9", "d2"), None);
+        // The older reply owes the root its count, the newest its message too.
         assert_eq!(
-            (two.replies, show, two.latest_delivery.as_str()),
-            (2, None, "d2")
+            view(Some(&two), TS, "d3"),
+            Some(Root {
+                replies: 2,
+                newest: false,
+                owed: true
+            })
         );
-        // A redelivered reply is not counted again.
-        assert_eq!(kept(decide_replied(Some(&two), "1.000100", "d2", 30)), None);
-        // A reply to a root since replaced changes nothing.
-        assert_eq!(kept(decide_replied(Some(&two), "9.9", "d4", 40)), None);
-        // d2 still owes the root its update, until it is shown.
+        let (counted, ()) = written(decide_shown(Some(&two), TS, "d3", 2, false));
+        assert_eq!(view(Some(&counted), TS, "d3").map(|r| r.owed), Some(false));
         assert_eq!(
-            kept(decide_claim(Some(&two), "d2", 2_000, HOLD)),
-            Claim::Posted {
-                channel: "C1".into(),
-                ts: "1.000100".into(),
-                update: Some(2)
-            }
+            view(Some(&counted), TS, "d2"),
+            Some(Root {
+                replies: 2,
+                newest: true,
+                owed: true
+            })
         );
-        let (shown, ()) = written(decide_shown(Some(&two), "1.000100", 2));
+        let (shown, ()) = written(decide_shown(Some(&counted), TS, "d2", 2, true));
+        assert_eq!(view(Some(&shown), TS, "d2").map(|r| r.owed), Some(false));
+        // A late, smaller count never lowers what the root shows.
+        kept(decide_shown(Some(&shown), TS, "d3", 1, false));
         assert_eq!(shown.shown_replies, 2);
-        kept(decide_shown(Some(&shown), "1.000100", 1));
-        assert_eq!(
-            kept(decide_claim(Some(&shown), "d2", 2_000, HOLD)),
-            Claim::Posted {
-                channel: "C1".into(),
-                ts: "1.000100".into(),
-                update: None
-            }
-        );
     }
 
     #[test]
     fn the_posted_list_is_bounded() {
-        let mut thread = rooted("d0");
+        let mut thread = rooted("d0", 0);
         for i in 1..=100 {
-            thread = written(decide_replied(
-                Some(&thread),
-                "1.000100",
-                &format!("d{i}"),
-                i,
-            ))
-            .0;
+            thread = reply(&thread, &format!("d{i}"), i);
         }
         assert_eq!(thread.replies, 100);
         assert_eq!(thread.posted.len(), POSTED_KEPT);
@@ -508,9 +543,9 @@ mod tests {
         let (free, ()) = written(decide_release(Some(&claimed), "d1"));
         let (_, claim) = written(decide_claim(Some(&free), "d2", 1_000, HOLD));
         assert_eq!(claim, Claim::Root);
-        let root = rooted("d1");
+        let root = rooted("d1", 10);
         kept(decide_gone(Some(&root), "other"));
-        let (free, ()) = written(decide_gone(Some(&root), "1.000100"));
+        let (free, ()) = written(decide_gone(Some(&root), TS));
         let (_, claim) = written(decide_claim(Some(&free), "d3", 2_000, HOLD));
         assert_eq!(claim, Claim::Root);
     }

@@ -23,7 +23,7 @@ use crate::config::Resolved;
 use crate::http::Request;
 use crate::outcome::Outcome;
 use crate::pacing::{self, Waited};
-use crate::threads::{Claim, Threads};
+use crate::threads::{Claim, Root, Threads};
 
 /// How long a root's claim outlives the Provider's timeout.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
@@ -190,25 +190,10 @@ impl Thread {
                         after: after + Duration::from_millis(fastrand::u64(0..250)),
                     };
                 }
-                Claim::Posted {
-                    channel,
-                    ts,
-                    update,
-                } => {
-                    return match update {
-                        Some(replies) => {
-                            self.update_root(
-                                threads,
-                                clients,
-                                resolved,
-                                (&channel, &ts),
-                                replies,
-                                200,
-                            )
-                            .await
-                        }
-                        None => Outcome::Delivered { status: 200 },
-                    };
+                Claim::Posted { channel, ts } => {
+                    return self
+                        .update_root(threads, clients, resolved, (&channel, &ts), 200)
+                        .await;
                 }
                 Claim::Root => return self.post_root(threads, clients, resolved).await,
                 Claim::Reply { channel, ts } => {
@@ -315,11 +300,10 @@ impl Thread {
             .replied(&self.key, ts, &self.delivery, self.event_nanos)
             .await
         {
-            Ok(Some(replies)) => Replied::Done(
-                self.update_root(threads, clients, resolved, (channel, ts), replies, status)
+            Ok(()) => Replied::Done(
+                self.update_root(threads, clients, resolved, (channel, ts), status)
                     .await,
             ),
-            Ok(None) => Replied::Done(Outcome::Delivered { status }),
             Err(error) => {
                 tracing::warn!(error = %error, thread = %self.key, "Cannot count a reply in a Slack thread; its root is not updated.");
                 Replied::Done(Outcome::Delivered { status })
@@ -327,41 +311,58 @@ impl Thread {
         }
     }
 
-    /// Updates the root `(channel, ts)` to show this delivery's message and
-    /// `replies`, unless a newer event took its place meanwhile. The reply
-    /// is posted already (`status`): a root that cannot be updated for good
-    /// leaves it delivered; one to try again is put back or retried, and the
-    /// redelivery only updates the root.
+    /// Updates the root `(channel, ts)` to say how many replies the thread
+    /// holds, and to show this delivery's message when its event is the
+    /// newest; nothing when the root shows that already. The reply is
+    /// posted already (`status`): a root that cannot be updated for good
+    /// leaves it delivered; one to try again is put back or retried, and
+    /// the redelivery only updates the root. Slack keeps a message's
+    /// attachments when an update has none.
     async fn update_root(
         &self,
         threads: &Threads,
         clients: &Clients,
         resolved: &Resolved,
         (channel, ts): (&str, &str),
-        replies: u32,
         status: u16,
     ) -> Outcome {
+        let owed = |root: Option<Root>| root.filter(|r| r.owed);
+        match threads.root(&self.key, ts, &self.delivery).await {
+            Ok(root) if owed(root).is_none() => return Outcome::Delivered { status },
+            Ok(_) => {}
+            Err(error) => return unavailable(&error),
+        }
         if let Err(outcome) = self.turn(threads).await {
             return outcome;
         }
-        match threads.is_newest(&self.key, ts, &self.delivery).await {
-            Ok(true) => {}
-            Ok(false) => return Outcome::Delivered { status },
+        // Read again: other replies may have changed it while this waited.
+        let root = match threads.root(&self.key, ts, &self.delivery).await {
+            Ok(root) => match owed(root) {
+                Some(root) => root,
+                None => return Outcome::Delivered { status },
+            },
             Err(error) => return unavailable(&error),
-        }
-        let update = json!({
+        };
+        let mut update = json!({
             "channel": channel,
             "ts": ts,
-            "text": summary(replies),
-            "attachments": self.message.get("attachments").cloned().unwrap_or(Value::Null),
+            "text": summary(root.replies),
         });
+        if root.newest
+            && let Some(attachments) = self.message.get("attachments")
+        {
+            update["attachments"] = attachments.clone();
+        }
         let body = serde_json::to_vec(&update).unwrap_or_default();
         match self
             .call(clients, resolved, &self.update_url, body, "chat.update")
             .await
         {
             Ok(_) => {
-                if let Err(error) = threads.shown(&self.key, ts, replies).await {
+                if let Err(error) = threads
+                    .shown(&self.key, ts, &self.delivery, root.replies, root.newest)
+                    .await
+                {
                     tracing::warn!(error = %error, thread = %self.key, "Cannot note a Slack thread root's update.");
                 }
                 Outcome::Delivered { status }
