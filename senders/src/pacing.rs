@@ -103,6 +103,12 @@ impl Pacer {
         }
     }
 
+    /// The longest a turn is waited for in process.
+    #[must_use]
+    pub fn max_local_wait(&self) -> Duration {
+        self.max_local_wait
+    }
+
     async fn read(&self, key: &str) -> anyhow::Result<PacingState> {
         let entry = self
             .store

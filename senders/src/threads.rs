@@ -6,8 +6,9 @@
 //! [`SlackThread`] entry. The first delivery claims the key with a
 //! compare-and-set create before it posts the root; the others wait (they
 //! are put back for a short while, never spin) until the root's `ts` is
-//! stored. A claim lapses after a bounded time (the Provider's timeout and a
-//! margin), so one left by a crashed replica is taken over. Every change is
+//! stored. A claim lapses after a bounded time (the Provider's timeout, the
+//! longest in-process wait for a turn and a margin), so one left by a
+//! crashed replica is taken over. Every change is
 //! a read, a decision (the pure functions below) and a compare-and-set.
 //!
 //! At least once, not exactly once: a root posted but not stored (the
@@ -34,6 +35,9 @@ const ROOT_WAIT: Duration = Duration::from_secs(1);
 
 /// The shortest such wait, so that waiting never spins.
 const ROOT_WAIT_MIN: Duration = Duration::from_millis(250);
+
+/// What a claim holds beyond a call and a wait for its turn.
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 const MAX_RACES: usize = 16;
 
@@ -248,8 +252,17 @@ impl Threads {
         }
     }
 
+    /// How long a claim to post a root holds when one call to Slack may
+    /// take `timeout`: that call, a wait for the channel's turn, and a
+    /// margin for the writes around them. A claim older than this was left
+    /// by a sender that is gone.
+    #[must_use]
+    pub fn claim_hold(&self, timeout: Duration) -> Duration {
+        timeout + self.pacer.max_local_wait() + CLAIM_MARGIN
+    }
+
     /// What the delivery `me` does in the thread `key`; a root it is to
-    /// post is claimed for `hold`.
+    /// post is claimed for `hold` (see [`Threads::claim_hold`]).
     ///
     /// # Errors
     ///

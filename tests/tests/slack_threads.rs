@@ -11,7 +11,7 @@ use std::time::Duration;
 use herald_senders::policy::PaceSetting;
 use herald_tests::fake::slack::{FakeSlack, Message, TOKEN};
 use herald_tests::fake::{FakeServer, Recorded};
-use herald_tests::fixtures::{Event, Secret};
+use herald_tests::fixtures::{Event, Secret, dead_letters};
 use herald_tests::herald::{Options, TestHerald, config_dir};
 use herald_tests::nats::TestNats;
 
@@ -21,6 +21,16 @@ const NS: &str = "flux-system";
 /// channel `alerts`) and an Alert `all` on every Kustomization, each with
 /// the annotations given (YAML flow entries).
 fn manifests(address: &str, provider_annotations: &str, alert_annotations: &str) -> String {
+    manifests_with_token(address, TOKEN, provider_annotations, alert_annotations)
+}
+
+/// As [`manifests`], with `token` in the Provider's Secret.
+fn manifests_with_token(
+    address: &str,
+    token: &str,
+    provider_annotations: &str,
+    alert_annotations: &str,
+) -> String {
     format!(
         "{}apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
          metadata: {{name: slack, namespace: {NS}, annotations: {{{provider_annotations}}}}}\n\
@@ -28,7 +38,7 @@ fn manifests(address: &str, provider_annotations: &str, alert_annotations: &str)
          apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
          metadata: {{name: all, namespace: {NS}, annotations: {{{alert_annotations}}}}}\n\
          spec: {{providerRef: {{name: slack}}, eventSources: [{{kind: Kustomization, name: '*'}}]}}\n---\n",
-        Secret::new(NS, "bot").data("token", TOKEN),
+        Secret::new(NS, "bot").data("token", token),
     )
 }
 
@@ -322,5 +332,81 @@ async fn a_webhook_provider_asking_for_threads_is_reported_and_still_delivers() 
         "{requests:?}"
     );
     assert!(requests.iter().all(|r| r.json().get("thread_ts").is_none()));
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn slacks_rate_limits_and_refusals_in_a_thread_are_judged_as_without_one() {
+    let nats = TestNats::start().await;
+    let slack = FakeSlack::start().await;
+    let dir = config_dir(&manifests(
+        &slack.url("/api/chat.postMessage"),
+        THREADED,
+        "",
+    ));
+    let herald = TestHerald::start_with(nats.url(), dir.path(), options("slack=20/s")).await;
+    assert_eq!(herald.post(event("web", "r1", "one", 1)).await.0, 202);
+    posted(&slack, 1).await;
+    // The reply is answered 429 ratelimited with Retry-After: 1.
+    slack.rate_limit_next(Duration::from_secs(1));
+    assert_eq!(herald.post(event("web", "r1", "two", 2)).await.0, 202);
+    posted(&slack, 2).await;
+    let channel = slack.channel_id("alerts").expect("a channel ID");
+    let root = slack.roots(&channel)[0].clone();
+    let replies = slack.replies(&root.ts);
+    assert_eq!(replies.len(), 1, "posted once: {replies:?}");
+    let requests = slack.requests();
+    let limited = requests
+        .iter()
+        .find(|r| r.answered == 429)
+        .expect("a rate-limited call");
+    let next = requests
+        .iter()
+        .filter(|r| r.at > limited.at)
+        .map(|r| r.at)
+        .min()
+        .expect("a call after it");
+    assert!(
+        next - limited.at >= Duration::from_millis(900),
+        "Retry-After: 1 honoured, the next call came {:?} later",
+        next - limited.at
+    );
+    root_says(&slack, &root.ts, "1 update in thread").await;
+    herald.shutdown().await;
+
+    // A token Slack refuses: each delivery is a dead letter with Slack's
+    // reason (and never the token), at once, its claim given up.
+    let refused = FakeSlack::start().await;
+    let dir = config_dir(&manifests_with_token(
+        &refused.url("/api/chat.postMessage"),
+        "xoxb-revoked-token",
+        THREADED,
+        "",
+    ));
+    let nats = TestNats::start().await;
+    let herald = TestHerald::start_with(nats.url(), dir.path(), options("slack=20/s")).await;
+    for (i, message) in ["one", "two"].iter().enumerate() {
+        let second = u32::try_from(i).unwrap() + 1;
+        assert_eq!(
+            herald.post(event("web", "r1", message, second)).await.0,
+            202
+        );
+    }
+    let letters = herald_tests::eventually("two dead letters", || async {
+        let letters = dead_letters(&nats).await;
+        (letters.len() == 2).then_some(letters)
+    })
+    .await;
+    for (_, letter) in &letters {
+        assert!(
+            letter
+                .reason
+                .contains("Slack responded with error: not_authed"),
+            "{}",
+            letter.reason
+        );
+        assert!(!format!("{letter:?}").contains("xoxb-revoked-token"));
+    }
+    assert_eq!(refused.requests().len(), 2, "each tried once");
     herald.shutdown().await;
 }

@@ -25,9 +25,6 @@ use crate::outcome::Outcome;
 use crate::pacing::{self, Waited};
 use crate::threads::{Claim, Root, Threads};
 
-/// How long a root's claim outlives the Provider's timeout.
-const CLAIM_MARGIN: Duration = Duration::from_secs(10);
-
 /// Slack's errors that say a thread's root is gone.
 const ROOT_GONE: [&str; 2] = ["message_not_found", "thread_not_found"];
 
@@ -176,7 +173,7 @@ impl Thread {
             // No shared state to keep a thread in: as Flux posts it.
             return clients.http.send(self.request.clone(), resolved).await;
         };
-        let hold = resolved.timeout + CLAIM_MARGIN;
+        let hold = threads.claim_hold(resolved.timeout);
         // A root found gone starts the thread again, once per attempt.
         for _ in 0..2 {
             let claim = match threads.claim(&self.key, &self.delivery, hold).await {
