@@ -8,14 +8,17 @@
 //! are put back for a short while, never spin) until the root's `ts` is
 //! stored. A claim lapses after a bounded time (the Provider's timeout, the
 //! longest in-process wait for a turn and a margin), so one left by a
-//! crashed replica is taken over. Every change is
-//! a read, a decision (the pure functions below) and a compare-and-set.
+//! crashed replica is taken over. Replies are counted, and the newest event
+//! is noted, so that the root can say how many updates the thread holds and
+//! show the newest message. Every change is a read, a decision (the pure
+//! functions below) and a compare-and-set.
 //!
 //! At least once, not exactly once: a root posted but not stored (the
 //! sender died between Slack's answer and the write, or its claim lapsed
 //! meanwhile) is posted again, as a second root, when the delivery is
-//! retried or its claim taken over. Replies record their delivery, so a
-//! redelivered reply is not posted twice once it is recorded.
+//! retried or its claim taken over. Likewise a reply posted but not yet
+//! counted is posted again by a redelivery; once counted, it is not (the
+//! redelivery only updates the root, if that is still owed).
 
 use std::time::Duration;
 

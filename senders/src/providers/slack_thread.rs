@@ -263,7 +263,7 @@ impl Thread {
     }
 
     /// Posts the message as a reply to the root `ts` in `channel`, counts
-    /// it, and updates the root when this is the newest event.
+    /// it, and updates the root (see [`Thread::update_root`]).
     async fn post_reply(
         &self,
         threads: &Threads,
