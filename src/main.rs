@@ -25,6 +25,13 @@ use herald_runtime::{Metrics, Readiness};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc, with the settings of `.cargo/config.toml`: a service's resident
+/// memory stays close to what it holds, where glibc's arenas keep the pages
+/// a burst or a catalog load once used.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Delivers Flux CD events through NATS JetStream, losing nothing.
 #[derive(Parser)]
 #[command(name = "herald", version = herald_runtime::build::LONG_VERSION, about)]
