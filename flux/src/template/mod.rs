@@ -327,23 +327,35 @@ impl Templates {
     /// that does not compile, the annotation, the line and column, and why.
     #[must_use]
     pub fn from_annotations(annotations: &BTreeMap<String, String>) -> (Self, Vec<String>) {
-        let mut problems = Vec::new();
-        let mut slot = |annotation: &str| -> Slot {
+        let slot = |annotation: &str| -> Slot {
             let source = annotations.get(annotation)?;
-            let compiled = MessageTemplate::compile(source).map(Arc::new);
-            if let Err(error) = &compiled {
-                problems.push(format!(
-                    "annotation {annotation} does not compile at template {error}; \
-                     deliveries are sent without it"
-                ));
-            }
-            Some(compiled)
+            Some(MessageTemplate::compile(source).map(Arc::new))
         };
         let templates = Self {
             message: slot(TEMPLATE_ANNOTATION),
             slack_blocks: slot(SLACK_BLOCKS_ANNOTATION),
         };
+        let problems = templates.problems();
         (templates, problems)
+    }
+
+    /// For each template that does not compile: the annotation, the line
+    /// and column, and why.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        [
+            (TEMPLATE_ANNOTATION, &self.message),
+            (SLACK_BLOCKS_ANNOTATION, &self.slack_blocks),
+        ]
+        .into_iter()
+        .filter_map(|(annotation, slot)| match slot {
+            Some(Err(error)) => Some(format!(
+                "annotation {annotation} does not compile at template {error}; \
+                 deliveries are sent without it"
+            )),
+            _ => None,
+        })
+        .collect()
     }
 
     /// Whether the object has neither annotation.
