@@ -257,7 +257,7 @@ fn failing_line(record: &ObjectRecord) -> Option<String> {
     let time = |t: &Option<herald_proto::Time>| t.as_ref().and_then(from_time);
     let mut parts = Vec::new();
     if let Some(failed) = time(&record.last_failed_at)
-        && !time(&record.last_delivered_at).is_some_and(|d| d >= failed)
+        && time(&record.last_delivered_at).is_none_or(|d| d < failed)
     {
         parts.push(format!(
             "failing since {}: {}",
@@ -266,7 +266,7 @@ fn failing_line(record: &ObjectRecord) -> Option<String> {
         ));
     }
     if let Some(failed) = time(&record.last_template_failed_at)
-        && !time(&record.last_rendered_at).is_some_and(|r| r >= failed)
+        && time(&record.last_rendered_at).is_none_or(|r| r < failed)
     {
         parts.push(format!(
             "template failing since {} (sent with Flux's message): {}",

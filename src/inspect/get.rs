@@ -172,7 +172,7 @@ impl ObjectStatus {
         let rendered = record.last_rendered_at.as_ref().and_then(from_time);
         let template_failed = record.last_template_failed_at.as_ref().and_then(from_time);
         self.template_error = template_failed
-            .filter(|f| !rendered.is_some_and(|r| r >= *f))
+            .filter(|f| rendered.is_none_or(|r| r < *f))
             .map(|_| record.last_template_error.clone());
     }
 }

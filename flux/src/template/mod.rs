@@ -252,7 +252,7 @@ impl TemplateData {
     pub fn new(event: &FluxEvent, alert: AlertRef<'_>, cluster: &str) -> Self {
         let timestamp = event
             .timestamp
-            .map(|t| layout::go_string(t))
+            .map(layout::go_string)
             .unwrap_or_else(|| layout::ZERO_TIME.to_owned());
         let metadata: BTreeMap<Arc<str>, Value> = event
             .metadata
