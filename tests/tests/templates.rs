@@ -2,13 +2,17 @@
 //! Alert, or on its Provider as the default; `herald.dev/slack-blocks`),
 //! end to end through ingest, router and sender to fake Slack and webhook
 //! servers: what each destination receives, and what happens to a template
-//! that cannot render.
+//! that cannot render (with a folder and with the Kubernetes catalog).
+
+use std::time::Duration;
 
 use herald_proto::{ObjectRecord, names};
+use herald_runtime::catalog::kubernetes::KubeArgs;
 use herald_tests::eventually;
 use herald_tests::fake::FakeServer;
 use herald_tests::fixtures::Event;
-use herald_tests::herald::{TestHerald, config_dir};
+use herald_tests::herald::{Options, TestHerald, config_dir};
+use herald_tests::kube::FakeKube;
 use herald_tests::nats::TestNats;
 use prost::Message as _;
 use serde_json::json;
@@ -271,5 +275,60 @@ async fn a_template_that_cannot_render_sends_flux_message_and_says_why() {
         ),
         "{metrics}"
     );
+    herald.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_template_that_does_not_compile_is_told_on_its_alert() {
+    herald_tests::init();
+    let nats = TestNats::start().await;
+    let kube = FakeKube::start().await;
+    let hook = FakeServer::webhook().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = kube.kubeconfig(dir.path());
+    kube.apply(provider("hook", "generic", &hook.url("/hook"), &[]).trim_end_matches("---\n"));
+    kube.apply(
+        alert(
+            "broken",
+            "hook",
+            &[(
+                "herald.dev/template",
+                "{{ .InvolvedObject.Knd }}: {{ .Message }}",
+            )],
+        )
+        .trim_end_matches("---\n"),
+    );
+    let empty = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        kubernetes: Some(KubeArgs {
+            kubeconfig: Some(kubeconfig),
+            catalog_cluster: "test".to_owned(),
+            catalog_debounce: Duration::from_millis(50),
+            ..KubeArgs::default()
+        }),
+        ..Options::default()
+    };
+    let herald = TestHerald::start_with(nats.url(), empty.path(), options).await;
+    let note = eventually("an Unusable Event on the Alert", || async {
+        kube.events()
+            .iter()
+            .find(|e| {
+                e["regarding"]["kind"] == "Alert"
+                    && e["regarding"]["name"] == "broken"
+                    && e["reason"] == "Unusable"
+            })
+            .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert_eq!(
+        note,
+        "annotation herald.dev/template does not compile at template line 1, column 4: can't \
+         evaluate field Knd in type ObjectReference (did you mean .Kind?); deliveries are sent \
+         without it"
+    );
+    // It still delivers, with Flux's message.
+    assert_eq!(herald.post(event(None)).await.0, 202);
+    hook.wait_for(1).await;
+    assert_eq!(sorted_messages(&hook), ["Health check failed"]);
     herald.shutdown().await;
 }
