@@ -109,8 +109,15 @@ pub struct CompileError {
 
 /// Why a template could not render an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct RenderError(String);
+pub enum RenderError {
+    /// It ran and wrote nothing but white space (a condition no branch of
+    /// which held, say): which no destination takes as a message.
+    #[error("the output is empty")]
+    Empty,
+    /// It failed while running, or its output is not what it must be.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// A compiled template.
 #[derive(Clone)]
@@ -164,18 +171,21 @@ impl MessageTemplate {
     /// # Errors
     ///
     /// What failed while it ran (a function given the wrong arguments, a
-    /// loop or an output over its limit), in Go's words where Go has some.
+    /// loop or an output over its limit), in Go's words where Go has some;
+    /// and an output of nothing but white space, which no destination
+    /// takes as a message.
     pub fn render(&self, data: &TemplateData) -> Result<String, RenderError> {
         let mut out = Bounded {
             text: String::new(),
             full: false,
         };
         match self.template.execute_fmt(&mut out, &data.0) {
+            Ok(()) if out.text.trim().is_empty() => Err(RenderError::Empty),
             Ok(()) => Ok(out.text),
-            Err(_) if out.full => Err(RenderError(format!(
+            Err(_) if out.full => Err(RenderError::Failed(format!(
                 "the output is longer than {MAX_OUTPUT_BYTES} bytes"
             ))),
-            Err(error) => Err(RenderError(error.to_string())),
+            Err(error) => Err(RenderError::Failed(error.to_string())),
         }
     }
 
@@ -190,16 +200,19 @@ impl MessageTemplate {
         let text = self.render(data)?;
         let blocks: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&text)
             .map_err(|error| {
-            RenderError(format!(
+            RenderError::Failed(format!(
                 "the output is not a JSON array of Slack blocks: {error}"
             ))
         })?;
+        if blocks.is_empty() {
+            return Err(RenderError::Failed("the output has no block".to_owned()));
+        }
         if let Some(i) = blocks.iter().position(|b| !b.contains_key("type")) {
-            return Err(RenderError(format!(
+            return Err(RenderError::Failed(format!(
                 "the output's block {i} has no \"type\""
             )));
         }
-        serde_json::to_string(&blocks).map_err(|error| RenderError(error.to_string()))
+        serde_json::to_string(&blocks).map_err(|error| RenderError::Failed(error.to_string()))
     }
 }
 

@@ -228,6 +228,8 @@ fn render_errors_say_why_and_runs_are_bounded() {
     assert!(error.to_string().contains("is not a time"), "{error}");
     let error = render("{{ range 20000 }}x{{ end }}").unwrap_err();
     assert!(error.to_string().contains("range"), "{error}");
+    let error = render(r#"{{ if eq .Severity "info" }}ok{{ end }}  "#).unwrap_err();
+    assert_eq!(error.to_string(), "the output is empty");
     let error = render("{{ range 9000 }}{{ $.Message }}{{ end }}").unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -249,6 +251,7 @@ fn slack_blocks_must_be_a_json_array_of_blocks() {
         ("{{ .Message }}", "not a JSON array of Slack blocks"),
         (r#"{"type": "section"}"#, "not a JSON array of Slack blocks"),
         (r#"[{"text": "x"}]"#, "block 0 has no \"type\""),
+        ("[]", "the output has no block"),
     ] {
         let error = MessageTemplate::compile(source)
             .unwrap()
