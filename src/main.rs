@@ -518,7 +518,7 @@ fn validate(
             ExitCode::from(2)
         }
         Ok(mut snapshot) => {
-            let found = herald_senders::check::provider_problems(&snapshot);
+            let found = herald_senders::check::problems(&snapshot);
             snapshot.add_problems(found);
             for problem in &snapshot.problems {
                 println!("{problem}");
@@ -800,7 +800,7 @@ async fn run(
     // A service that sends checks each Provider's type-specific settings on
     // every catalog load (a router reads no Secret data: it cannot).
     if matches!(command, Command::Sender { .. } | Command::Standalone { .. }) {
-        catalog::install_checks(herald_senders::check::provider_problems);
+        catalog::install_checks(herald_senders::check::problems);
     }
 
     // The catalog, and one per member cluster of the clusters file.

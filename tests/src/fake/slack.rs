@@ -4,7 +4,9 @@
 //! are `200` with `{"ok":false,"error":…}`, as Slack answers them). When it
 //! rate-limits, it answers `429` with `Retry-After` as Slack does: the Web
 //! API with `{"ok":false,"error":"ratelimited"}`, a webhook with
-//! `rate_limited`.
+//! `rate_limited`. A message must have `text`, `attachments` or `blocks`
+//! (`no_text`), and `blocks` must be an array of at most 50 objects, each
+//! with a `type` (`invalid_blocks`), as Slack requires.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ impl Api for Slack {
             return Reply::status(405);
         }
         let parsed = request.try_json().filter(|_| request.is_json());
+        let content = parsed.as_ref().and_then(content_error);
         if request.path == "/api/chat.postMessage" {
             let authorized = request.header("authorization") == Some(format!("Bearer {TOKEN}"));
             let channel = parsed
@@ -37,6 +40,8 @@ impl Api for Slack {
                 "invalid_json"
             } else if channel.is_empty() {
                 "channel_not_found"
+            } else if let Some(error) = content {
+                error
             } else {
                 return Reply::json(
                     200,
@@ -49,6 +54,8 @@ impl Api for Slack {
             Reply::text(404, "no_service")
         } else if parsed.is_none() {
             Reply::text(400, "invalid_payload")
+        } else if let Some(error) = content {
+            Reply::text(400, error)
         } else {
             Reply::text(200, "ok")
         }
@@ -62,6 +69,30 @@ impl Api for Slack {
             Reply::text(429, "rate_limited")
         }
         .header("retry-after", &seconds)
+    }
+}
+
+/// What Slack refuses in a message's content, in its words.
+fn content_error(message: &serde_json::Value) -> Option<&'static str> {
+    let present = |key: &str| match &message[key] {
+        serde_json::Value::String(s) => !s.is_empty(),
+        serde_json::Value::Array(a) => !a.is_empty(),
+        _ => false,
+    };
+    if !present("text") && !present("attachments") && !present("blocks") {
+        return Some("no_text");
+    }
+    match message.get("blocks") {
+        None => None,
+        Some(serde_json::Value::Array(blocks))
+            if blocks.len() <= 50
+                && blocks
+                    .iter()
+                    .all(|b| b.get("type").is_some_and(|t| t.is_string())) =>
+        {
+            None
+        }
+        Some(_) => Some("invalid_blocks"),
     }
 }
 
