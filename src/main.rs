@@ -25,6 +25,13 @@ use herald_runtime::{Metrics, Readiness};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc, with the settings of `.cargo/config.toml`: a service's resident
+/// memory stays close to what it holds, where glibc's arenas keep the pages
+/// a burst or a catalog load once used.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Delivers Flux CD events through NATS JetStream, losing nothing.
 #[derive(Parser)]
 #[command(name = "herald", version = herald_runtime::build::LONG_VERSION, about)]
@@ -511,7 +518,7 @@ fn validate(
             ExitCode::from(2)
         }
         Ok(mut snapshot) => {
-            let found = herald_senders::check::provider_problems(&snapshot);
+            let found = herald_senders::check::problems(&snapshot);
             snapshot.add_problems(found);
             for problem in &snapshot.problems {
                 println!("{problem}");
@@ -793,7 +800,7 @@ async fn run(
     // A service that sends checks each Provider's type-specific settings on
     // every catalog load (a router reads no Secret data: it cannot).
     if matches!(command, Command::Sender { .. } | Command::Standalone { .. }) {
-        catalog::install_checks(herald_senders::check::provider_problems);
+        catalog::install_checks(herald_senders::check::problems);
     }
 
     // The catalog, and one per member cluster of the clusters file.

@@ -227,6 +227,53 @@ fn validate_prints_warnings_and_passes() {
 }
 
 #[test]
+fn validate_reports_templates_with_the_object_line_and_the_template_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("notify.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n  name: chat\n  namespace: flux-system\n  annotations:\n\
+         \x20   herald.dev/slack-blocks: '[{{ .Message | toJson }}]'\n\
+         spec: {type: slack, address: 'https://hooks.slack.com/services/T/B/X'}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata:\n  name: broken\n  namespace: flux-system\n  annotations:\n\
+         \x20   herald.dev/template: |\n\
+         \x20     {{ .InvolvedObject.Kind }}/{{ .InvolvedObject.Name }}\n\
+         \x20     {{ .Message | uper }}\n\
+         spec: {providerRef: {name: chat}, eventSources: [{kind: Kustomization, name: '*'}]}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata:\n  name: fine\n  namespace: flux-system\n  annotations:\n\
+         \x20   herald.dev/template: '{{ .Alert.Name }}: {{ index .Metadata \"revision\" | trunc 12 }}'\n\
+         spec: {providerRef: {name: chat}, eventSources: [{kind: Kustomization, name: '*'}]}\n",
+    )
+    .unwrap();
+    let output = Command::new(HERALD)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run herald");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0],
+        "notify.yaml:1: Provider/flux-system/chat: annotation herald.dev/slack-blocks fails on \
+         a sample event: the output is not a JSON array of Slack blocks: invalid type: string \
+         \"check\", expected a map at line 1 column 8; deliveries it fails for are sent without \
+         blocks"
+    );
+    assert_eq!(
+        lines[1],
+        "notify.yaml:10: Alert/flux-system/broken: annotation herald.dev/template does not \
+         compile at template line 2, column 15: function \"uper\" not defined (did you mean \
+         \"upper\"?); deliveries are sent without it"
+    );
+    assert!(
+        stderr.contains("2 alerts, 1 providers, 0 secrets, 2 problems, 0 warnings"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn cluster_add_prints_the_token_once_and_validate_lists_the_clusters_each_alert_covers() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("clusters.yaml");

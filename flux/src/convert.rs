@@ -84,6 +84,7 @@ pub fn from_proto(event: &Event) -> FluxEvent {
         action: event.action.clone(),
         related_object: involved(event.related_object.clone().unwrap_or_default()),
         v1: event.event_v1,
+        slack_blocks: None,
     }
 }
 

@@ -45,6 +45,10 @@ pub struct FluxEvent {
     /// Sent in the `event/v1` form (it had `action` or `relatedObject`):
     /// encoded back in that form, else exactly as `v1beta1`.
     pub v1: bool,
+    /// Herald's, never on the wire: the Slack Block Kit blocks (a JSON
+    /// array) that a `herald.dev/slack-blocks` template rendered for one
+    /// delivery to a Slack Provider.
+    pub slack_blocks: Option<String>,
 }
 
 /// Why a request body is not a Flux event.

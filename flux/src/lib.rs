@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod objects;
 pub mod provider_type;
 pub mod suggest;
+pub mod template;
 pub mod threads;
 
 pub use event::{DecodeError, FluxEvent, InvolvedObject};

@@ -95,9 +95,11 @@ pub fn unknown_fields(value: &Value) -> Vec<Unknown> {
                     "reasons",
                     "exclude-reasons",
                     "severities",
+                    "template",
+                    "slack-blocks",
                     "slack-thread",
                 ],
-                "Provider" => &["endpoint", "slack-thread"],
+                "Provider" => &["endpoint", "template", "slack-blocks", "slack-thread"],
                 _ => &[],
             };
             if known.contains(&name) {
@@ -276,6 +278,14 @@ mod tests {
             "unknown Herald annotation herald.dev/reason (did you mean \"herald.dev/reasons\"?)"
         );
         assert_eq!(unknown_fields(&annotated).len(), 1);
+        let templated = json!({"kind": "Provider", "metadata": {"annotations": {
+            "herald.dev/template": "x", "herald.dev/slack-blocks": "[]", "herald.dev/templates": "x"}}});
+        let found = unknown_fields(&templated);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].reason,
+            "unknown Herald annotation herald.dev/templates (did you mean \"herald.dev/template\"?)"
+        );
         let secret = json!({"kind": "Secret", "stringdata": {}});
         assert_eq!(
             unknown_fields(&secret)[0].reason,

@@ -26,8 +26,11 @@ pub struct CompiledAlert {
     pub clusters: ClusterSelection,
     /// Reasons and severities it hears (Herald's annotations).
     pub filter: crate::filters::EventFilter,
+    /// Its message templates (Herald's annotations), compiled once.
+    pub templates: crate::template::Templates,
     /// Problems found while compiling (invalid regexes, in the
-    /// notification-controller's words; invalid Herald annotations).
+    /// notification-controller's words; invalid Herald annotations;
+    /// templates that do not compile).
     pub warnings: Vec<String>,
 }
 
@@ -59,6 +62,9 @@ impl CompiledAlert {
         let (filter, problems) =
             crate::filters::EventFilter::from_annotations(&alert.meta.annotations);
         warnings.extend(problems);
+        let (templates, problems) =
+            crate::template::Templates::from_annotations(&alert.meta.annotations);
+        warnings.extend(problems);
         if let Err(problem) = crate::threads::slack_thread_setting(&alert.meta.annotations) {
             warnings.push(problem);
         }
@@ -69,6 +75,7 @@ impl CompiledAlert {
             exclusion,
             clusters,
             filter,
+            templates,
             warnings,
         }
     }

@@ -104,6 +104,13 @@ pub struct ProviderTypeOutcomeLabels {
     pub outcome: String,
 }
 
+/// Label set `provider_type`, `annotation` (`template`, `slack-blocks`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TemplateLabels {
+    pub provider_type: String,
+    pub annotation: String,
+}
+
 /// Label set `severity` (`error`, `warning`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SeverityLabels {
@@ -178,6 +185,9 @@ pub struct Metrics {
     pub pacing_waits: Family<ProviderTypeOutcomeLabels, Counter>,
     /// Seconds of those waits.
     pub pacing_wait: HistogramFamily,
+    /// Renderings of a message template that failed (the delivery was sent
+    /// with Flux's message), by provider type and annotation.
+    pub template_failures: Family<TemplateLabels, Counter>,
     /// Dead letters the router stored instead of a delivery, by reason:
     /// `provider_missing`, `oversize`.
     pub router_dead_letters: Family<ReasonLabels, Counter>,
@@ -265,6 +275,7 @@ impl Metrics {
             provider_attempts: Family::default(),
             pacing_waits: Family::default(),
             pacing_wait: Family::new_with_constructor(pacing_wait_histogram),
+            template_failures: Family::default(),
             router_dead_letters: Family::default(),
             dead_letters: Gauge::default(),
             catalog_problems: Family::default(),
@@ -420,6 +431,11 @@ impl Metrics {
             m.budget_refusals.clone(),
         );
         registry.register(
+            "template_failures",
+            "Message templates that failed to render (sent with Flux's message), by provider type and annotation",
+            m.template_failures.clone(),
+        );
+        registry.register(
             "oversize",
             "Messages larger than NATS carries, kept shrunk as dead letters",
             m.oversize.clone(),
@@ -504,6 +520,16 @@ impl Metrics {
         self.events_routed
             .get_or_create(&ClusterLabels {
                 cluster: self.cluster(cluster),
+            })
+            .inc();
+    }
+
+    /// Counts a message template that failed to render.
+    pub fn template_failure(&self, provider_type: &str, annotation: &str) {
+        self.template_failures
+            .get_or_create(&TemplateLabels {
+                provider_type: provider_type.to_owned(),
+                annotation: annotation.to_owned(),
             })
             .inc();
     }

@@ -8,13 +8,23 @@
 //! and every service that sends run it (see
 //! [`herald_runtime::catalog::install_checks`]).
 //!
+//! Message templates are rendered once for the sample event too: a
+//! template that compiles but fails when it runs (a function given the
+//! wrong arguments, blocks that are not a JSON array) is found here rather
+//! than at its first delivery.
+//!
 //! Slack threads (`herald.dev/slack-thread`) are checked here too: on an
 //! Alert or Provider whose Provider cannot thread (a webhook address, no
 //! token or channel, another type) the annotation is a problem, and the
 //! messages go unthreaded.
 
-use herald_flux::FluxEvent;
+use std::path::Path;
+
+use herald_flux::template::{
+    AlertRef, RenderError, SLACK_BLOCKS_ANNOTATION, TEMPLATE_ANNOTATION, TemplateData, Templates,
+};
 use herald_flux::threads::slack_thread_setting;
+use herald_flux::{FluxEvent, ProviderType};
 use herald_runtime::Snapshot;
 use herald_runtime::catalog::Problem;
 
@@ -42,6 +52,108 @@ fn sample_event() -> FluxEvent {
         event.metadata.insert(key.to_owned(), value.to_owned());
     }
     event
+}
+
+/// Everything this module checks: [`provider_problems`] and
+/// [`template_problems`].
+#[must_use]
+pub fn problems(snapshot: &Snapshot) -> Vec<Problem> {
+    let mut found = provider_problems(snapshot);
+    found.extend(template_problems(snapshot));
+    found
+}
+
+/// The templates of every Alert and Provider that fail on the sample
+/// event, and `herald.dev/slack-blocks` where no Slack Provider reads it.
+#[must_use]
+pub fn template_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    let event = sample_event();
+    let mut out = Vec::new();
+    let mut check = |templates: &Templates,
+                     id: String,
+                     file: &Path,
+                     alert: AlertRef<'_>,
+                     provider_type: Option<ProviderType>| {
+        let data = TemplateData::new(&event, alert, "sample");
+        // Empty for this one event may be meant (a condition on the
+        // severity): the delivery then carries Flux's message.
+        if let Some(Ok(template)) = &templates.message
+            && let Err(error) = template.render(&data)
+            && error != RenderError::Empty
+        {
+            out.push(Problem::error(
+                file.to_owned(),
+                id.clone(),
+                format!(
+                    "annotation {TEMPLATE_ANNOTATION} fails on a sample event: {error}; \
+                     deliveries it fails for are sent with Flux's message"
+                ),
+            ));
+        }
+        let Some(blocks) = &templates.slack_blocks else {
+            return;
+        };
+        if let Some(other) = provider_type.filter(|t| *t != ProviderType::Slack) {
+            out.push(Problem::warning(
+                file.to_owned(),
+                id.clone(),
+                format!(
+                    "annotation {SLACK_BLOCKS_ANNOTATION} is read only for slack Providers; \
+                     this one sends to {other}"
+                ),
+            ));
+        } else if let Ok(template) = blocks
+            && let Err(error) = template.render_blocks(&data)
+        {
+            out.push(Problem::error(
+                file.to_owned(),
+                id,
+                format!(
+                    "annotation {SLACK_BLOCKS_ANNOTATION} fails on a sample event: {error}; \
+                     deliveries it fails for are sent without blocks"
+                ),
+            ));
+        }
+    };
+    for (compiled, file) in snapshot.alerts() {
+        if compiled.templates.is_empty() {
+            continue;
+        }
+        let meta = &compiled.alert.meta;
+        let provider_type = snapshot
+            .provider(&meta.namespace, &compiled.alert.spec.provider_ref.name)
+            .and_then(|p| p.provider_type());
+        check(
+            &compiled.templates,
+            format!("Alert/{}", compiled.alert.key()),
+            file,
+            AlertRef {
+                namespace: &meta.namespace,
+                name: &meta.name,
+            },
+            provider_type,
+        );
+    }
+    for (provider, file) in snapshot.providers() {
+        let meta = &provider.meta;
+        let Some(templates) = snapshot
+            .provider_templates(&meta.namespace, &meta.name)
+            .filter(|t| !t.is_empty())
+        else {
+            continue;
+        };
+        check(
+            templates,
+            format!("Provider/{}", provider.key()),
+            file,
+            AlertRef {
+                namespace: &meta.namespace,
+                name: "sample",
+            },
+            provider.provider_type(),
+        );
+    }
+    out
 }
 
 /// The problems of every Provider in `snapshot` that its type cannot send
@@ -120,7 +232,7 @@ fn thread_problems(snapshot: &Snapshot) -> Vec<Problem> {
             Ok(_) => {}
         }
     }
-    for (compiled, file) in snapshot.alerts_with_files() {
+    for (compiled, file) in snapshot.alerts() {
         let alert = &compiled.alert;
         if slack_thread_setting(&alert.meta.annotations) != Ok(Some(true)) {
             continue;
@@ -152,7 +264,7 @@ mod tests {
             .map(|o| (std::path::PathBuf::from("p.yaml"), o.unwrap()))
             .collect();
         let snapshot = Snapshot::from_objects(objects, Vec::new());
-        provider_problems(&snapshot)
+        super::problems(&snapshot)
             .into_iter()
             .map(|p| p.to_string())
             .collect()
@@ -236,6 +348,44 @@ mod tests {
         assert!(
             !found.iter().any(|p| p.contains("hooks.slack.com")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn templates_that_fail_on_the_sample_event_are_named() {
+        let yaml = format!(
+            "{P}metadata: {{name: chat, annotations: {{herald.dev/slack-blocks: '[{{{{ .Message | toJson }}}}]'}}}}\n\
+             spec: {{type: slack, address: 'https://hooks.example/x'}}\n---\n\
+             {P}metadata: {{name: hook, annotations: {{herald.dev/slack-blocks: '[]', herald.dev/template: '{{{{ .Message }}}}'}}}}\n\
+             spec: {{type: generic, address: 'https://hooks.example/y'}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: a, annotations: {{herald.dev/template: '{{{{ trunc .Reason }}}}'}}}}\n\
+             spec: {{providerRef: {{name: chat}}, eventSources: [{{kind: Bucket, name: '*'}}]}}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: quiet, annotations: {{herald.dev/template: '{{{{ if eq .Severity \"info\" }}}}ok{{{{ end }}}}'}}}}\n\
+             spec: {{providerRef: {{name: chat}}, eventSources: [{{kind: Bucket, name: '*'}}]}}\n"
+        );
+        let found = problems(&yaml);
+        // Empty for the sample (an error) may be meant: not a problem.
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "p.yaml: Alert/ns/a: annotation herald.dev/template fails on a sample event: \
+                 wrong number of arguments"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with(
+                "p.yaml: Provider/ns/chat: annotation herald.dev/slack-blocks fails on a sample \
+                 event: the output is not a JSON array of Slack blocks"
+            ),
+            "{found:?}"
+        );
+        assert_eq!(
+            found[2],
+            "warning: p.yaml: Provider/ns/hook: annotation herald.dev/slack-blocks is read only \
+             for slack Providers; this one sends to generic"
         );
     }
 }

@@ -17,6 +17,7 @@ pub mod pacing;
 pub mod policy;
 pub mod providers;
 pub mod records;
+pub mod render;
 pub mod threads;
 pub mod tokens;
 pub mod transport;

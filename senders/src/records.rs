@@ -4,7 +4,8 @@
 //! key-value bucket about once a second (counts add up, times keep the
 //! newest, with compare-and-set, so every replica's notes survive), instead
 //! of a write per delivery. Objects whose newest outcome is a failure are
-//! listed on `/readyz`.
+//! listed on `/readyz`, as are those whose message template failed for
+//! their newest delivery that used it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,8 +31,21 @@ const TOPIC: &str = "failing";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Noted {
     Delivered,
-    Retried { reason: String, status: u16 },
-    Dead { reason: String, status: u16 },
+    Retried {
+        reason: String,
+        status: u16,
+    },
+    Dead {
+        reason: String,
+        status: u16,
+    },
+    /// The object's message template rendered a delivery's message.
+    Rendered,
+    /// The object's message template failed for a delivery, which was
+    /// sent with Flux's message.
+    TemplateFailed {
+        reason: String,
+    },
 }
 
 /// What one object's deliveries added since the last merge.
@@ -42,6 +56,9 @@ struct Delta {
     dead: u64,
     last_delivered_ms: Option<i64>,
     last_failed: Option<(i64, String, u16)>,
+    template_failures: u64,
+    last_rendered_ms: Option<i64>,
+    last_template_failed: Option<(i64, String)>,
 }
 
 type Key = (&'static str, String, String);
@@ -96,6 +113,11 @@ impl Records {
             Noted::Dead { reason, status } => {
                 delta.dead += 1;
                 delta.last_failed = Some((now, reason.clone(), *status));
+            }
+            Noted::Rendered => delta.last_rendered_ms = Some(now),
+            Noted::TemplateFailed { reason } => {
+                delta.template_failures += 1;
+                delta.last_template_failed = Some((now, reason.clone()));
             }
         }
     }
@@ -188,6 +210,18 @@ fn merge(current: Option<&ObjectRecord>, key: &Key, delta: &Delta) -> ObjectReco
         record.last_error.clone_from(reason);
         record.last_status = u32::from(*status);
     }
+    record.template_failures += delta.template_failures;
+    if let Some(at) = delta.last_rendered_ms
+        && at > millis(&record.last_rendered_at)
+    {
+        record.last_rendered_at = stamp(at);
+    }
+    if let Some((at, reason)) = &delta.last_template_failed
+        && *at > millis(&record.last_template_failed_at)
+    {
+        record.last_template_failed_at = stamp(*at);
+        record.last_template_error.clone_from(reason);
+    }
     record
 }
 
@@ -202,27 +236,53 @@ fn combine(a: &Delta, b: &Delta) -> Delta {
         retried: a.retried + b.retried,
         dead: a.dead + b.dead,
         last_delivered_ms: a.last_delivered_ms.max(b.last_delivered_ms),
-        last_failed: match (&a.last_failed, &b.last_failed) {
-            (Some(x), Some(y)) => Some(if x.0 >= y.0 { x.clone() } else { y.clone() }),
-            (x, y) => x.clone().or_else(|| y.clone()),
-        },
+        last_failed: newest(&a.last_failed, &b.last_failed, |x| x.0),
+        template_failures: a.template_failures + b.template_failures,
+        last_rendered_ms: a.last_rendered_ms.max(b.last_rendered_ms),
+        last_template_failed: newest(&a.last_template_failed, &b.last_template_failed, |x| x.0),
     }
 }
 
-/// The `/readyz` line of an object whose newest outcome is a failure.
+/// The newer of two notes, by `at`.
+fn newest<T: Clone>(a: &Option<T>, b: &Option<T>, at: impl Fn(&T) -> i64) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if at(x) >= at(y) { x.clone() } else { y.clone() }),
+        (x, y) => x.clone().or_else(|| y.clone()),
+    }
+}
+
+/// The `/readyz` line of an object whose newest outcome is a failure, or
+/// whose template failed for its newest delivery that used it.
 fn failing_line(record: &ObjectRecord) -> Option<String> {
-    let failed = record.last_failed_at.as_ref().and_then(from_time)?;
-    let delivered = record.last_delivered_at.as_ref().and_then(from_time);
-    if delivered.is_some_and(|d| d >= failed) {
+    let time = |t: &Option<herald_proto::Time>| t.as_ref().and_then(from_time);
+    let mut parts = Vec::new();
+    if let Some(failed) = time(&record.last_failed_at)
+        && time(&record.last_delivered_at).is_none_or(|d| d < failed)
+    {
+        parts.push(format!(
+            "failing since {}: {}",
+            failed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            record.last_error
+        ));
+    }
+    if let Some(failed) = time(&record.last_template_failed_at)
+        && time(&record.last_rendered_at).is_none_or(|r| r < failed)
+    {
+        parts.push(format!(
+            "template failing since {} (sent with Flux's message): {}",
+            failed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            record.last_template_error
+        ));
+    }
+    if parts.is_empty() {
         return None;
     }
     Some(format!(
-        "{} {}/{}: failing since {}: {}",
+        "{} {}/{}: {}",
         record.kind,
         record.namespace,
         record.name,
-        failed.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        record.last_error
+        parts.join("; ")
     ))
 }
 
@@ -276,7 +336,26 @@ mod tests {
             last_delivered_ms: Some(3_000),
             ..Delta::default()
         };
-        assert!(failing_line(&merge(Some(&record), &key(), &recovered)).is_none());
+        let record = merge(Some(&record), &key(), &recovered);
+        assert!(failing_line(&record).is_none());
+        // A template that failed: listed until one renders again.
+        let template = Delta {
+            template_failures: 1,
+            last_template_failed: Some((4_000, "herald.dev/template: boom".to_owned())),
+            ..Delta::default()
+        };
+        let record = merge(Some(&record), &key(), &template);
+        assert_eq!(record.template_failures, 1);
+        assert_eq!(
+            failing_line(&record).unwrap(),
+            "Provider ns/hook: template failing since 1970-01-01T00:00:04Z (sent with Flux's \
+             message): herald.dev/template: boom"
+        );
+        let rendered = Delta {
+            last_rendered_ms: Some(5_000),
+            ..Delta::default()
+        };
+        assert!(failing_line(&merge(Some(&record), &key(), &rendered)).is_none());
     }
 
     #[test]

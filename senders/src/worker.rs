@@ -25,6 +25,8 @@ use crate::pacing::{self, Pacer, Waited};
 use crate::policy::{Policies, RetryPolicy};
 use crate::providers::{self, Clients, Input, Plan, ThreadScope};
 use crate::records::Noted;
+use crate::render::{self, Owner, Rendered};
+use herald_flux::template::AlertRef;
 
 /// When a delivery is tried again after Herald's own state in NATS could
 /// not be read or written (a node lost, a leader being elected): soon, not
@@ -372,6 +374,47 @@ impl Worker {
         }
     }
 
+    /// Notes what the delivery's templates did: a render on the records of
+    /// the Alert (and of the Provider whose template it was), a failure
+    /// there too, in the log and in `herald_template_failures_total`. The
+    /// delivery goes on with Flux's message either way.
+    fn note_rendering(&self, delivery: &Delivery, provider_type: &str, rendered: &Rendered) {
+        let alert = delivery.alert.clone().unwrap_or_default();
+        let provider = delivery.provider.clone().unwrap_or_default();
+        let note = |owner: Owner, outcome: &Noted| {
+            self.records
+                .note("Alert", &alert.namespace, &alert.name, outcome);
+            if owner == Owner::Provider {
+                self.records
+                    .note("Provider", &provider.namespace, &provider.name, outcome);
+            }
+        };
+        for (owner, _) in &rendered.rendered {
+            note(*owner, &Noted::Rendered);
+        }
+        for failure in &rendered.failed {
+            self.metrics
+                .template_failure(provider_type, failure.annotation);
+            let (namespace, name) = match failure.owner {
+                Owner::Alert => (&alert.namespace, &alert.name),
+                Owner::Provider => (&provider.namespace, &provider.name),
+            };
+            tracing::warn!(
+                delivery.id = %delivery.id,
+                object = %format!("{} {namespace}/{name}", failure.owner.kind()),
+                annotation = %format!("herald.dev/{}", failure.annotation),
+                error = %failure.reason,
+                "Template cannot render this event; sending Flux's message."
+            );
+            note(
+                failure.owner,
+                &Noted::TemplateFailed {
+                    reason: format!("herald.dev/{}: {}", failure.annotation, failure.reason),
+                },
+            );
+        }
+    }
+
     /// One attempt: resolve the Provider, wait for the destination's turn,
     /// send, and tell the other replicas when the destination asks to back off.
     async fn attempt(&self, delivery: &Delivery, policy: RetryPolicy, attempts: u64) -> Step {
@@ -424,12 +467,26 @@ impl Worker {
                 ));
             }
         };
-        let event = match &delivery.event {
+        let mut event = match &delivery.event {
             Some(event) => from_proto(event),
             None => from_proto(&herald_proto::Event::default()),
         };
         let alert = delivery.alert.clone().unwrap_or_default();
         let compiled = snapshot.alert(&alert.namespace, &alert.name);
+        let rendered = render::apply(
+            &mut event,
+            compiled.map(|a| &a.templates),
+            snapshot
+                .provider_templates(&key.namespace, &key.name)
+                .map(AsRef::as_ref),
+            AlertRef {
+                namespace: &alert.namespace,
+                name: &alert.name,
+            },
+            delivery.event.as_ref().map_or("", |e| e.cluster.as_str()),
+            provider.provider_type(),
+        );
+        self.note_rendering(delivery, &resolved.provider_type, &rendered);
         let alert_identity = providers::AlertIdentity {
             uid: compiled.as_ref().map_or_else(
                 || {

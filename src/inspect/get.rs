@@ -99,6 +99,18 @@ pub struct ObjectStatus {
     pub delivered: u64,
     pub retried: u64,
     pub dead: u64,
+    /// Deliveries its message template failed for (sent with Flux's
+    /// message), since the record began.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub template_failures: u64,
+    /// Why its template failed for its newest delivery that used it, when
+    /// it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The newest delivery of an object.
@@ -128,6 +140,8 @@ impl ObjectStatus {
             delivered: 0,
             retried: 0,
             dead: 0,
+            template_failures: 0,
+            template_error: None,
         }
     }
 
@@ -154,6 +168,12 @@ impl ObjectStatus {
         self.delivered = record.delivered;
         self.retried = record.retried;
         self.dead = record.dead;
+        self.template_failures = record.template_failures;
+        let rendered = record.last_rendered_at.as_ref().and_then(from_time);
+        let template_failed = record.last_template_failed_at.as_ref().and_then(from_time);
+        self.template_error = template_failed
+            .filter(|f| rendered.is_none_or(|r| r < *f))
+            .map(|_| record.last_template_error.clone());
     }
 }
 
@@ -178,6 +198,8 @@ impl Tabular for ObjectList {
                 "not in the catalog".to_owned()
             } else if let Some(problem) = item.problems.first() {
                 problem.clone()
+            } else if let Some(error) = &item.template_error {
+                format!("template failing: {error}")
             } else {
                 "-".to_owned()
             };
@@ -286,7 +308,7 @@ fn catalog_rows(
     let mut snapshot = catalog::load_folder(&args.config_dir, &args.default_namespace)
         .map_err(|e| format!("cannot read the catalog {}: {e}", args.config_dir.display()))?;
     // As `herald validate` and a sender check them.
-    let found = herald_senders::check::provider_problems(&snapshot);
+    let found = herald_senders::check::problems(&snapshot);
     snapshot.add_problems(found);
     let mut rows = BTreeMap::new();
     match kind {

@@ -410,3 +410,32 @@ async fn slacks_rate_limits_and_refusals_in_a_thread_are_judged_as_without_one()
     assert_eq!(refused.requests().len(), 2, "each tried once");
     herald.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_thread_of_slack_blocks_keeps_its_count_in_a_context_block() {
+    let nats = TestNats::start().await;
+    let slack = FakeSlack::start().await;
+    let annotations = format!(
+        "{THREADED}, herald.dev/slack-blocks: '[{{\"type\": \"section\", \"text\": {{\"type\": \"mrkdwn\", \"text\": {{{{ .Message | toJson }}}}}}}}]'"
+    );
+    let dir = config_dir(&manifests(
+        &slack.url("/api/chat.postMessage"),
+        &annotations,
+        "",
+    ));
+    let herald = TestHerald::start_with(nats.url(), dir.path(), options("slack=20/s")).await;
+    assert_eq!(herald.post(event("web", "r1", "one", 1)).await.0, 202);
+    posted(&slack, 1).await;
+    assert_eq!(herald.post(event("web", "r1", "two", 2)).await.0, 202);
+    posted(&slack, 2).await;
+    let channel = slack.channel_id("alerts").expect("a channel ID");
+    let root = slack.roots(&channel)[0].clone();
+    let reply = &slack.replies(&root.ts)[0];
+    assert_eq!(reply.posted["blocks"][0]["text"]["text"], "two");
+    let root = root_says(&slack, &root.ts, "1 update in thread").await;
+    let blocks = root.body["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks[0]["text"]["text"], "two", "the newest message");
+    assert_eq!(blocks[1]["type"], "context");
+    assert_eq!(blocks[1]["elements"][0]["text"], "1 update in thread");
+    herald.shutdown().await;
+}

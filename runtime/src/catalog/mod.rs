@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use herald_flux::objects::{Object, ObjectMeta};
+use herald_flux::template::Templates;
 use herald_flux::{Alert, AlertIndex, CompiledAlert, Provider, Secret};
 
 use crate::health::Readiness;
@@ -322,9 +323,12 @@ impl<T: Named> Sorted<T> {
 pub struct Snapshot {
     /// Alerts, indexed for matching.
     pub alerts: AlertIndex,
-    /// The file (and line) of each Alert, in the index's order.
+    /// The file (and line) of each Alert, in the order of `alerts.alerts()`.
     alert_files: Vec<PathBuf>,
     providers: Sorted<Provider>,
+    /// Each Provider's templates (`herald.dev/template`, `slack-blocks`),
+    /// compiled: in the order of `providers`.
+    provider_templates: Vec<Arc<Templates>>,
     secrets: Sorted<Secret>,
     /// Every unusable file or object (errors) and every doubtful one
     /// (warnings), in file order, errors first within a file.
@@ -398,8 +402,8 @@ impl Snapshot {
         let secrets = Sorted::new(secrets, "Secret", &mut problems);
         let alerts = Sorted::new(alerts, "Alert", &mut problems);
         let before = previous.map_or(&[][..], |p| p.alerts.alerts());
-        let mut compiled: Vec<Arc<CompiledAlert>> = Vec::with_capacity(alerts.objects.len());
         let alert_files = alerts.files.clone();
+        let mut compiled: Vec<Arc<CompiledAlert>> = Vec::with_capacity(alerts.objects.len());
         for (alert, file) in alerts.objects.into_iter().zip(alerts.files) {
             let reused = before
                 .binary_search_by(|c| Named::key(&*c.alert).cmp(&Named::key(&*alert)))
@@ -431,6 +435,7 @@ impl Snapshot {
             }
             compiled.push(alert);
         }
+        let provider_templates = compile_provider_templates(&providers, previous, &mut problems);
         for (provider, file) in providers.objects.iter().zip(&providers.files) {
             let spec = &provider.spec;
             for (field, reference) in [
@@ -461,9 +466,18 @@ impl Snapshot {
             alerts: AlertIndex::new(compiled),
             alert_files,
             providers,
+            provider_templates,
             secrets,
             problems,
         }
+    }
+
+    /// The templates of the Provider `namespace/name`, compiled.
+    #[must_use]
+    pub fn provider_templates(&self, namespace: &str, name: &str) -> Option<&Arc<Templates>> {
+        self.providers
+            .position(namespace, name)
+            .and_then(|i| self.provider_templates.get(i))
     }
 
     /// The Alert `namespace/name`, compiled.
@@ -489,6 +503,15 @@ impl Snapshot {
         self.secrets.get(namespace, name).cloned()
     }
 
+    /// Every Alert, compiled, with the file (and line) it came from, sorted
+    /// by namespace and name.
+    pub fn alerts(&self) -> impl Iterator<Item = (&Arc<CompiledAlert>, &Path)> {
+        self.alerts
+            .alerts()
+            .iter()
+            .zip(self.alert_files.iter().map(PathBuf::as_path))
+    }
+
     /// Every Provider with the file (and line) it came from, sorted by
     /// namespace and name.
     pub fn providers(&self) -> impl Iterator<Item = (&Arc<Provider>, &Path)> {
@@ -496,15 +519,6 @@ impl Snapshot {
             .objects
             .iter()
             .zip(self.providers.files.iter().map(PathBuf::as_path))
-    }
-
-    /// Every Alert, compiled, with the file (and line) it came from, sorted
-    /// by namespace and name.
-    pub fn alerts_with_files(&self) -> impl Iterator<Item = (&Arc<CompiledAlert>, &Path)> {
-        self.alerts
-            .alerts()
-            .iter()
-            .zip(self.alert_files.iter().map(PathBuf::as_path))
     }
 
     /// Adds problems found after the snapshot was built (see
@@ -534,6 +548,47 @@ impl Snapshot {
             self.secrets.objects.len(),
         )
     }
+}
+
+/// The templates of each Provider, in the order of `providers`: compiled
+/// once, or shared with `previous` for a Provider unchanged since; one that
+/// does not compile is an error (its deliveries go out without it).
+fn compile_provider_templates(
+    providers: &Sorted<Provider>,
+    previous: Option<&Snapshot>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Arc<Templates>> {
+    let empty = Arc::new(Templates::default());
+    let mut out = Vec::with_capacity(providers.objects.len());
+    for (provider, file) in providers.objects.iter().zip(&providers.files) {
+        let (namespace, name) = Named::key(&**provider);
+        let reused = previous.and_then(|p| {
+            let i = p.providers.position(namespace, name)?;
+            Arc::ptr_eq(&p.providers.objects[i], provider)
+                .then(|| p.provider_templates.get(i).cloned())
+                .flatten()
+        });
+        let (templates, found) = match reused {
+            // Reported again: every snapshot lists all its problems.
+            Some(templates) => {
+                let found = templates.problems();
+                (templates, found)
+            }
+            None if provider.meta.annotations.is_empty() => (Arc::clone(&empty), Vec::new()),
+            None => {
+                let (templates, found) = Templates::from_annotations(&provider.meta.annotations);
+                (Arc::new(templates), found)
+            }
+        };
+        let id = format!("Provider/{}", provider.key());
+        problems.extend(
+            found
+                .into_iter()
+                .map(|reason| Problem::error(file.clone(), id.clone(), reason)),
+        );
+        out.push(templates);
+    }
+    out
 }
 
 /// The labels of the Flux objects events are about, where a source can see
@@ -896,6 +951,44 @@ mod tests {
             &first.alerts.alerts()[0],
             &fresh.alerts.alerts()[0]
         ));
+    }
+
+    #[test]
+    fn templates_are_compiled_once_and_those_that_do_not_compile_are_errors() {
+        let yaml = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {name: p, annotations: {herald.dev/template: \"{{ .Message }}\"}}\nspec: {type: slack}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+             metadata: {name: q, annotations: {herald.dev/template: \"a\\n{{ .Mesage }}\"}}\nspec: {type: slack}\n---\n\
+             apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {name: a, annotations: {herald.dev/slack-blocks: \"[{{ uper .Message }}]\"}}\n\
+             spec: {providerRef: {name: p}, eventSources: [{kind: Bucket, name: '*'}]}\n";
+        let listed = objects(yaml);
+        let first = Snapshot::build(listed.clone(), Vec::new(), None, None);
+        let problems: Vec<String> = first.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            problems,
+            [
+                "f.yaml: Alert/n/a: annotation herald.dev/slack-blocks does not compile at \
+                 template line 1, column 5: function \"uper\" not defined (did you mean \
+                 \"upper\"?); deliveries are sent without it",
+                "f.yaml: Provider/n/q: annotation herald.dev/template does not compile at \
+                 template line 2, column 4: can't evaluate field Mesage in type Event (did you \
+                 mean .Message?); deliveries are sent without it",
+            ]
+        );
+        // Both stay in the catalog: their deliveries go out with Flux's message.
+        assert_eq!(first.counts(), (1, 2, 0));
+        let p = first.provider_templates("n", "p").unwrap();
+        assert!(matches!(p.message, Some(Ok(_))));
+        assert!(first.provider_templates("n", "x").is_none());
+        let again = Snapshot::build(listed, Vec::new(), None, Some(&first));
+        assert!(Arc::ptr_eq(p, again.provider_templates("n", "p").unwrap()));
+        assert_eq!(again.problems, first.problems);
+        let (alert, file) = again.alerts().next().unwrap();
+        assert_eq!(
+            (alert.alert.meta.name.as_str(), file),
+            ("a", Path::new("f.yaml"))
+        );
     }
 
     #[test]

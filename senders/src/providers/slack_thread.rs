@@ -165,6 +165,20 @@ fn summary(replies: u32) -> String {
     }
 }
 
+/// Slack blocks (`herald.dev/slack-blocks`) with the summary after them,
+/// as a context block: where a message has blocks, Slack shows them and
+/// not its text. Within Slack's 50 blocks.
+fn with_summary(blocks: &[Value], replies: u32) -> Vec<Value> {
+    let mut out = blocks.to_vec();
+    if out.len() < 50 {
+        out.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": summary(replies)}],
+        }));
+    }
+    out
+}
+
 // === impl Thread ===
 
 impl Thread {
@@ -314,7 +328,9 @@ impl Thread {
     /// posted already (`status`): a root that cannot be updated for good
     /// leaves it delivered; one to try again is put back or retried, and
     /// the redelivery only updates the root. Slack keeps a message's
-    /// attachments when an update has none.
+    /// attachments and blocks when an update has none: an older event's
+    /// reply updates the text alone (a root of blocks shows its count in
+    /// its last block, which only the newest event's update rewrites).
     async fn update_root(
         &self,
         threads: &Threads,
@@ -345,10 +361,13 @@ impl Thread {
             "ts": ts,
             "text": summary(root.replies),
         });
-        if root.newest
-            && let Some(attachments) = self.message.get("attachments")
-        {
-            update["attachments"] = attachments.clone();
+        if root.newest {
+            if let Some(attachments) = self.message.get("attachments") {
+                update["attachments"] = attachments.clone();
+            }
+            if let Some(blocks) = self.message.get("blocks").and_then(Value::as_array) {
+                update["blocks"] = Value::Array(with_summary(blocks, root.replies));
+            }
         }
         let body = serde_json::to_vec(&update).unwrap_or_default();
         match self
@@ -555,5 +574,10 @@ mod tests {
         );
         assert_eq!(summary(1), "1 update in thread");
         assert_eq!(summary(4), "4 updates in thread");
+        let blocks = [json!({"type": "section", "text": {"type": "mrkdwn", "text": "hi"}})];
+        let shown = with_summary(&blocks, 2);
+        assert_eq!(shown.len(), 2);
+        assert_eq!(shown[1]["elements"][0]["text"], "2 updates in thread");
+        assert_eq!(with_summary(&vec![blocks[0].clone(); 50], 2).len(), 50);
     }
 }

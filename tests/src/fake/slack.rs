@@ -4,7 +4,9 @@
 //! JSON body; errors are `200` with `{"ok":false,"error":…}`, as Slack
 //! answers them). When it rate-limits, it answers `429` with `Retry-After`
 //! as Slack does: the Web API with `{"ok":false,"error":"ratelimited"}`, a
-//! webhook with `rate_limited`.
+//! webhook with `rate_limited`. A message must have `text`, `attachments`
+//! or `blocks` (`no_text`), and `blocks` must be an array of at most 50
+//! objects, each with a `type` (`invalid_blocks`), as Slack requires.
 //!
 //! The Web API keeps its messages as Slack does, so tests can read the
 //! threads they form:
@@ -15,7 +17,8 @@
 //!   then a reply in its thread.
 //! - `chat.update` needs the channel's ID (a name is `channel_not_found`)
 //!   and the `ts` of a message in it (else `message_not_found`), and
-//!   replaces the message's text and attachments.
+//!   replaces the message's text, attachments and blocks (those it is
+//!   given; the others stay).
 //! - [`FakeSlack::delete`] deletes a message as a person in Slack would.
 
 use std::collections::BTreeMap;
@@ -135,12 +138,18 @@ impl Api for Slack {
             return Reply::status(405);
         }
         let parsed = request.try_json().filter(|_| request.is_json());
+        let content = parsed.as_ref().and_then(content_error);
         if let Some(method) = request.path.strip_prefix("/api/") {
             let authorized = request.header("authorization") == Some(format!("Bearer {TOKEN}"));
             let answer = match (authorized, &parsed, method) {
                 (false, _, _) => json!({"ok": false, "error": "not_authed"}),
                 (true, None, _) => json!({"ok": false, "error": "invalid_json"}),
-                (true, Some(body), "chat.postMessage") => self.post_message(body),
+                (true, Some(body), "chat.postMessage") => match content {
+                    Some(error) if !body["channel"].as_str().unwrap_or_default().is_empty() => {
+                        json!({"ok": false, "error": error})
+                    }
+                    _ => self.post_message(body),
+                },
                 (true, Some(body), "chat.update") => self.update(body),
                 (true, Some(_), _) => json!({"ok": false, "error": "unknown_method"}),
             };
@@ -150,6 +159,8 @@ impl Api for Slack {
             Reply::text(404, "no_service")
         } else if parsed.is_none() {
             Reply::text(400, "invalid_payload")
+        } else if let Some(error) = content {
+            Reply::text(400, error)
         } else {
             Reply::text(200, "ok")
         }
@@ -163,6 +174,30 @@ impl Api for Slack {
             Reply::text(429, "rate_limited")
         }
         .header("retry-after", &seconds)
+    }
+}
+
+/// What Slack refuses in a message's content, in its words.
+fn content_error(message: &serde_json::Value) -> Option<&'static str> {
+    let present = |key: &str| match &message[key] {
+        serde_json::Value::String(s) => !s.is_empty(),
+        serde_json::Value::Array(a) => !a.is_empty(),
+        _ => false,
+    };
+    if !present("text") && !present("attachments") && !present("blocks") {
+        return Some("no_text");
+    }
+    match message.get("blocks") {
+        None => None,
+        Some(serde_json::Value::Array(blocks))
+            if blocks.len() <= 50
+                && blocks
+                    .iter()
+                    .all(|b| b.get("type").is_some_and(|t| t.is_string())) =>
+        {
+            None
+        }
+        Some(_) => Some("invalid_blocks"),
     }
 }
 
