@@ -27,6 +27,12 @@
 
 #![forbid(unsafe_code)]
 
+/// The services' allocator, with their settings (`.cargo/config.toml`): the
+/// bare pipelines are held to what Herald runs on.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod alerts;
 mod bare;
 mod catalog;
