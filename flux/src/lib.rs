@@ -27,6 +27,6 @@ pub mod template;
 
 pub use event::{DecodeError, FluxEvent, InvolvedObject};
 pub use gotime::GoTime;
-pub use matching::{AlertIndex, CompiledAlert};
+pub use matching::{AlertIndex, AlertOptions, CompiledAlert};
 pub use objects::{Alert, Object, ParseError, Provider, Secret};
 pub use provider_type::{Category, ProviderType};
