@@ -1,11 +1,16 @@
 //! `namespace: "*"` in an Alert's event source, end to end through ingest,
 //! router and sender: it hears every namespace in a fleet administration
 //! namespace (`--fleet-admin-namespace`), is a problem and hears nothing
-//! anywhere else, and `--no-cross-namespace-refs` does not deny it.
+//! anywhere else, and `--no-cross-namespace-refs` does not deny it. From a
+//! folder and from Flux's own objects in a cluster (the fake API server).
 
+use std::time::Duration;
+
+use herald_runtime::catalog::kubernetes::KubeArgs;
 use herald_tests::fake::FakeServer;
-use herald_tests::fixtures::{Event, Provider, deliveries_drained};
+use herald_tests::fixtures::{Alert, Event, Provider, deliveries_drained};
 use herald_tests::herald::{Options, TestHerald, config_dir};
+use herald_tests::kube::FakeKube;
 use herald_tests::nats::TestNats;
 
 const ADMIN: &str = "flux-system";
@@ -189,5 +194,90 @@ async fn no_cross_namespace_refs_denies_tenants_but_not_fleet_admin_wildcards() 
         ),
         "{metrics}"
     );
+    herald.shutdown().await;
+}
+
+/// Applies a fixture (one object, with its trailing `---`).
+fn apply(kube: &FakeKube, object: impl std::fmt::Display) {
+    let text = object.to_string();
+    kube.apply(text.trim_end().trim_end_matches("---"));
+}
+
+#[tokio::test]
+async fn the_kubernetes_catalog_honours_fleet_admin_namespaces() {
+    herald_tests::init();
+    let nats = TestNats::start().await;
+    let kube = FakeKube::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = FakeServer::webhook().await;
+    let tenant = FakeServer::webhook().await;
+    apply(
+        &kube,
+        Provider::new(ADMIN, "fleet", "generic").address(&fleet.url("/fleet")),
+    );
+    apply(
+        &kube,
+        Provider::new("team-a", "hook", "generic").address(&tenant.url("/tenant")),
+    );
+    apply(
+        &kube,
+        Alert::new(ADMIN, "fleet", "fleet").source_yaml(ALL_KUSTOMIZATIONS),
+    );
+    apply(
+        &kube,
+        Alert::new("team-a", "wide", "hook")
+            .source_yaml(ALL_KUSTOMIZATIONS)
+            .source("HelmRelease", "*"),
+    );
+    let options = Options {
+        kubernetes: Some(KubeArgs {
+            kubeconfig: Some(kube.kubeconfig(dir.path())),
+            catalog_cluster: "test".to_owned(),
+            catalog_debounce: Duration::from_millis(50),
+            ..KubeArgs::default()
+        }),
+        ..options(false)
+    };
+    let empty = tempfile::tempdir().expect("tempdir");
+    let herald = TestHerald::start_with(nats.url(), empty.path(), options).await;
+    // The tenant's Alert is told why on itself, with a Kubernetes Event.
+    let note = herald_tests::eventually("an Unusable Event on the tenant's Alert", || async {
+        kube.events()
+            .iter()
+            .find(|e| {
+                e["regarding"]["kind"] == "Alert"
+                    && e["regarding"]["name"] == "wide"
+                    && e["reason"] == "Unusable"
+            })
+            .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+    })
+    .await;
+    assert!(
+        note.contains(r#"spec.eventSources[0].namespace is "*""#)
+            && note.contains("--fleet-admin-namespace"),
+        "{note}"
+    );
+    assert!(
+        !kube
+            .events()
+            .iter()
+            .any(|e| e["regarding"]["kind"] == "Alert" && e["regarding"]["name"] == "fleet"),
+        "the administrator's Alert is fine"
+    );
+    for body in [
+        event("Kustomization", "team-b", "apps"),
+        event("Kustomization", "team-c", "apps"),
+        event("HelmRelease", "team-a", "web"),
+    ] {
+        assert_eq!(herald.post(body).await.0, 202);
+    }
+    fleet.wait_for(2).await;
+    tenant.wait_for(1).await;
+    deliveries_drained(&nats).await;
+    assert_eq!(
+        messages(&fleet),
+        ["Kustomization/team-b/apps", "Kustomization/team-c/apps"]
+    );
+    assert_eq!(messages(&tenant), ["HelmRelease/team-a/web"]);
     herald.shutdown().await;
 }
