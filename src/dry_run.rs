@@ -107,10 +107,13 @@ pub fn explain(
             reason,
             provider: None,
         };
-        if let Err(reason) = compiled.explain(&event) {
-            out.push(verdict("not matched", reason));
-            continue;
-        }
+        let note = match compiled.explain(&event) {
+            Ok(note) => note.unwrap_or_default(),
+            Err(reason) => {
+                out.push(verdict("not matched", reason));
+                continue;
+            }
+        };
         if !compiled.clusters.covers(&event.cluster, None) {
             out.push(verdict(
                 "not matched",
@@ -241,7 +244,7 @@ pub fn explain(
         }
         out.push(AlertVerdict {
             provider: Some(preview),
-            ..verdict("matched", String::new())
+            ..verdict("matched", note)
         });
     }
     Ok(out)

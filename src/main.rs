@@ -144,6 +144,8 @@ enum Command {
         /// selects clusters covers.
         #[arg(long, env = "HERALD_CLUSTERS_FILE")]
         clusters_file: Option<PathBuf>,
+        #[command(flatten)]
+        fleet_admin: catalog::FleetAdminArgs,
     },
     /// Show what Herald would do with one Flux event (a JSON file as Flux
     /// controllers post it, `-` for stdin): which Alerts match and why the
@@ -171,6 +173,8 @@ enum Command {
         /// Do not name the cluster in notifications (`--no-cluster-metadata`).
         #[arg(long)]
         no_cluster_metadata: bool,
+        #[command(flatten)]
+        fleet_admin: catalog::FleetAdminArgs,
         #[command(flatten)]
         output: output::OutputArgs,
     },
@@ -353,13 +357,17 @@ fn main() -> ExitCode {
             cluster,
             labels,
             no_cluster_metadata,
+            fleet_admin,
             output,
             ..
         } => {
             return route_dry_run(
                 event,
-                config_dir,
-                default_namespace,
+                &Folder {
+                    dir: config_dir,
+                    default_namespace,
+                    options: fleet_admin.alert_options(),
+                },
                 cluster,
                 labels,
                 !no_cluster_metadata,
@@ -390,9 +398,15 @@ fn main() -> ExitCode {
         dir,
         default_namespace,
         clusters_file,
+        fleet_admin,
     } = &cli.command
     {
-        return validate(dir, default_namespace, clusters_file.as_deref());
+        let folder = Folder {
+            dir,
+            default_namespace,
+            options: fleet_admin.alert_options(),
+        };
+        return validate(&folder, clusters_file.as_deref());
     }
     if let Command::Cluster {
         clusters_file,
@@ -499,11 +513,24 @@ fn cluster(path: &std::path::Path, action: &ClusterAction) -> anyhow::Result<()>
     Ok(())
 }
 
-fn validate(
-    dir: &std::path::Path,
-    default_namespace: &str,
-    clusters_file: Option<&std::path::Path>,
-) -> ExitCode {
+/// A folder of Alerts, Providers and Secrets to read without a catalog.
+struct Folder<'a> {
+    dir: &'a std::path::Path,
+    default_namespace: &'a str,
+    /// How its Alerts are compiled (`--fleet-admin-namespace`).
+    options: catalog::AlertOptions,
+}
+
+// === impl Folder ===
+
+impl Folder<'_> {
+    fn load(&self) -> std::io::Result<herald_runtime::Snapshot> {
+        catalog::load_folder(self.dir, self.default_namespace, &self.options)
+    }
+}
+
+fn validate(folder: &Folder<'_>, clusters_file: Option<&std::path::Path>) -> ExitCode {
+    let dir = folder.dir;
     let clusters = match clusters_file.map(herald_runtime::clusters::ClustersFile::read) {
         None => None,
         Some(Ok(file)) => Some(file),
@@ -512,7 +539,7 @@ fn validate(
             return ExitCode::from(2);
         }
     };
-    match catalog::load_folder(dir, default_namespace) {
+    match folder.load() {
         Err(error) => {
             println!("{}: cannot read: {error}", dir.display());
             ExitCode::from(2)
@@ -524,6 +551,7 @@ fn validate(
                 println!("{problem}");
             }
             print_coverage(&snapshot, clusters.as_ref());
+            print_all_namespaces(&snapshot);
             let (alerts, providers, secrets) = snapshot.counts();
             let (errors, warnings) = snapshot.problem_counts();
             eprintln!(
@@ -544,8 +572,7 @@ fn validate(
 /// folder cannot be read.
 fn route_dry_run(
     event: &std::path::Path,
-    config_dir: &std::path::Path,
-    default_namespace: &str,
+    folder: &Folder<'_>,
     cluster: &str,
     labels: &[String],
     cluster_metadata: bool,
@@ -572,12 +599,12 @@ fn route_dry_run(
         };
         parsed.insert(key.to_owned(), value.to_owned());
     }
-    let snapshot = match catalog::load_folder(config_dir, default_namespace) {
+    let snapshot = match folder.load() {
         Ok(snapshot) => snapshot,
         Err(error) => {
             eprintln!(
                 "herald route: cannot read {}: {error}",
-                config_dir.display()
+                folder.dir.display()
             );
             return ExitCode::from(2);
         }
@@ -631,6 +658,30 @@ fn print_coverage(
             None => format!("{selection} (give --clusters-file to list them)"),
         };
         println!("Alert/{}: clusters: {covered}", compiled.alert.key());
+    }
+}
+
+/// The Alerts of fleet administration namespaces that hear every
+/// namespace, with the sources that do.
+fn print_all_namespaces(snapshot: &herald_runtime::Snapshot) {
+    for compiled in snapshot.alerts.alerts() {
+        if !compiled.hears_all_namespaces() {
+            continue;
+        }
+        let sources: Vec<String> = compiled
+            .alert
+            .spec
+            .event_sources
+            .iter()
+            .filter(|s| s.namespace == herald_flux::matching::ALL_NAMESPACES)
+            .map(|s| format!("{}/{}", s.kind, s.name))
+            .collect();
+        println!(
+            "Alert/{}: namespaces: all, for {} (fleet administration namespace {})",
+            compiled.alert.key(),
+            sources.join(", "),
+            compiled.alert.meta.namespace
+        );
     }
 }
 

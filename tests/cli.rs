@@ -829,3 +829,140 @@ fn version_and_completion_print() {
     assert!(script.contains("_herald()"), "{script}");
     assert!(script.contains("validate"), "{script}");
 }
+
+#[test]
+fn validate_and_route_honour_fleet_admin_namespaces() {
+    use herald_tests::fixtures::{Event, Provider};
+    let dir = tempfile::tempdir().unwrap();
+    let alert = |namespace: &str| {
+        format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+             metadata: {{name: fleet, namespace: {namespace}}}\n\
+             spec: {{providerRef: {{name: hook}}, eventSources: [{{kind: Kustomization, name: '*', namespace: '*'}}]}}\n---\n"
+        )
+    };
+    let manifests = format!(
+        "{}{}{}{}",
+        Provider::new("flux-system", "hook", "generic").address("http://127.0.0.1:9/a"),
+        Provider::new("team-a", "hook", "generic").address("http://127.0.0.1:9/b"),
+        alert("flux-system"),
+        alert("team-a"),
+    );
+    std::fs::write(dir.path().join("fleet.yaml"), manifests).unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        Event::new("Kustomization", "team-b", "apps").now().json(),
+    )
+    .unwrap();
+    let herald = |args: &[&str]| {
+        let output = Command::new(HERALD)
+            .args(args)
+            .env_remove("HERALD_FLEET_ADMIN_NAMESPACES")
+            .output()
+            .expect("run herald");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let folder = dir.path().to_str().unwrap();
+    let star = r#"spec.eventSources[0].namespace is "*" (all namespaces)"#;
+
+    // No fleet administration namespace: both Alerts are reported.
+    let (code, stdout) = herald(&["validate", folder]);
+    assert_eq!(code, Some(1), "{stdout}");
+    for alert in ["Alert/flux-system/fleet", "Alert/team-a/fleet"] {
+        assert!(
+            stdout.lines().any(|l| l.contains(alert)
+                && l.contains(star)
+                && l.contains("--fleet-admin-namespace")),
+            "{alert}: {stdout}"
+        );
+    }
+    assert!(!stdout.contains("namespaces: all"), "{stdout}");
+
+    // flux-system is one: its Alert covers all namespaces, the tenant's is
+    // still reported.
+    let (code, stdout) = herald(&[
+        "validate",
+        folder,
+        "--fleet-admin-namespace",
+        "flux-system,platform",
+    ]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Alert/flux-system/fleet: namespaces: all, for Kustomization/* \
+             (fleet administration namespace flux-system)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("Alert/flux-system/fleet: {star}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("Alert/team-a/fleet: {star}")),
+        "{stdout}"
+    );
+
+    // Repeated, and from the environment: both are fine.
+    let (code, stdout) = herald(&[
+        "validate",
+        folder,
+        "--fleet-admin-namespace",
+        "flux-system",
+        "--fleet-admin-namespace",
+        "team-a",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let env = Command::new(HERALD)
+        .args(["validate", folder])
+        .env("HERALD_FLEET_ADMIN_NAMESPACES", "flux-system,team-a")
+        .output()
+        .expect("run herald");
+    assert_eq!(env.status.code(), Some(0), "{env:?}");
+
+    // The dry run says why the administrator's Alert hears team-b and the
+    // tenant's does not.
+    let (code, stdout) = herald(&[
+        "route",
+        "--dry-run",
+        event.to_str().unwrap(),
+        "--config-dir",
+        folder,
+        "--fleet-admin-namespace",
+        "flux-system",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "Alert/flux-system/fleet: matched: eventSources[0] (Kustomization/*) selects it in \
+             namespace team-b: namespace \"*\" hears all namespaces, as flux-system is a fleet \
+             administration namespace"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Alert/team-a/fleet: not matched: no event source selects it: eventSources[0] (Kustomization/*): namespace \"*\" (all namespaces) is only for Alerts in a fleet administration namespace (--fleet-admin-namespace), and team-a is not one"),
+        "{stdout}"
+    );
+
+    // Every command that builds a catalog takes the flag, and the router's
+    // help says --no-cross-namespace-refs does not deny these sources.
+    for command in ["router", "sender", "standalone", "validate", "get"] {
+        let (_, help) = herald(&[command, "--help"]);
+        assert!(
+            help.contains("--fleet-admin-namespace <NS>"),
+            "{command}: {help}"
+        );
+    }
+    let (_, help) = herald(&["router", "--help"]);
+    assert!(
+        help.contains(
+            "Not the `namespace: \"*\"` sources of Alerts in a `--fleet-admin-namespace`"
+        ),
+        "{help}"
+    );
+}

@@ -91,7 +91,12 @@ mod tests {
     fn herald_reads_the_folder_without_problems() {
         let dir = tempfile::tempdir().unwrap();
         super::write(dir.path(), "http://127.0.0.1:9/hook", 1000, "match").unwrap();
-        let snapshot = herald_runtime::catalog::load_folder(dir.path(), "default").unwrap();
+        let snapshot = herald_runtime::catalog::load_folder(
+            dir.path(),
+            "default",
+            &herald_runtime::catalog::AlertOptions::default(),
+        )
+        .unwrap();
         assert!(snapshot.problems.is_empty(), "{:?}", snapshot.problems);
         assert_eq!(snapshot.counts().0, 1000);
     }

@@ -612,7 +612,12 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("all.yaml"), objects.join("\n---\n")).unwrap();
-        let snapshot = herald_runtime::catalog::load_folder(dir.path(), "default").unwrap();
+        let snapshot = herald_runtime::catalog::load_folder(
+            dir.path(),
+            "default",
+            &herald_runtime::catalog::AlertOptions::default(),
+        )
+        .unwrap();
         assert!(snapshot.problems.is_empty(), "{:?}", snapshot.problems);
         assert_eq!(snapshot.counts(), (1000, 1000, 1000));
     }

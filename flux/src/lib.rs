@@ -28,6 +28,6 @@ pub mod threads;
 
 pub use event::{DecodeError, FluxEvent, InvolvedObject};
 pub use gotime::GoTime;
-pub use matching::{AlertIndex, CompiledAlert};
+pub use matching::{AlertIndex, AlertOptions, CompiledAlert};
 pub use objects::{Alert, Object, ParseError, Provider, Secret};
 pub use provider_type::{Category, ProviderType};

@@ -1,8 +1,13 @@
 //! Alert matching (flux-semantics §3.4) and per-provider dispatch gating (§3.8),
 //! with an index so that the cost per event depends on the Alerts that can
 //! match it, not on all Alerts.
+//!
+//! Beyond Flux: an event source with `namespace: "*"` hears its kind in every
+//! namespace, but only in an Alert of a fleet administration namespace
+//! ([`AlertOptions`]); anywhere else it is a problem on the Alert and matches
+//! nothing, as in Flux (no namespace is named `*`), so tenancy holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use herald_proto::Event;
@@ -12,6 +17,46 @@ use crate::clusters::ClusterSelection;
 use crate::metadata::EVENT_GROUP;
 use crate::objects::Alert;
 use crate::provider_type::{Category, ProviderType};
+
+/// The event source namespace that means every namespace (fleet
+/// administration Alerts only).
+pub const ALL_NAMESPACES: &str = "*";
+
+/// What the operator decided for every Alert of an install, applied when
+/// Alerts are compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertOptions {
+    /// The namespaces whose Alerts may hear every namespace with an event
+    /// source `namespace: "*"` (`--fleet-admin-namespace`).
+    pub fleet_admin_namespaces: BTreeSet<String>,
+}
+
+// === impl AlertOptions ===
+
+impl AlertOptions {
+    /// Options with these fleet administration namespaces (empty names are
+    /// ignored).
+    #[must_use]
+    pub fn with_fleet_admin_namespaces<I, S>(namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            fleet_admin_namespaces: namespaces
+                .into_iter()
+                .map(Into::into)
+                .filter(|ns: &String| !ns.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether Alerts in `namespace` may hear every namespace.
+    #[must_use]
+    pub fn is_fleet_admin(&self, namespace: &str) -> bool {
+        self.fleet_admin_namespaces.contains(namespace)
+    }
+}
 
 /// An Alert with its regexes compiled once.
 #[derive(Debug)]
@@ -28,6 +73,9 @@ pub struct CompiledAlert {
     pub filter: crate::filters::EventFilter,
     /// Its message templates (Herald's annotations), compiled once.
     pub templates: crate::template::Templates,
+    /// Whether it is in a fleet administration namespace, where an event
+    /// source `namespace: "*"` hears every namespace.
+    pub fleet_admin: bool,
     /// Problems found while compiling (invalid regexes, in the
     /// notification-controller's words; invalid Herald annotations;
     /// templates that do not compile).
@@ -39,11 +87,33 @@ pub struct CompiledAlert {
 impl CompiledAlert {
     /// Compiles the Alert's inclusion and exclusion lists. An invalid regex is
     /// skipped with a warning, as the notification-controller does; so an
-    /// inclusion list whose entries are all invalid matches nothing.
+    /// inclusion list whose entries are all invalid matches nothing. No
+    /// namespace is a fleet administration one.
     #[must_use]
     pub fn new(alert: impl Into<Arc<Alert>>) -> Self {
+        Self::with_options(alert, &AlertOptions::default())
+    }
+
+    /// As [`CompiledAlert::new`], with the install's `options`: in a
+    /// fleet administration namespace an event source `namespace: "*"`
+    /// hears every namespace; elsewhere it is a warning and matches nothing.
+    #[must_use]
+    pub fn with_options(alert: impl Into<Arc<Alert>>, options: &AlertOptions) -> Self {
         let alert = alert.into();
+        let fleet_admin = options.is_fleet_admin(&alert.meta.namespace);
         let mut warnings = Vec::new();
+        if !fleet_admin {
+            for (i, source) in alert.spec.event_sources.iter().enumerate() {
+                if source.namespace == ALL_NAMESPACES {
+                    warnings.push(format!(
+                        "spec.eventSources[{i}].namespace is \"*\" (all namespaces), which only \
+                         Alerts in a fleet administration namespace may use, and {} is not one \
+                         (--fleet-admin-namespace); this source matches nothing",
+                        alert.meta.namespace
+                    ));
+                }
+            }
+        }
         let mut compile = |list: &[String], which: &str| -> Vec<Regex> {
             list.iter()
                 .filter_map(|expr| match Regex::new(expr) {
@@ -76,8 +146,33 @@ impl CompiledAlert {
             clusters,
             filter,
             templates,
+            fleet_admin,
             warnings,
         }
+    }
+
+    /// Whether this Alert hears every namespace: it is in a fleet
+    /// administration namespace and an event source names `namespace: "*"`.
+    #[must_use]
+    pub fn hears_all_namespaces(&self) -> bool {
+        self.fleet_admin
+            && self
+                .alert
+                .spec
+                .event_sources
+                .iter()
+                .any(|s| s.namespace == ALL_NAMESPACES)
+    }
+
+    /// Whether one of its all-namespaces sources selects `event` (which
+    /// `--no-cross-namespace-refs` does not deny: the operator named the
+    /// Alert's namespace a fleet administration one).
+    #[must_use]
+    pub fn all_namespaces_selects(&self, event: &Event) -> bool {
+        self.fleet_admin
+            && self.alert.spec.event_sources.iter().any(|source| {
+                source.namespace == ALL_NAMESPACES && self.source_matches(source, event)
+            })
     }
 
     /// Whether this Alert selects the event (§3.4, steps 1–4).
@@ -118,13 +213,19 @@ impl CompiledAlert {
         let (kind, namespace, name) = obj.map_or(("", "", ""), |o| {
             (o.kind.as_str(), o.namespace.as_str(), o.name.as_str())
         });
-        let wanted_namespace = if source.namespace.is_empty() {
-            &self.alert.meta.namespace
+        if source.namespace == ALL_NAMESPACES {
+            if !self.fleet_admin {
+                return Some(SourceMismatch::NotFleetAdmin);
+            }
         } else {
-            &source.namespace
-        };
-        if namespace != wanted_namespace {
-            return Some(SourceMismatch::Namespace);
+            let wanted_namespace = if source.namespace.is_empty() {
+                &self.alert.meta.namespace
+            } else {
+                &source.namespace
+            };
+            if namespace != wanted_namespace {
+                return Some(SourceMismatch::Namespace);
+            }
         }
         if kind != source.kind {
             return Some(SourceMismatch::Kind);
@@ -148,14 +249,16 @@ impl CompiledAlert {
         }
     }
 
-    /// Why this Alert does not select the event, in words (what `herald
-    /// route --dry-run` shows); `Ok` when it does. The same tests as
-    /// [`CompiledAlert::matches`].
+    /// Why this Alert does or does not select the event, in words (what
+    /// `herald route --dry-run` shows). The same tests as
+    /// [`CompiledAlert::matches`]. When it does, `Ok` names the
+    /// all-namespaces sources that select it, if any (`None` when only
+    /// sources of Flux's kind do).
     ///
     /// # Errors
     ///
     /// The reason it does not match.
-    pub fn explain(&self, event: &Event) -> Result<(), String> {
+    pub fn explain(&self, event: &Event) -> Result<Option<String>, String> {
         let spec = &self.alert.spec;
         if spec.suspend {
             return Err("the Alert is suspended".to_owned());
@@ -196,7 +299,29 @@ impl CompiledAlert {
                 re.as_str()
             ));
         }
-        Ok(())
+        let namespace = event
+            .involved_object
+            .as_ref()
+            .map_or("", |o| o.namespace.as_str());
+        let wildcards: Vec<String> = spec
+            .event_sources
+            .iter()
+            .enumerate()
+            .filter(|(_, source)| {
+                source.namespace == ALL_NAMESPACES && self.source_matches(source, event)
+            })
+            .map(|(i, source)| format!("eventSources[{i}] ({}/{})", source.kind, source.name))
+            .collect();
+        if wildcards.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "{} select{} it in namespace {namespace}: namespace \"*\" hears all namespaces, as \
+             {} is a fleet administration namespace",
+            wildcards.join(", "),
+            if wildcards.len() == 1 { "s" } else { "" },
+            self.alert.meta.namespace
+        )))
     }
 }
 
@@ -204,6 +329,7 @@ impl CompiledAlert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SourceMismatch {
     Namespace,
+    NotFleetAdmin,
     Kind,
     Severity,
     Name,
@@ -222,6 +348,11 @@ impl SourceMismatch {
                     &source.namespace
                 }
             ),
+            Self::NotFleetAdmin => format!(
+                "namespace \"*\" (all namespaces) is only for Alerts in a fleet administration \
+                 namespace (--fleet-admin-namespace), and {} is not one",
+                alert.alert.meta.namespace
+            ),
             Self::Kind => format!("the object is not a {}", source.kind),
             Self::Severity => format!(
                 "the Alert's eventSeverity is {}",
@@ -234,11 +365,15 @@ impl SourceMismatch {
     }
 }
 
-/// Alerts indexed by the (namespace, kind) of the events they can match.
+/// Alerts indexed by the (namespace, kind) of the events they can match, and
+/// fleet administration Alerts hearing all namespaces by kind alone.
 #[derive(Debug, Default)]
 pub struct AlertIndex {
     alerts: Vec<Arc<CompiledAlert>>,
     by_source: HashMap<(String, String), Vec<usize>>,
+    /// Alerts with an event source `namespace: "*"` that hears every
+    /// namespace, by the source's kind.
+    all_namespaces: HashMap<String, Vec<usize>>,
 }
 
 // === impl AlertIndex ===
@@ -248,25 +383,44 @@ impl AlertIndex {
     #[must_use]
     pub fn new(alerts: Vec<Arc<CompiledAlert>>) -> Self {
         let mut by_source: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        let mut all_namespaces: HashMap<String, Vec<usize>> = HashMap::new();
+        // Each Alert is pushed once per slot: indexes ascend in every slot.
+        let push = |slot: &mut Vec<usize>, i: usize| {
+            if slot.last() != Some(&i) {
+                slot.push(i);
+            }
+        };
         for (i, compiled) in alerts.iter().enumerate() {
             if compiled.alert.spec.suspend {
                 continue;
             }
             for source in &compiled.alert.spec.event_sources {
+                if source.namespace == ALL_NAMESPACES {
+                    // Elsewhere than a fleet administration namespace it
+                    // matches nothing: not indexed.
+                    if compiled.fleet_admin {
+                        push(all_namespaces.entry(source.kind.clone()).or_default(), i);
+                    }
+                    continue;
+                }
                 let namespace = if source.namespace.is_empty() {
                     compiled.alert.meta.namespace.clone()
                 } else {
                     source.namespace.clone()
                 };
-                let slot = by_source
-                    .entry((namespace, source.kind.clone()))
-                    .or_default();
-                if slot.last() != Some(&i) {
-                    slot.push(i);
-                }
+                push(
+                    by_source
+                        .entry((namespace, source.kind.clone()))
+                        .or_default(),
+                    i,
+                );
             }
         }
-        Self { alerts, by_source }
+        Self {
+            alerts,
+            by_source,
+            all_namespaces,
+        }
     }
 
     /// All indexed Alerts, in order.
@@ -275,23 +429,43 @@ impl AlertIndex {
         &self.alerts
     }
 
-    /// The Alerts that select `event`, in order.
+    /// The Alerts that select `event`, in order, each once.
     #[must_use]
     pub fn matching(&self, event: &Event) -> Vec<Arc<CompiledAlert>> {
         let Some(obj) = event.involved_object.as_ref() else {
             return Vec::new();
         };
         let key = (obj.namespace.clone(), obj.kind.clone());
-        let Some(candidates) = self.by_source.get(&key) else {
-            return Vec::new();
-        };
-        candidates
-            .iter()
-            .map(|&i| &self.alerts[i])
+        let named = self.by_source.get(&key).map_or(&[][..], Vec::as_slice);
+        let everywhere = self
+            .all_namespaces
+            .get(&obj.kind)
+            .map_or(&[][..], Vec::as_slice);
+        merge_ascending(named, everywhere)
+            .map(|i| &self.alerts[i])
             .filter(|a| a.matches(event))
             .cloned()
             .collect()
     }
+}
+
+/// The union of two ascending lists of indexes, ascending, each index once.
+fn merge_ascending<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(&&x), Some(&&y)) => {
+            if x <= y {
+                a.next();
+            }
+            if y <= x {
+                b.next();
+            }
+            Some(x.min(y))
+        }
+        (Some(_), None) => a.next().copied(),
+        (None, Some(_)) => b.next().copied(),
+        (None, None) => None,
+    })
 }
 
 /// What dispatch gating decided for one (event, Alert, Provider).
@@ -607,6 +781,116 @@ mod tests {
     }
 
     #[test]
+    fn all_namespaces_only_for_fleet_admin_namespaces() {
+        let options = AlertOptions::with_fleet_admin_namespaces(["flux-system", ""]);
+        assert_eq!(options.fleet_admin_namespaces.len(), 1);
+        let sources = || {
+            vec![
+                source("Kustomization", "*", "*"),
+                source("HelmRelease", "web", ""),
+            ]
+        };
+        let admin =
+            CompiledAlert::with_options(alert("a", "flux-system", "info", sources()), &options);
+        let tenant = CompiledAlert::with_options(alert("a", "team-a", "info", sources()), &options);
+        assert!(admin.warnings.is_empty());
+        assert!(admin.hears_all_namespaces());
+        assert!(!tenant.hears_all_namespaces());
+        assert_eq!(tenant.warnings.len(), 1);
+        assert!(
+            tenant.warnings[0].starts_with("spec.eventSources[0].namespace is \"*\"")
+                && tenant.warnings[0].contains("--fleet-admin-namespace"),
+            "{}",
+            tenant.warnings[0]
+        );
+
+        let far = event("Kustomization", "team-b", "x", "info", "m");
+        assert!(admin.matches(&far));
+        assert!(admin.all_namespaces_selects(&far));
+        let note = admin.explain(&far).expect("matches").expect("a note");
+        assert!(
+            note.starts_with("eventSources[0] (Kustomization/*) selects it in namespace team-b"),
+            "{note}"
+        );
+        assert!(!tenant.matches(&far));
+        let reason = tenant.explain(&far).expect_err("no match");
+        assert!(reason.contains("fleet administration"), "{reason}");
+
+        // The tenant's other source still works, and is no wildcard match.
+        let own = event("HelmRelease", "team-a", "web", "info", "m");
+        assert!(tenant.matches(&own));
+        assert_eq!(tenant.explain(&own), Ok(None));
+        assert!(!tenant.all_namespaces_selects(&own));
+        // A kind the wildcard source does not name.
+        assert!(!admin.matches(&event("HelmRelease", "team-b", "web", "info", "m")));
+        // The default options know no fleet administration namespace.
+        assert!(!CompiledAlert::new(alert("a", "flux-system", "info", sources())).matches(&far));
+    }
+
+    #[test]
+    fn index_merges_all_namespaces_alerts_in_order_once() {
+        let options = AlertOptions::with_fleet_admin_namespaces(["admin"]);
+        let compile = |a: Alert| Arc::new(CompiledAlert::with_options(a, &options));
+        let alerts = vec![
+            // Both sources select an event in "admin": matched once.
+            compile(alert(
+                "a0",
+                "admin",
+                "info",
+                vec![
+                    source("Kustomization", "*", "*"),
+                    source("Kustomization", "*", ""),
+                    source("Kustomization", "x", "*"),
+                ],
+            )),
+            compile(alert(
+                "a1",
+                "team",
+                "info",
+                vec![source("Kustomization", "*", "")],
+            )),
+            // A tenant's "*" hears nothing.
+            compile(alert(
+                "a2",
+                "team",
+                "info",
+                vec![source("Kustomization", "*", "*")],
+            )),
+            compile(alert(
+                "a3",
+                "admin",
+                "info",
+                vec![source("Kustomization", "*", "*")],
+            )),
+            compile(alert(
+                "a4",
+                "admin",
+                "info",
+                vec![source("HelmRelease", "*", "*")],
+            )),
+        ];
+        let index = AlertIndex::new(alerts);
+        let names = |ns: &str| -> Vec<String> {
+            index
+                .matching(&event("Kustomization", ns, "x", "info", "m"))
+                .iter()
+                .map(|a| a.alert.meta.name.clone())
+                .collect()
+        };
+        assert_eq!(names("team"), ["a0", "a1", "a3"]);
+        assert_eq!(names("admin"), ["a0", "a3"]);
+        assert_eq!(names("elsewhere"), ["a0", "a3"]);
+    }
+
+    #[test]
+    fn merging_keeps_order_and_drops_repeats() {
+        let merged: Vec<usize> = merge_ascending(&[0, 2, 5, 9], &[1, 2, 9, 10]).collect();
+        assert_eq!(merged, [0, 1, 2, 5, 9, 10]);
+        assert_eq!(merge_ascending(&[], &[3]).collect::<Vec<_>>(), [3]);
+        assert_eq!(merge_ascending(&[4], &[]).collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
     fn gating_follows_provider_categories() {
         let g = "kustomize.toolkit.fluxcd.io";
         let mut update = event("Kustomization", "apps", "x", "info", "m");
@@ -675,7 +959,7 @@ mod tests {
             (
                 pick(&["Kustomization", "HelmRelease", "GitRepository"]),
                 pick(&["*", "a", "b"]),
-                pick(&["", "ns1", "ns2"]),
+                pick(&["", "ns1", "ns2", "*"]),
             )
                 .prop_map(|(kind, name, namespace)| source(&kind, &name, &namespace))
         }
@@ -708,8 +992,13 @@ mod tests {
                 severity in pick(&["info", "error"]),
                 message in pick(&["deploy", "x", ""]),
             ) {
-                let compiled: Vec<Arc<CompiledAlert>> =
-                    alerts.into_iter().map(|a| Arc::new(CompiledAlert::new(a))).collect();
+                // ns1 is a fleet administration namespace: its "*" sources
+                // hear every namespace, the others' nothing.
+                let options = AlertOptions::with_fleet_admin_namespaces(["ns1"]);
+                let compiled: Vec<Arc<CompiledAlert>> = alerts
+                    .into_iter()
+                    .map(|a| Arc::new(CompiledAlert::with_options(a, &options)))
+                    .collect();
                 let ev = event(&kind, &namespace, &name, &severity, &message);
                 let scanned: Vec<*const CompiledAlert> = compiled
                     .iter()

@@ -30,7 +30,8 @@ pub struct RouterArgs {
     #[arg(long, env = "HERALD_ROUTER_CONCURRENCY", default_value_t = 512)]
     pub router_concurrency: usize,
     /// Deny Alerts events from other namespaces than their own (Flux's
-    /// `--no-cross-namespace-refs`).
+    /// `--no-cross-namespace-refs`). Not the `namespace: "*"` sources of
+    /// Alerts in a `--fleet-admin-namespace`: those hear every namespace.
     #[arg(long, env = "HERALD_NO_CROSS_NAMESPACE_REFS")]
     pub no_cross_namespace_refs: bool,
     /// Do not name the event's cluster in notifications (by default every

@@ -269,10 +269,14 @@ impl Router {
                 continue;
             };
             let provider_type = provider.spec.type_.clone();
+            // The operator named a fleet administration Alert's namespace:
+            // what its "*" sources hear is not cross-namespace for the flag.
+            let deny_cross_namespace =
+                self.no_cross_namespace_refs && !compiled.all_namespaces_selects(event);
             match gate(
                 event,
                 &alert.meta.namespace,
-                self.no_cross_namespace_refs,
+                deny_cross_namespace,
                 &provider_type,
                 provider.spec.suspend,
                 group,

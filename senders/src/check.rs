@@ -263,7 +263,7 @@ mod tests {
             .into_iter()
             .map(|o| (std::path::PathBuf::from("p.yaml"), o.unwrap()))
             .collect();
-        let snapshot = Snapshot::from_objects(objects, Vec::new());
+        let snapshot = Snapshot::from_objects(objects, Vec::new(), &Default::default());
         super::problems(&snapshot)
             .into_iter()
             .map(|p| p.to_string())

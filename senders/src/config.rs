@@ -315,7 +315,7 @@ mod tests {
             .into_iter()
             .map(|o| (std::path::PathBuf::from("t.yaml"), o.unwrap()))
             .collect();
-        Snapshot::from_objects(objects, Vec::new())
+        Snapshot::from_objects(objects, Vec::new(), &Default::default())
     }
 
     fn provider(snapshot: &Snapshot) -> Provider {

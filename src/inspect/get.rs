@@ -305,8 +305,12 @@ fn catalog_rows(
                 .to_owned(),
         );
     }
-    let mut snapshot = catalog::load_folder(&args.config_dir, &args.default_namespace)
-        .map_err(|e| format!("cannot read the catalog {}: {e}", args.config_dir.display()))?;
+    let mut snapshot = catalog::load_folder(
+        &args.config_dir,
+        &args.default_namespace,
+        &args.alert_options(),
+    )
+    .map_err(|e| format!("cannot read the catalog {}: {e}", args.config_dir.display()))?;
     // As `herald validate` and a sender check them.
     let found = herald_senders::check::problems(&snapshot);
     snapshot.add_problems(found);

@@ -38,6 +38,8 @@ pub struct Options {
     pub stream_replicas: usize,
     /// The JetStream domain of Herald's streams and buckets (`--jetstream-domain`).
     pub jetstream_domain: Option<String>,
+    /// The fleet administration namespaces (`--fleet-admin-namespace`).
+    pub fleet_admin_namespaces: Vec<String>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             deadlines: Deadlines::default(),
             stream_replicas: 1,
             jetstream_domain: None,
+            fleet_admin_namespaces: Vec::new(),
         }
     }
 }
@@ -186,6 +189,9 @@ impl TestHerald {
             default_namespace: "default".to_owned(),
             reload_interval: options.reload_interval,
             kubernetes: options.kubernetes.clone().unwrap_or_default(),
+            fleet_admin: catalog::FleetAdminArgs {
+                fleet_admin_namespaces: options.fleet_admin_namespaces.clone(),
+            },
         };
         let (catalog, source) = catalog::Source::open(&catalog_args, &readiness)
             .await

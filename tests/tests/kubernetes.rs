@@ -729,7 +729,9 @@ async fn a_router_learns_secrets_exist_without_reading_their_data() {
         secret_data: false,
         ..s.args()
     };
-    let (catalog, source) = KubeSource::open(&args, &readiness).await.expect("source");
+    let (catalog, source) = KubeSource::open(&args, Default::default(), &readiness)
+        .await
+        .expect("source");
     let cancel = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(source.run(cancel.clone()));
     tokio::time::timeout(Duration::from_secs(20), catalog.loaded())

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use herald_flux::AlertOptions;
 use herald_flux::objects::{Located, Object, parse_documents_located};
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +43,11 @@ impl FolderSource {
                     args.config_dir.display()
                 )
             })?;
-        let (catalog, writer) =
-            Catalog::with_source(args.config_dir.display().to_string(), readiness);
+        let (catalog, writer) = Catalog::with_source(
+            args.config_dir.display().to_string(),
+            args.alert_options(),
+            readiness,
+        );
         writer.publish(objects, problems);
         let source = Self {
             args: args.clone(),
@@ -208,19 +212,24 @@ fn read_folder(dir: &Path, default_namespace: &str) -> std::io::Result<FolderRea
 /// Reads every manifest below `dir` into a snapshot, without a catalog (what
 /// `herald validate` shows). Unusable files and objects become error
 /// [`Problem`]s, doubtful values warnings; every valid object is kept.
+/// Alerts are compiled with `options`.
 ///
 /// # Errors
 ///
 /// When `dir` itself cannot be read.
-pub fn load_folder(dir: &Path, default_namespace: &str) -> std::io::Result<Snapshot> {
+pub fn load_folder(
+    dir: &Path,
+    default_namespace: &str,
+    options: &AlertOptions,
+) -> std::io::Result<Snapshot> {
     let (objects, problems) = read_folder(dir, default_namespace)?;
-    Ok(Snapshot::from_objects(objects, problems))
+    Ok(Snapshot::from_objects(objects, problems, options))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{SourceKind, kubernetes::KubeArgs};
+    use crate::catalog::{FleetAdminArgs, SourceKind, kubernetes::KubeArgs};
     use std::time::Duration;
 
     const PROVIDER: &str = "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p, namespace: n}\nspec: {type: slack}\n";
@@ -237,7 +246,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("c.yaml"), "a: [").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
-        let snapshot = load_folder(dir.path(), "default").unwrap();
+        let snapshot = load_folder(dir.path(), "default", &AlertOptions::default()).unwrap();
         assert!(snapshot.provider("n", "p").is_some());
         assert_eq!(snapshot.counts(), (0, 1, 0));
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
@@ -265,7 +274,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let snapshot = load_folder(dir.path(), "default").unwrap();
+        let snapshot = load_folder(dir.path(), "default", &AlertOptions::default()).unwrap();
         assert_eq!(snapshot.counts(), (1, 1, 0), "the Alert is kept");
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 1, "{problems:?}");
@@ -289,7 +298,7 @@ mod tests {
              data: {address: 'ENC[AES256_GCM,data:aGk=,iv:a=,tag:b=,type:str]'}\n",
         )
         .unwrap();
-        let snapshot = load_folder(dir.path(), "default").unwrap();
+        let snapshot = load_folder(dir.path(), "default", &AlertOptions::default()).unwrap();
         assert_eq!(snapshot.counts(), (0, 1, 1), "both are kept");
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
         assert_eq!(snapshot.problem_counts(), (0, 2), "{problems:?}");
@@ -307,6 +316,7 @@ mod tests {
         let args = CatalogArgs {
             source: SourceKind::Folder,
             kubernetes: KubeArgs::default(),
+            fleet_admin: FleetAdminArgs::default(),
             config_dir: dir.path().to_path_buf(),
             default_namespace: "default".into(),
             reload_interval: Duration::from_millis(20),
@@ -335,10 +345,52 @@ mod tests {
     }
 
     #[test]
+    fn all_namespaces_sources_are_problems_outside_fleet_admin_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let alert = |ns: &str| {
+            format!(
+                "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\n\
+                 metadata: {{name: fleet, namespace: {ns}}}\n\
+                 spec: {{providerRef: {{name: p}}, eventSources: [{{kind: Kustomization, name: '*', namespace: '*'}}]}}\n"
+            )
+        };
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            format!("{}---\n{}", alert("flux-system"), alert("team-a")),
+        )
+        .unwrap();
+        let args = FleetAdminArgs {
+            fleet_admin_namespaces: vec![" flux-system".into(), "other".into()],
+        };
+        let snapshot = load_folder(dir.path(), "default", &args.alert_options()).unwrap();
+        let star: Vec<String> = snapshot
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .filter(|p| p.contains("eventSources[0].namespace"))
+            .collect();
+        assert_eq!(star.len(), 1, "{star:?}");
+        assert!(star[0].contains("Alert/team-a/fleet"), "{}", star[0]);
+        assert!(
+            snapshot
+                .alert("flux-system", "fleet")
+                .unwrap()
+                .hears_all_namespaces()
+        );
+        assert!(
+            !snapshot
+                .alert("team-a", "fleet")
+                .unwrap()
+                .hears_all_namespaces()
+        );
+    }
+
+    #[test]
     fn an_unreadable_folder_fails_to_open() {
         let args = CatalogArgs {
             source: SourceKind::Folder,
             kubernetes: KubeArgs::default(),
+            fleet_admin: FleetAdminArgs::default(),
             config_dir: PathBuf::from("/nonexistent/herald"),
             default_namespace: "default".into(),
             reload_interval: Duration::from_secs(1),

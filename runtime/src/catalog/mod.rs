@@ -44,6 +44,7 @@ use crate::health::Readiness;
 use tokio_util::sync::CancellationToken;
 
 pub use folder::{FolderSource, load_folder};
+pub use herald_flux::AlertOptions;
 pub use kubernetes::KubeSource;
 
 /// Where the catalog comes from.
@@ -69,6 +70,47 @@ pub struct CatalogArgs {
     pub reload_interval: Duration,
     #[command(flatten)]
     pub kubernetes: kubernetes::KubeArgs,
+    #[command(flatten)]
+    pub fleet_admin: FleetAdminArgs,
+}
+
+// === impl CatalogArgs ===
+
+impl CatalogArgs {
+    /// How this install compiles Alerts.
+    #[must_use]
+    pub fn alert_options(&self) -> AlertOptions {
+        self.fleet_admin.alert_options()
+    }
+}
+
+/// The namespaces whose Alerts may hear every namespace.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FleetAdminArgs {
+    /// A fleet administration namespace (repeatable, or comma-separated):
+    /// its Alerts may name `namespace: "*"` in an event source to hear that
+    /// kind in every namespace, which Flux refuses; anywhere else such a
+    /// source is a problem on its Alert and matches nothing.
+    /// `--no-cross-namespace-refs` does not deny these sources.
+    #[arg(
+        long = "fleet-admin-namespace",
+        env = "HERALD_FLEET_ADMIN_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    pub fleet_admin_namespaces: Vec<String>,
+}
+
+// === impl FleetAdminArgs ===
+
+impl FleetAdminArgs {
+    /// How this install compiles Alerts.
+    #[must_use]
+    pub fn alert_options(&self) -> AlertOptions {
+        AlertOptions::with_fleet_admin_namespaces(
+            self.fleet_admin_namespaces.iter().map(|ns| ns.trim()),
+        )
+    }
 }
 
 /// The two catalog sources.
@@ -109,7 +151,8 @@ impl Source {
                 Ok((catalog, Self::Folder(source)))
             }
             SourceKind::Kubernetes => {
-                let (catalog, source) = KubeSource::open(&args.kubernetes, readiness).await?;
+                let (catalog, source) =
+                    KubeSource::open(&args.kubernetes, args.alert_options(), readiness).await?;
                 Ok((catalog, Self::Kubernetes(source)))
             }
         }
@@ -346,16 +389,22 @@ impl Snapshot {
     /// namespace and name. What is accepted but differs from Flux (an event
     /// source kind outside Flux's enum) is a warning. Alerts are compiled,
     /// and an invalid regex is an error too.
+    /// Alerts are compiled with `options`.
     #[must_use]
-    pub fn from_objects(objects: Vec<(PathBuf, Object)>, problems: Vec<Problem>) -> Self {
-        Self::build(objects, problems, None, None)
+    pub fn from_objects(
+        objects: Vec<(PathBuf, Object)>,
+        problems: Vec<Problem>,
+        options: &AlertOptions,
+    ) -> Self {
+        Self::build(objects, problems, None, None, options)
     }
 
     /// As [`Snapshot::from_objects`], with the event source kinds the
     /// cluster's Alert CRD allows when the source knows them: a kind it
     /// allows is no warning (see [`herald_flux::Alert::warnings_served`]).
     /// An Alert `previous` compiled (the same object, shared with the
-    /// source) is not compiled again.
+    /// source, and as much a fleet administration Alert under `options`)
+    /// is not compiled again.
     ///
     /// References are checked too: an Alert naming a Provider that does not
     /// exist, and a Provider naming a Secret that does not exist, are errors
@@ -367,6 +416,7 @@ impl Snapshot {
         mut problems: Vec<Problem>,
         served_kinds: Option<&[String]>,
         previous: Option<&Snapshot>,
+        options: &AlertOptions,
     ) -> Self {
         // Objects are shared with the source (each kind is behind an Arc):
         // nothing here copies one.
@@ -409,10 +459,13 @@ impl Snapshot {
                 .binary_search_by(|c| Named::key(&*c.alert).cmp(&Named::key(&*alert)))
                 .ok()
                 .map(|i| &before[i])
-                .filter(|c| Arc::ptr_eq(&c.alert, &alert));
+                .filter(|c| {
+                    Arc::ptr_eq(&c.alert, &alert)
+                        && c.fleet_admin == options.is_fleet_admin(&alert.meta.namespace)
+                });
             let alert = match reused {
                 Some(c) => Arc::clone(c),
-                None => Arc::new(CompiledAlert::new(alert)),
+                None => Arc::new(CompiledAlert::with_options(alert, options)),
             };
             let id = format!("Alert/{}", alert.alert.key());
             problems.extend(
@@ -626,15 +679,18 @@ struct Extras {
     /// The catalogs of member clusters (their own Alerts and Providers,
     /// scoped to their own events), by cluster name.
     members: ArcSwap<HashMap<String, Catalog>>,
+    /// How its Alerts are compiled (member clusters' catalogs too).
+    alert_options: Arc<AlertOptions>,
 }
 
 impl Extras {
-    fn new(loaded: bool) -> Self {
+    fn new(loaded: bool, alert_options: AlertOptions) -> Self {
         Self {
             labels: OnceLock::new(),
             reporter: OnceLock::new(),
             loaded: tokio::sync::watch::Sender::new(loaded),
             members: ArcSwap::default(),
+            alert_options: Arc::new(alert_options),
         }
     }
 }
@@ -665,7 +721,7 @@ impl Catalog {
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
-            extras: Arc::new(Extras::new(true)),
+            extras: Arc::new(Extras::new(true, AlertOptions::default())),
         }
     }
 
@@ -678,6 +734,12 @@ impl Catalog {
         let mut loaded = self.extras.loaded.subscribe();
         // The sender lives in `extras`, as long as `self`.
         loaded.wait_for(|loaded| *loaded).await.ok();
+    }
+
+    /// How its Alerts are compiled (`--fleet-admin-namespace`).
+    #[must_use]
+    pub fn alert_options(&self) -> &AlertOptions {
+        &self.extras.alert_options
     }
 
     /// Whether the source has published its first complete set.
@@ -757,11 +819,16 @@ impl Catalog {
     ///
     /// `readiness` gets a `catalog` check that stays not ready until the
     /// source's first publish, its first full read. `source` names the source
-    /// in logs (a folder's path, a cluster).
+    /// in logs (a folder's path, a cluster); its Alerts are compiled with
+    /// `options`.
     #[must_use]
-    pub fn with_source(source: impl Into<String>, readiness: &Readiness) -> (Self, CatalogWriter) {
+    pub fn with_source(
+        source: impl Into<String>,
+        options: AlertOptions,
+        readiness: &Readiness,
+    ) -> (Self, CatalogWriter) {
         readiness.register(READINESS);
-        Self::with_writer(source, READINESS.to_owned(), true, readiness)
+        Self::with_writer(source, READINESS.to_owned(), true, options, readiness)
     }
 
     /// A member cluster's catalog: like [`Catalog::with_source`], but its
@@ -772,20 +839,28 @@ impl Catalog {
     pub fn for_member(
         source: impl Into<String>,
         cluster: &str,
+        options: AlertOptions,
         readiness: &Readiness,
     ) -> (Self, CatalogWriter) {
-        Self::with_writer(source, format!("{READINESS}:{cluster}"), false, readiness)
+        Self::with_writer(
+            source,
+            format!("{READINESS}:{cluster}"),
+            false,
+            options,
+            readiness,
+        )
     }
 
     fn with_writer(
         source: impl Into<String>,
         check: String,
         gates: bool,
+        options: AlertOptions,
         readiness: &Readiness,
     ) -> (Self, CatalogWriter) {
         let catalog = Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
-            extras: Arc::new(Extras::new(false)),
+            extras: Arc::new(Extras::new(false, options)),
         };
         let writer = CatalogWriter {
             catalog: catalog.clone(),
@@ -864,7 +939,13 @@ impl CatalogWriter {
         served_kinds: Option<&[String]>,
     ) -> Arc<Snapshot> {
         let before = self.catalog.snapshot();
-        let mut snapshot = Snapshot::build(objects, problems, served_kinds, Some(&before));
+        let mut snapshot = Snapshot::build(
+            objects,
+            problems,
+            served_kinds,
+            Some(&before),
+            self.catalog.alert_options(),
+        );
         if let Some(check) = EXTRA_CHECKS.get() {
             let found = check(&snapshot);
             snapshot.add_problems(found);
@@ -928,7 +1009,13 @@ mod tests {
             ));
         }
         let listed = objects(&yaml);
-        let first = Snapshot::build(listed.clone(), Vec::new(), None, None);
+        let first = Snapshot::build(
+            listed.clone(),
+            Vec::new(),
+            None,
+            None,
+            &AlertOptions::default(),
+        );
         assert!(first.problems.is_empty(), "{:?}", first.problems);
         for ns in ["a", "a-b", "a.b", "b"] {
             assert_eq!(first.provider(ns, "x").unwrap().meta.namespace, ns);
@@ -942,11 +1029,23 @@ mod tests {
             assert_eq!(first.alert(ns, "x").unwrap().alert.meta.namespace, ns);
         }
         assert!(first.alert("a", "y").is_none());
-        let again = Snapshot::build(listed, Vec::new(), None, Some(&first));
+        let again = Snapshot::build(
+            listed,
+            Vec::new(),
+            None,
+            Some(&first),
+            &AlertOptions::default(),
+        );
         for (a, b) in first.alerts.alerts().iter().zip(again.alerts.alerts()) {
             assert!(Arc::ptr_eq(a, b), "{} compiled again", a.alert.key());
         }
-        let fresh = Snapshot::build(objects(&yaml), Vec::new(), None, Some(&first));
+        let fresh = Snapshot::build(
+            objects(&yaml),
+            Vec::new(),
+            None,
+            Some(&first),
+            &AlertOptions::default(),
+        );
         assert!(!Arc::ptr_eq(
             &first.alerts.alerts()[0],
             &fresh.alerts.alerts()[0]
@@ -963,7 +1062,13 @@ mod tests {
              metadata: {name: a, annotations: {herald.dev/slack-blocks: \"[{{ uper .Message }}]\"}}\n\
              spec: {providerRef: {name: p}, eventSources: [{kind: Bucket, name: '*'}]}\n";
         let listed = objects(yaml);
-        let first = Snapshot::build(listed.clone(), Vec::new(), None, None);
+        let first = Snapshot::build(
+            listed.clone(),
+            Vec::new(),
+            None,
+            None,
+            &AlertOptions::default(),
+        );
         let problems: Vec<String> = first.problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             problems,
@@ -981,7 +1086,13 @@ mod tests {
         let p = first.provider_templates("n", "p").unwrap();
         assert!(matches!(p.message, Some(Ok(_))));
         assert!(first.provider_templates("n", "x").is_none());
-        let again = Snapshot::build(listed, Vec::new(), None, Some(&first));
+        let again = Snapshot::build(
+            listed,
+            Vec::new(),
+            None,
+            Some(&first),
+            &AlertOptions::default(),
+        );
         assert!(Arc::ptr_eq(p, again.provider_templates("n", "p").unwrap()));
         assert_eq!(again.problems, first.problems);
         let (alert, file) = again.alerts().next().unwrap();
@@ -994,7 +1105,7 @@ mod tests {
     #[test]
     fn ready_only_after_the_first_publish() {
         let readiness = Readiness::default();
-        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        let (catalog, writer) = Catalog::with_source("test", AlertOptions::default(), &readiness);
         assert_eq!(readiness.report().checks.get("catalog"), Some(&false));
         assert_eq!(catalog.snapshot().counts(), (0, 0, 0));
         writer.publish(
@@ -1008,7 +1119,7 @@ mod tests {
     #[test]
     fn invalid_objects_and_regexes_are_problems_with_their_file() {
         let readiness = Readiness::default();
-        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        let (catalog, writer) = Catalog::with_source("test", AlertOptions::default(), &readiness);
         writer.publish(
             objects(
                 "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: pigeon}\n---\n\
@@ -1053,6 +1164,7 @@ mod tests {
                  apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: b}\nspec: {}\n",
             ),
             vec![Problem::warning("a.yaml".into(), String::new(), "w".into())],
+            &AlertOptions::default(),
         );
         let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
@@ -1068,7 +1180,7 @@ mod tests {
     #[test]
     fn an_alert_with_a_kind_beyond_flux_is_kept_with_a_warning() {
         let readiness = Readiness::default();
-        let (catalog, writer) = Catalog::with_source("test", &readiness);
+        let (catalog, writer) = Catalog::with_source("test", AlertOptions::default(), &readiness);
         writer.publish(
             objects(
                 "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: p}\nspec: {type: slack}\n---\n\

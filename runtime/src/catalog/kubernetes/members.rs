@@ -67,8 +67,12 @@ pub async fn run(
         });
         for (name, config) in &wanted {
             let member = running.entry(name.clone()).or_insert_with(|| {
-                let (catalog, writer) =
-                    Catalog::for_member(format!("member cluster {name}"), name, &readiness);
+                let (catalog, writer) = Catalog::for_member(
+                    format!("member cluster {name}"),
+                    name,
+                    hub.alert_options().clone(),
+                    &readiness,
+                );
                 hub.set_member(name, Some(catalog));
                 tracing::info!(cluster = %name, secret = %config.secret_ref.name, "Member cluster added.");
                 Running {

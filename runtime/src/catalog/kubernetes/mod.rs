@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::{BoxStream, SelectAll};
+use herald_flux::AlertOptions;
 use herald_flux::objects::{
     FLUX_OPERATOR_KINDS, NOTIFICATION_GROUP, Object, ObjectMeta as FluxMeta, SOURCE_KINDS,
     Secret as FluxSecret, SecretData, parse_documents, parse_value,
@@ -650,16 +651,26 @@ impl KubeSource {
     /// # Errors
     ///
     /// No usable Kubernetes configuration.
-    pub async fn open(args: &KubeArgs, readiness: &Readiness) -> anyhow::Result<(Catalog, Self)> {
+    pub async fn open(
+        args: &KubeArgs,
+        options: AlertOptions,
+        readiness: &Readiness,
+    ) -> anyhow::Result<(Catalog, Self)> {
         let client = client(args).await?;
-        Ok(Self::with_client(client, args, readiness))
+        Ok(Self::with_client(client, args, options, readiness))
     }
 
     /// As [`KubeSource::open`], with a client already built.
     #[must_use]
-    pub fn with_client(client: Client, args: &KubeArgs, readiness: &Readiness) -> (Catalog, Self) {
+    pub fn with_client(
+        client: Client,
+        args: &KubeArgs,
+        options: AlertOptions,
+        readiness: &Readiness,
+    ) -> (Catalog, Self) {
         let (catalog, writer) = Catalog::with_source(
             format!("kubernetes {}", client.default_namespace()),
+            options,
             readiness,
         );
         (catalog, Self::with_writer(client, args, writer))
