@@ -309,7 +309,12 @@ async fn a_webhook_provider_asking_for_threads_is_reported_and_still_delivers() 
     let dir = config_dir(&manifests(&slack.url("/services/T0/B0/X0"), THREADED, ""));
     let problem = "herald.dev/slack-thread needs Slack's Web API";
     // `herald validate` reads the folder and runs the Provider checks.
-    let mut snapshot = herald_runtime::catalog::load_folder(dir.path(), "default").unwrap();
+    let mut snapshot = herald_runtime::catalog::load_folder(
+        dir.path(),
+        "default",
+        &herald_runtime::catalog::AlertOptions::default(),
+    )
+    .unwrap();
     let found = herald_senders::check::provider_problems(&snapshot);
     snapshot.add_problems(found);
     let named: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
