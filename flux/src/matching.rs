@@ -26,6 +26,8 @@ pub struct CompiledAlert {
     pub clusters: ClusterSelection,
     /// Reasons and severities it hears (Herald's annotations).
     pub filter: crate::filters::EventFilter,
+    /// Grouping, repeat threshold and recovery (Herald's annotations).
+    pub flood: crate::grouping::FloodControl,
     /// Problems found while compiling (invalid regexes, in the
     /// notification-controller's words; invalid cluster annotations).
     pub warnings: Vec<String>,
@@ -59,6 +61,9 @@ impl CompiledAlert {
         let (filter, problems) =
             crate::filters::EventFilter::from_annotations(&alert.meta.annotations);
         warnings.extend(problems);
+        let (flood, problems) =
+            crate::grouping::FloodControl::from_annotations(&alert.meta.annotations);
+        warnings.extend(problems);
         Self {
             uid: alert.uid(),
             alert,
@@ -66,8 +71,18 @@ impl CompiledAlert {
             exclusion,
             clusters,
             filter,
+            flood,
             warnings,
         }
+    }
+
+    /// Whether the event's severity passes Flux's own rule for this Alert
+    /// (`eventSeverity: error` hears only errors): an info event that does
+    /// not is heard only as a possible recovery (`herald.dev/recovery`).
+    #[must_use]
+    pub fn hears_severity(&self, event: &Event) -> bool {
+        let severity = self.alert.event_severity();
+        event.severity == severity || severity == "info"
     }
 
     /// Whether this Alert selects the event (§3.4, steps 1–4).
@@ -120,7 +135,10 @@ impl CompiledAlert {
             return Some(SourceMismatch::Kind);
         }
         let severity = self.alert.event_severity();
-        if event.severity != severity && severity != "info" {
+        // An Alert with recovery messages hears the info events that may
+        // end a notified error (the router sends only those).
+        let recovery = self.flood.recovery && event.severity == "info";
+        if event.severity != severity && severity != "info" && !recovery {
             return Some(SourceMismatch::Severity);
         }
         if source.name != "*" && source.name != name {
