@@ -517,6 +517,7 @@ fn validate(
                 println!("{problem}");
             }
             print_coverage(&snapshot, clusters.as_ref());
+            print_flood_control(&snapshot);
             let (alerts, providers, secrets) = snapshot.counts();
             let (errors, warnings) = snapshot.problem_counts();
             eprintln!(
@@ -624,6 +625,20 @@ fn print_coverage(
             None => format!("{selection} (give --clusters-file to list them)"),
         };
         println!("Alert/{}: clusters: {covered}", compiled.alert.key());
+    }
+}
+
+/// The flood control of each Alert that has some (herald.dev/group-wait
+/// and the others), as it takes effect.
+fn print_flood_control(snapshot: &herald_runtime::Snapshot) {
+    for compiled in snapshot.alerts.alerts() {
+        if compiled.flood.is_on() {
+            println!(
+                "Alert/{}: flood control: {}",
+                compiled.alert.key(),
+                compiled.flood
+            );
+        }
     }
 }
 

@@ -258,7 +258,7 @@ impl FloodControl {
     /// commit pending); `None` when there is none.
     #[must_use]
     pub fn commit_status_problem(&self, provider_type: &str) -> Option<String> {
-        if !(self.groups() || self.repeat.is_some()) {
+        if !(self.groups() || self.repeat.is_some()) || !writes_commit_status(provider_type) {
             return None;
         }
         Some(format!(
@@ -342,6 +342,15 @@ impl fmt::Display for FloodControl {
         }
         f.write_str(&parts.join("; "))
     }
+}
+
+/// Whether a Provider of `provider_type` writes commit statuses: its
+/// deliveries are never grouped nor held back.
+#[must_use]
+pub fn writes_commit_status(provider_type: &str) -> bool {
+    provider_type
+        .parse::<crate::provider_type::ProviderType>()
+        .is_ok_and(crate::provider_type::ProviderType::is_commit_status)
 }
 
 /// A duration as people write it: `1h2m3s`, `10s`, `250ms`.
