@@ -9,6 +9,7 @@ pub mod check;
 pub mod classify;
 pub mod config;
 pub mod dlq;
+pub mod groups;
 pub mod http;
 pub mod manifest;
 pub mod ordering;
@@ -77,6 +78,7 @@ pub struct SenderArgs {
 /// A ready-to-run sender.
 pub struct App {
     worker: Worker,
+    flusher: groups::Flusher,
     consumer: consumer::Consumer<consumer::pull::Config>,
 }
 
@@ -113,6 +115,7 @@ impl App {
             retry_until_ready("HERALD_OBJECTS", cancel, || nats.ensure_objects_bucket()).await?;
         let consumer = retry_until_ready("the sender consumer", cancel, || async {
             nats.ensure_deliveries_stream().await?;
+            nats.ensure_groups_stream().await?;
             nats.ensure_dead_stream().await?;
             nats.ensure_consumer(
                 names::DELIVERIES_STREAM,
@@ -129,8 +132,13 @@ impl App {
             .await
         })
         .await?;
+        let flood = retry_until_ready("the flood-control buckets", cancel, || {
+            nats.ensure_flood_buckets()
+        })
+        .await?;
         readiness.set("sender-consumer", true);
         Ok(Self {
+            flusher: groups::Flusher::new(nats.clone(), metrics.clone(), flood.due),
             worker: Worker {
                 nats,
                 catalog,
@@ -204,6 +212,8 @@ impl App {
         });
         let records = self.worker.records.clone();
         tokio::spawn(records.clone().run(cancel.clone()));
+        // Every replica flushes due groups; a claim keeps each to one.
+        tokio::spawn(self.flusher.run(cancel.clone()));
         self.worker.run(self.consumer, cancel).await;
         // The last notes, once the deliveries in hand are done; bounded, so a
         // lost NATS cannot hold the shutdown.
