@@ -632,12 +632,20 @@ fn print_coverage(
 /// and the others), as it takes effect.
 fn print_flood_control(snapshot: &herald_runtime::Snapshot) {
     for compiled in snapshot.alerts.alerts() {
-        if compiled.flood.is_on() {
+        if !compiled.flood.is_on() {
+            continue;
+        }
+        let alert = &compiled.alert;
+        let commit_status = snapshot
+            .provider(&alert.meta.namespace, &alert.spec.provider_ref.name)
+            .is_some_and(|p| herald_flux::grouping::writes_commit_status(&p.spec.type_));
+        if commit_status {
             println!(
-                "Alert/{}: flood control: {}",
-                compiled.alert.key(),
-                compiled.flood
+                "Alert/{}: flood control: off (the Provider writes commit statuses)",
+                alert.key()
             );
+        } else {
+            println!("Alert/{}: flood control: {}", alert.key(), compiled.flood);
         }
     }
 }

@@ -258,13 +258,14 @@ impl FloodControl {
     /// commit pending); `None` when there is none.
     #[must_use]
     pub fn commit_status_problem(&self, provider_type: &str) -> Option<String> {
-        if !(self.groups() || self.repeat.is_some()) || !writes_commit_status(provider_type) {
+        if !self.is_on() || !writes_commit_status(provider_type) {
             return None;
         }
         Some(format!(
-            "the Provider's type {provider_type:?} writes commit statuses, which cannot be grouped \
-             or held back ({GROUP_WAIT_ANNOTATION}, {REPEAT_THRESHOLD_ANNOTATION}); its events \
-             are delivered one by one"
+            "the Provider's type {provider_type:?} writes commit statuses, which cannot be grouped, \
+             held back or turned into recovery messages ({GROUP_WAIT_ANNOTATION}, \
+             {REPEAT_THRESHOLD_ANNOTATION}, {RECOVERY_ANNOTATION}); its events are delivered one \
+             by one, as Flux delivers them"
         ))
     }
 

@@ -88,7 +88,15 @@ impl Router {
             event.cluster, object.kind, object.namespace, object.name
         );
         let now = jiff::Timestamp::now().as_millisecond();
-        let commit_status = writes_commit_status(&out.provider_type);
+        if writes_commit_status(&out.provider_type) {
+            // Commit statuses go out one by one, as Flux sends them (the
+            // catalog reports the Alert's flood control as a problem).
+            if compiled.hears_severity(event) {
+                return Ok(Some(out));
+            }
+            self.metrics.skipped("not_a_recovery", &event.cluster);
+            return Ok(None);
+        }
         let mut recovered = false;
         if flood.recovery && event.severity == "info" {
             let key = key("recovery", &object_id);
@@ -125,7 +133,7 @@ impl Router {
                 None => {}
             }
         }
-        if !recovered && !commit_status && flood.repeat.is_some() {
+        if !recovered && flood.repeat.is_some() {
             let key = key("repeat", &format!("{object_id}\0{}", event.reason));
             let send = update(
                 &self.flood.repeats,
@@ -161,7 +169,7 @@ impl Router {
                 },
             });
         }
-        if let Some(wait) = flood.group_wait.filter(|_| !commit_status) {
+        if let Some(wait) = flood.group_wait {
             let group = flood.group_key(&alert_id, &provider, event);
             out.subject = names::group_subject(&group);
             out.grouped = true;
