@@ -528,3 +528,41 @@ async fn invalid_settings_are_problems_and_events_are_still_delivered() {
     assert_eq!(message(&sent[0]), "failed");
     herald.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_statuses_are_never_grouped() {
+    const SHA: &str = "67e2c98a60dc92283531412a9e604dd4bae005a9";
+    let nats = TestNats::start().await;
+    let github = herald_tests::fake::github::FakeGitHub::start().await;
+    let manifests = format!(
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\n\
+         metadata: {{name: github, namespace: {NS}}}\n\
+         spec: {{type: github, address: '{}', secretRef: {{name: github-token}}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: github-token, namespace: {NS}}}\nstringData: {{token: ghp-test}}\n---\n{}",
+        github.url("/org/podinfo.git"),
+        alert("statuses", "github", "info", "herald.dev/group-wait: 1m"),
+    );
+    let dir = config_dir(&manifests);
+    let herald = TestHerald::start(nats.url(), dir.path()).await;
+    let (_, ready) = herald.admin("/readyz").await;
+    assert!(ready.contains("writes commit statuses"), "{ready}");
+    let body = Event::new("Kustomization", NS, "apps")
+        .severity("error")
+        .reason("HealthCheckFailed")
+        .message("apps not ready")
+        .metadata(
+            "kustomize.toolkit.fluxcd.io/revision",
+            &format!("main@sha1:{SHA}"),
+        )
+        .now()
+        .json();
+    assert_eq!(herald.post(body).await.0, 202);
+    herald_tests::eventually("the status written at once", || async {
+        (!github.statuses("org/podinfo", SHA).is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(github.statuses("org/podinfo", SHA)[0]["state"], "failure");
+    assert_eq!(nats.stream_messages(names::GROUPS_STREAM).await, 0);
+    assert_eq!(herald.metrics.events_grouped.get(), 0);
+    herald.shutdown().await;
+}
