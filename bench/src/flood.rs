@@ -156,12 +156,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Goal>> {
     );
     println!(
         "Each of {} clusters (a clusters file, basic auth) POSTs failures of distinct objects, {CONNECTIONS} \
-         POSTs in flight, into {}. One Alert (`herald.dev/group-wait: {}`, `group-interval: {GROUP_INTERVAL}`, \
+         POSTs in flight, into {}. One Alert (`herald.dev/group-wait: {:?}`, `group-interval: {GROUP_INTERVAL}`, \
          `group-by: alert`) hears them all; its `slack` Provider points at the sink and is paced at Herald's \
          default of one message a second. The sink counts every request and every event a request names.\n",
         fleet.clusters.len(),
         topology.label(),
-        format!("{:?}", opts.flood_group_wait),
+        opts.flood_group_wait,
     );
     let mut table = Table::new(&[
         "events posted",

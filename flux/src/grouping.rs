@@ -181,10 +181,10 @@ impl FloodControl {
         if let Some(text) = get(GROUP_WAIT_ANNOTATION) {
             flood.group_wait = duration(GROUP_WAIT_ANNOTATION, text, &mut problems);
         }
-        if let Some(text) = get(GROUP_INTERVAL_ANNOTATION) {
-            if let Some(d) = duration(GROUP_INTERVAL_ANNOTATION, text, &mut problems) {
-                flood.group_interval = d;
-            }
+        if let Some(text) = get(GROUP_INTERVAL_ANNOTATION)
+            && let Some(d) = duration(GROUP_INTERVAL_ANNOTATION, text, &mut problems)
+        {
+            flood.group_interval = d;
         }
         if let Some(text) = get(GROUP_BY_ANNOTATION) {
             let mut fields = BTreeSet::new();

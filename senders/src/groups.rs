@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{consumer, kv, stream};
 use bytes::Bytes;
 use futures::future::try_join_all;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -436,7 +436,6 @@ async fn read_group(
             if range.is_some_and(|(_, last)| sequence > last) {
                 break 'batches;
             }
-            let message = jetstream::Message::from(message);
             out.push((sequence, message.headers.clone(), message.payload.clone()));
             if !more || range.is_some_and(|(_, last)| sequence == last) {
                 break 'batches;
