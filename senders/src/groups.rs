@@ -61,12 +61,23 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How far a [`Flusher::tick_until`] goes with each due group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Claimed and published, nothing removed: where a flusher that dies
+    /// between publishing and removing leaves a group.
+    Published,
+    /// Flushed: published, removed, and the group's interval started.
+    Done,
+}
+
 /// Flushes due groups.
 #[derive(Clone)]
 pub struct Flusher {
     nats: Nats,
     metrics: Metrics,
     due: kv::Store,
+    claim: Duration,
 }
 
 // === impl Flusher ===
@@ -74,7 +85,19 @@ pub struct Flusher {
 impl Flusher {
     #[must_use]
     pub fn new(nats: Nats, metrics: Metrics, due: kv::Store) -> Self {
-        Self { nats, metrics, due }
+        Self {
+            nats,
+            metrics,
+            due,
+            claim: CLAIM,
+        }
+    }
+
+    /// How long a claim holds a group (30 s by default).
+    #[must_use]
+    pub fn with_claim(mut self, claim: Duration) -> Self {
+        self.claim = claim;
+        self
     }
 
     /// Flushes due groups until `cancel` fires.
@@ -96,6 +119,15 @@ impl Flusher {
     ///
     /// When HERALD_GROUPS or HERALD_GROUP_DUE cannot be read.
     pub async fn tick(&self) -> Result<(), FlushError> {
+        self.tick_until(Stage::Done).await
+    }
+
+    /// As [`Flusher::tick`], taking each due group as far as `stage`.
+    ///
+    /// # Errors
+    ///
+    /// When HERALD_GROUPS or HERALD_GROUP_DUE cannot be read.
+    pub async fn tick_until(&self, stage: Stage) -> Result<(), FlushError> {
         let stream = self
             .nats
             .jetstream
@@ -132,7 +164,7 @@ impl Flusher {
                 let has_pending = pending.get(&group).is_some_and(|&n| n > 0);
                 let stream = &stream;
                 async move {
-                    if let Err(error) = self.visit(stream, &group, has_pending).await {
+                    if let Err(error) = self.visit(stream, &group, has_pending, stage).await {
                         tracing::warn!(error = %error, group = %group, "Cannot flush a group now; it is flushed later.");
                     }
                 }
@@ -146,6 +178,7 @@ impl Flusher {
         stream: &stream::Stream,
         group: &str,
         has_pending: bool,
+        stage: Stage,
     ) -> Result<(), FlushError> {
         let now = now_millis();
         let entry = self
@@ -189,7 +222,7 @@ impl Flusher {
                 .ok();
             return Ok(());
         }
-        self.flush(stream, group, state, revision).await
+        self.flush(stream, group, state, revision, stage).await
     }
 
     async fn flush(
@@ -198,6 +231,7 @@ impl Flusher {
         group: &str,
         mut state: GroupDue,
         revision: u64,
+        stage: Stage,
     ) -> Result<(), FlushError> {
         let subject = names::group_subject(group);
         // A flush taken over covers exactly what the first one covered.
@@ -213,7 +247,7 @@ impl Flusher {
             _ if resumed => (state.claim_first_sequence, state.claim_last_sequence),
             _ => return Ok(()),
         };
-        state.claimed_until_unix_millis = now_millis() + millis(CLAIM);
+        state.claimed_until_unix_millis = now_millis() + millis(self.claim);
         state.claim_first_sequence = first;
         state.claim_last_sequence = last;
         let revision = match self
@@ -263,6 +297,9 @@ impl Flusher {
         if let Err(error) = sent {
             span.record("otel.status_code", "error");
             return Err(error);
+        }
+        if stage == Stage::Published {
+            return Ok(());
         }
         stream
             .purge()

@@ -566,3 +566,103 @@ async fn commit_statuses_are_never_grouped() {
     assert_eq!(herald.metrics.events_grouped.get(), 0);
     herald.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flusher_lost_between_publishing_and_removing_loses_nothing_and_sends_nothing_twice() {
+    use herald_senders::groups::{Flusher, Stage};
+    let nats = TestNats::start().await;
+    let hook = FakeServer::webhook().await;
+    let manifests = format!(
+        "{}{}",
+        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
+        alert(
+            "outage",
+            "hook",
+            "error",
+            "herald.dev/group-wait: 500ms, herald.dev/group-interval: 1s"
+        ),
+    );
+    let dir = config_dir(&manifests);
+    // Ingest and router only: the flushers are driven by hand.
+    let herald = TestHerald::start_with(
+        nats.url(),
+        dir.path(),
+        Options {
+            sender: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let flood = herald
+        .nats()
+        .ensure_flood_buckets()
+        .await
+        .expect("flood buckets");
+    let flusher = |claim| {
+        Flusher::new(
+            herald.nats().clone(),
+            herald.metrics.clone(),
+            flood.due.clone(),
+        )
+        .with_claim(claim)
+    };
+    post_all(
+        &herald,
+        (0..4)
+            .map(|i| event(&format!("app-{i}"), "error", "BuildFailed", "failed"))
+            .collect(),
+    )
+    .await;
+    herald_tests::eventually("the events gathered", || async {
+        (nats.stream_messages(names::GROUPS_STREAM).await == 4).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The first flusher publishes its digest and is lost before removing
+    // what it flushed.
+    flusher(Duration::from_millis(500))
+        .tick_until(Stage::Published)
+        .await
+        .expect("first flush");
+    assert_eq!(nats.stream_messages(names::DELIVERIES_STREAM).await, 1);
+    assert_eq!(nats.stream_messages(names::GROUPS_STREAM).await, 4);
+    // An event arrives meanwhile; it is not part of the lost flush.
+    post_all(
+        &herald,
+        vec![event("late", "error", "BuildFailed", "failed")],
+    )
+    .await;
+    herald_tests::eventually("the late event gathered", || async {
+        (nats.stream_messages(names::GROUPS_STREAM).await == 5).then_some(())
+    })
+    .await;
+    // Another flusher takes the group over once the claim lapsed: the same
+    // digest again (stored once), then the removal.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let second = flusher(Duration::from_secs(30));
+    second.tick().await.expect("second flush");
+    assert_eq!(nats.stream_messages(names::DELIVERIES_STREAM).await, 1);
+    assert_eq!(nats.stream_messages(names::GROUPS_STREAM).await, 1);
+    // A sender sends the digest, then the late event's after the interval.
+    let sender = TestHerald::start_with(
+        nats.url(),
+        dir.path(),
+        Options {
+            ingest: false,
+            router: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let digests = hook.wait_for(2).await;
+    flushed(&nats).await;
+    assert_eq!(hook.requests().len(), 2);
+    let first: BTreeSet<String> = lines(&message(&digests[0])).into_iter().collect();
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert!(first.iter().all(|l| l.starts_with("Kustomization/app-")));
+    let late = lines(&message(&digests[1]));
+    assert_eq!(late.len(), 1);
+    assert!(late[0].starts_with("Kustomization/late.flux-system"));
+    sender.shutdown().await;
+    herald.shutdown().await;
+}
