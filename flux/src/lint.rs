@@ -88,21 +88,23 @@ pub fn unknown_fields(value: &Value) -> Vec<Unknown> {
             let Some(name) = key.strip_prefix("herald.dev/") else {
                 continue;
             };
-            let known: &[&str] = match kind {
-                "Alert" => &[
+            let known: Vec<&str> = match kind {
+                "Alert" => [
                     "clusters",
                     "cluster-selector",
                     "reasons",
                     "exclude-reasons",
                     "severities",
-                    "group-wait",
-                    "group-interval",
-                    "group-by",
-                    "repeat-threshold",
-                    "recovery",
-                ],
-                "Provider" => &["endpoint"],
-                _ => &[],
+                ]
+                .into_iter()
+                .chain(
+                    crate::grouping::ANNOTATIONS
+                        .iter()
+                        .filter_map(|a| a.strip_prefix("herald.dev/")),
+                )
+                .collect(),
+                "Provider" => vec!["endpoint"],
+                _ => Vec::new(),
             };
             if known.contains(&name) {
                 continue;
@@ -280,6 +282,22 @@ mod tests {
             "unknown Herald annotation herald.dev/reason (did you mean \"herald.dev/reasons\"?)"
         );
         assert_eq!(unknown_fields(&annotated).len(), 1);
+        let mut flood = serde_json::Map::new();
+        for name in crate::grouping::ANNOTATIONS {
+            flood.insert(name.to_owned(), json!("x"));
+        }
+        flood.insert("herald.dev/group-intervall".to_owned(), json!("1m"));
+        let flooded = json!({"kind": "Alert", "metadata": {"annotations": flood}});
+        let reasons: Vec<String> = unknown_fields(&flooded)
+            .into_iter()
+            .map(|u| u.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "unknown Herald annotation herald.dev/group-intervall (did you mean \"herald.dev/group-interval\"?)"
+            ]
+        );
         let secret = json!({"kind": "Secret", "stringdata": {}});
         assert_eq!(
             unknown_fields(&secret)[0].reason,
