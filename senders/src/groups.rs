@@ -144,14 +144,27 @@ impl Flusher {
             .try_collect()
             .await
             .map_err(|e| read_error(&e))?;
-        let mut groups: Vec<String> = self
+        // Listing the keys costs a consumer: only when there are some.
+        let entries = self
             .due
-            .keys()
+            .status()
             .await
             .map_err(|e| read_error(&e))?
-            .try_collect()
-            .await
-            .map_err(|e| read_error(&e))?;
+            .values();
+        if entries == 0 && pending.is_empty() {
+            return Ok(());
+        }
+        let mut groups: Vec<String> = if entries == 0 {
+            Vec::new()
+        } else {
+            self.due
+                .keys()
+                .await
+                .map_err(|e| read_error(&e))?
+                .try_collect()
+                .await
+                .map_err(|e| read_error(&e))?
+        };
         groups.extend(
             pending
                 .keys()
