@@ -289,7 +289,12 @@ async fn two_senders_flush_each_group_once() {
     let manifests = format!(
         "{}{}",
         Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert("outage", "hook", "error", "herald.dev/group-wait: 1s"),
+        alert(
+            "outage",
+            "hook",
+            "error",
+            "herald.dev/group-wait: 1s, herald.dev/group-interval: 1s"
+        ),
     );
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
