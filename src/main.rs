@@ -552,6 +552,7 @@ fn validate(folder: &Folder<'_>, clusters_file: Option<&std::path::Path>) -> Exi
             }
             print_coverage(&snapshot, clusters.as_ref());
             print_all_namespaces(&snapshot);
+            print_flood_control(&snapshot);
             let (alerts, providers, secrets) = snapshot.counts();
             let (errors, warnings) = snapshot.problem_counts();
             eprintln!(
@@ -682,6 +683,28 @@ fn print_all_namespaces(snapshot: &herald_runtime::Snapshot) {
             sources.join(", "),
             compiled.alert.meta.namespace
         );
+    }
+}
+
+/// The flood control of each Alert that has some (herald.dev/group-wait
+/// and the others), as it takes effect.
+fn print_flood_control(snapshot: &herald_runtime::Snapshot) {
+    for compiled in snapshot.alerts.alerts() {
+        if !compiled.flood.is_on() {
+            continue;
+        }
+        let alert = &compiled.alert;
+        let commit_status = snapshot
+            .provider(&alert.meta.namespace, &alert.spec.provider_ref.name)
+            .is_some_and(|p| herald_flux::grouping::writes_commit_status(&p.spec.type_));
+        if commit_status {
+            println!(
+                "Alert/{}: flood control: off (the Provider writes commit statuses)",
+                alert.key()
+            );
+        } else {
+            println!("Alert/{}: flood control: {}", alert.key(), compiled.flood);
+        }
     }
 }
 

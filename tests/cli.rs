@@ -274,6 +274,53 @@ fn validate_reports_templates_with_the_object_line_and_the_template_line_and_col
 }
 
 #[test]
+fn validate_explains_flood_control_and_reports_what_cannot_be_used() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alerts.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: outage, namespace: flux-system, \
+         annotations: {herald.dev/group-wait: 10s, herald.dev/group-by: 'cluster, reason', herald.dev/recovery: 'true'}}\n\
+         spec: {providerRef: {name: chat}, eventSources: [{kind: Kustomization, name: '*'}]}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: typos, namespace: flux-system, \
+         annotations: {herald.dev/group-wait: soon, herald.dev/group-by: colour}}\n\
+         spec: {providerRef: {name: chat}, eventSources: [{kind: Kustomization, name: '*'}]}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: misspelt, namespace: flux-system, \
+         annotations: {herald.dev/repeat-treshold: 3/10m}}\n\
+         spec: {providerRef: {name: chat}, eventSources: [{kind: Kustomization, name: '*'}]}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Alert\nmetadata: {name: statuses, namespace: flux-system, \
+         annotations: {herald.dev/group-wait: 10s}}\n\
+         spec: {providerRef: {name: commits}, eventSources: [{kind: Kustomization, name: '*'}]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("providers.yaml"),
+        "apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: chat, namespace: flux-system}\n\
+         spec: {type: slack, address: 'https://hooks.slack.com/services/T/B/X'}\n---\n\
+         apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata: {name: commits, namespace: flux-system}\n\
+         spec: {type: github, address: 'https://github.com/org/repo', secretRef: {name: token}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: token, namespace: flux-system}\nstringData: {token: t}\n",
+    )
+    .unwrap();
+    let output = Command::new(HERALD)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run herald");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    for expected in [
+        "Alert/flux-system/outage: flood control: grouped by cluster, reason, first digest after 10s, then at most one every 1m; recovery messages",
+        "Alert/flux-system/typos: annotation herald.dev/group-wait \"soon\" is not a duration",
+        "Alert/flux-system/typos: annotation herald.dev/group-by \"colour\" names colour",
+        "unknown Herald annotation herald.dev/repeat-treshold (did you mean \"herald.dev/repeat-threshold\"?)",
+        "Alert/flux-system/statuses: the Provider's type \"github\" writes commit statuses, which cannot be grouped",
+        "Alert/flux-system/statuses: flood control: off (the Provider writes commit statuses)",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\n{stdout}");
+    }
+}
+
+#[test]
 fn cluster_add_prints_the_token_once_and_validate_lists_the_clusters_each_alert_covers() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("clusters.yaml");

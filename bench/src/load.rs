@@ -172,7 +172,7 @@ impl Credentials {
     }
 
     /// The identity of the `n`th POST.
-    fn nth(&self, n: u64) -> Option<&HeaderValue> {
+    pub fn nth(&self, n: u64) -> Option<&HeaderValue> {
         let len = u64::try_from(self.0.len()).ok().filter(|l| *l > 0)?;
         self.0.get(usize::try_from(n % len).ok()?)
     }

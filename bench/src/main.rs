@@ -21,6 +21,9 @@
 //!   post one event a second each: the quiet clusters' latency;
 //! - `clusters`: intake from 1,000 authenticated clusters against intake
 //!   from one, with the same connections;
+//! - `flood`: 1,000 failures from 100 clusters to one grouping Alert on a
+//!   Slack-compatible Provider paced at one message a second: how many
+//!   messages, and how soon every event is named;
 //! - `all`: all of them.
 //!
 //! Run it with `cargo run --release -p herald-bench -- all`; see `--help`.
@@ -40,6 +43,7 @@ mod clusters;
 mod deploy;
 mod fairness;
 mod fleet;
+mod flood;
 mod http_bare;
 mod kubernetes;
 mod latency;
@@ -88,6 +92,7 @@ enum Scenario {
     Kubernetes,
     Fairness,
     Clusters,
+    Flood,
     All,
 }
 
@@ -205,6 +210,15 @@ pub struct Options {
     /// kubernetes: deliveries the sender sends after each routing run.
     #[arg(long, default_value_t = 20_000)]
     pub kube_deliveries: u64,
+    /// flood: failure events posted (from --flood-clusters clusters, one object each).
+    #[arg(long, default_value_t = 1000)]
+    pub flood_events: u64,
+    /// flood: clusters the failures come from.
+    #[arg(long, default_value_t = 100)]
+    pub flood_clusters: usize,
+    /// flood: the Alert's herald.dev/group-wait.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub flood_group_wait: Duration,
     /// How long to wait, after the load, for accepted events to reach the sink.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -360,6 +374,9 @@ async fn run(cli: Cli, herald: PathBuf, load_handle: tokio::runtime::Handle) -> 
     }
     if all || scenario == Scenario::Clusters {
         goals.extend(clusters::run(&ctx).await?);
+    }
+    if all || scenario == Scenario::Flood {
+        goals.extend(flood::run(&ctx).await?);
     }
     if ctx.sink.unmatched() > 0 {
         println!(

@@ -1,7 +1,8 @@
 //! The provider sink: a plain HTTP/1.1 receiver on loopback standing in for
 //! every Provider. It records when each request arrived and the sequence
 //! number in the event's message, and answers 200, after a fixed added
-//! latency when asked.
+//! latency when asked. A request that names several events (a digest)
+//! records each of their sequence numbers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,8 @@ struct Inner {
     delay_us: AtomicU64,
     /// Requests without a sequence number.
     unmatched: AtomicU64,
+    /// Every request received.
+    requests: AtomicU64,
 }
 
 /// A running sink.
@@ -34,31 +37,37 @@ pub struct Sink {
     inner: Arc<Inner>,
 }
 
-/// The sequence number after [`SEQ_MARKER`] in a request body.
-fn sequence_of(body: &[u8]) -> Option<u64> {
+/// The sequence number after each [`SEQ_MARKER`] in a request body.
+fn sequences_of(body: &[u8]) -> Vec<u64> {
     let marker = SEQ_MARKER.as_bytes();
-    let start = body.windows(marker.len()).position(|w| w == marker)? + marker.len();
-    let digits = body[start..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&body[start..start + digits])
-        .ok()?
-        .parse()
-        .ok()
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(at) = rest.windows(marker.len()).position(|w| w == marker) {
+        rest = &rest[at + marker.len()..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if let Some(seq) = std::str::from_utf8(&rest[..digits])
+            .ok()
+            .and_then(|d| d.parse().ok())
+        {
+            out.push(seq);
+        }
+        rest = &rest[digits..];
+    }
+    out
 }
 
 async fn receive(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode {
     let at = now_ns();
-    match sequence_of(&body) {
-        Some(seq) => inner
+    inner.requests.fetch_add(1, Ordering::Relaxed);
+    let sequences = sequences_of(&body);
+    if sequences.is_empty() {
+        inner.unmatched.fetch_add(1, Ordering::Relaxed);
+    } else {
+        inner
             .received
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((seq, at)),
-        None => {
-            inner.unmatched.fetch_add(1, Ordering::Relaxed);
-        }
+            .extend(sequences.into_iter().map(|seq| (seq, at)));
     }
     let delay = inner.delay_us.load(Ordering::Relaxed);
     if delay > 0 {
@@ -107,6 +116,11 @@ impl Sink {
             .len()
     }
 
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
     /// Requests that carried no sequence number.
     pub fn unmatched(&self) -> u64 {
         self.inner.unmatched.load(Ordering::Relaxed)
@@ -121,6 +135,33 @@ impl Sink {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         )
+    }
+
+    /// Waits until `n` distinct sequence numbers were recorded or
+    /// `patience` passed; returns whether they all came.
+    pub async fn wait_for_distinct(&self, n: usize, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let distinct = {
+                let received = self
+                    .inner
+                    .received
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                received
+                    .iter()
+                    .map(|(seq, _)| *seq)
+                    .collect::<std::collections::HashSet<u64>>()
+                    .len()
+            };
+            if distinct >= n {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until `n` requests were recorded or `patience` passed; returns
@@ -149,7 +190,9 @@ mod tests {
     #[test]
     fn finds_the_sequence_number() {
         let body = br#"{"message":"herald-bench seq=1234: Service/apps/podinfo configured"}"#;
-        assert_eq!(super::sequence_of(body), Some(1234));
-        assert_eq!(super::sequence_of(b"{}"), None);
+        assert_eq!(super::sequences_of(body), [1234]);
+        assert!(super::sequences_of(b"{}").is_empty());
+        let digest = br#"{"text":"2 events:\nherald-bench seq=7: a\nherald-bench seq=12: b"}"#;
+        assert_eq!(super::sequences_of(digest), [7, 12]);
     }
 }

@@ -17,6 +17,7 @@ pub mod filters;
 pub mod git;
 pub mod gojson;
 pub mod gotime;
+pub mod grouping;
 pub mod lint;
 pub mod matching;
 pub mod metadata;

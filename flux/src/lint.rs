@@ -88,8 +88,8 @@ pub fn unknown_fields(value: &Value) -> Vec<Unknown> {
             let Some(name) = key.strip_prefix("herald.dev/") else {
                 continue;
             };
-            let known: &[&str] = match kind {
-                "Alert" => &[
+            let known: Vec<&str> = match kind {
+                "Alert" => [
                     "clusters",
                     "cluster-selector",
                     "reasons",
@@ -98,9 +98,16 @@ pub fn unknown_fields(value: &Value) -> Vec<Unknown> {
                     "template",
                     "slack-blocks",
                     "slack-thread",
-                ],
-                "Provider" => &["endpoint", "template", "slack-blocks", "slack-thread"],
-                _ => &[],
+                ]
+                .into_iter()
+                .chain(
+                    crate::grouping::ANNOTATIONS
+                        .iter()
+                        .filter_map(|a| a.strip_prefix("herald.dev/")),
+                )
+                .collect(),
+                "Provider" => vec!["endpoint", "template", "slack-blocks", "slack-thread"],
+                _ => Vec::new(),
             };
             if known.contains(&name) {
                 continue;
@@ -285,6 +292,22 @@ mod tests {
         assert_eq!(
             found[0].reason,
             "unknown Herald annotation herald.dev/templates (did you mean \"herald.dev/template\"?)"
+        );
+        let mut flood = serde_json::Map::new();
+        for name in crate::grouping::ANNOTATIONS {
+            flood.insert(name.to_owned(), json!("x"));
+        }
+        flood.insert("herald.dev/group-intervall".to_owned(), json!("1m"));
+        let flooded = json!({"kind": "Alert", "metadata": {"annotations": flood}});
+        let reasons: Vec<String> = unknown_fields(&flooded)
+            .into_iter()
+            .map(|u| u.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "unknown Herald annotation herald.dev/group-intervall (did you mean \"herald.dev/group-interval\"?)"
+            ]
         );
         let secret = json!({"kind": "Secret", "stringdata": {}});
         assert_eq!(

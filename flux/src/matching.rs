@@ -76,6 +76,8 @@ pub struct CompiledAlert {
     /// Whether it is in a fleet administration namespace, where an event
     /// source `namespace: "*"` hears every namespace.
     pub fleet_admin: bool,
+    /// Grouping, repeat threshold and recovery (Herald's annotations).
+    pub flood: crate::grouping::FloodControl,
     /// Problems found while compiling (invalid regexes, in the
     /// notification-controller's words; invalid Herald annotations;
     /// templates that do not compile).
@@ -138,6 +140,9 @@ impl CompiledAlert {
         if let Err(problem) = crate::threads::slack_thread_setting(&alert.meta.annotations) {
             warnings.push(problem);
         }
+        let (flood, problems) =
+            crate::grouping::FloodControl::from_annotations(&alert.meta.annotations);
+        warnings.extend(problems);
         Self {
             uid: alert.uid(),
             alert,
@@ -147,6 +152,7 @@ impl CompiledAlert {
             filter,
             templates,
             fleet_admin,
+            flood,
             warnings,
         }
     }
@@ -173,6 +179,15 @@ impl CompiledAlert {
             && self.alert.spec.event_sources.iter().any(|source| {
                 source.namespace == ALL_NAMESPACES && self.source_matches(source, event)
             })
+    }
+
+    /// Whether the event's severity passes Flux's own rule for this Alert
+    /// (`eventSeverity: error` hears only errors): an info event that does
+    /// not is heard only as a possible recovery (`herald.dev/recovery`).
+    #[must_use]
+    pub fn hears_severity(&self, event: &Event) -> bool {
+        let severity = self.alert.event_severity();
+        event.severity == severity || severity == "info"
     }
 
     /// Whether this Alert selects the event (§3.4, steps 1–4).
@@ -231,7 +246,10 @@ impl CompiledAlert {
             return Some(SourceMismatch::Kind);
         }
         let severity = self.alert.event_severity();
-        if event.severity != severity && severity != "info" {
+        // An Alert with recovery messages hears the info events that may
+        // end a notified error (the router sends only those).
+        let recovery = self.flood.recovery && event.severity == "info";
+        if event.severity != severity && severity != "info" && !recovery {
             return Some(SourceMismatch::Severity);
         }
         if source.name != "*" && source.name != name {

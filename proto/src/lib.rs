@@ -16,8 +16,8 @@ pub mod v1 {
 }
 
 pub use v1::{
-    AppliedStatus, DeadLetter, DedupeWindow, Delivery, Event, ObjectKey, ObjectRecord,
-    ObjectReference, PacedCount, PacingState, SlackThread, Time,
+    AppliedStatus, DeadLetter, DedupeWindow, Delivery, Event, GroupDue, NotifiedError, ObjectKey,
+    ObjectRecord, ObjectReference, PacedCount, PacingState, RepeatCount, SlackThread, Time,
 };
 
 // === impl Time ===

@@ -104,6 +104,37 @@ pub fn object_entry(kind: &str, namespace: &str, name: &str) -> String {
     )
 }
 
+/// Deliveries of Alerts that group (herald.dev/group-wait), gathered until
+/// their group's digest is due.
+pub const GROUPS_STREAM: &str = "HERALD_GROUPS";
+/// Subjects of [`GROUPS_STREAM`]: `herald.groups.<group digest>`.
+pub const GROUPS_SUBJECTS: &str = "herald.groups.>";
+
+/// The subject the deliveries of the group whose digest (hex) is `group`
+/// gather on.
+#[must_use]
+pub fn group_subject(group: &str) -> String {
+    format!("herald.groups.{}", escape_token(group))
+}
+
+/// The group digest of a [`GROUPS_STREAM`] subject.
+#[must_use]
+pub fn group_of_subject(subject: &str) -> Option<String> {
+    subject
+        .strip_prefix("herald.groups.")
+        .and_then(unescape_token)
+}
+
+/// The key-value bucket of when each group's digest is due, keyed by the
+/// group digest.
+pub const GROUP_DUE_BUCKET: &str = "HERALD_GROUP_DUE";
+/// The key-value bucket of herald.dev/repeat-threshold counts, one per
+/// (Alert, object, reason).
+pub const REPEATS_BUCKET: &str = "HERALD_REPEATS";
+/// The key-value bucket of objects whose error was notified to an Alert
+/// with herald.dev/recovery.
+pub const RECOVERY_BUCKET: &str = "HERALD_RECOVERY";
+
 /// The router's durable pull consumer on [`EVENTS_STREAM`].
 pub const ROUTER_CONSUMER: &str = "herald-router";
 /// The senders' durable pull consumer on [`DELIVERIES_STREAM`].
@@ -115,6 +146,8 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 pub const EVENT_ID_HEADER: &str = "Herald-Event-Id";
 /// Why a delivery is dead, on [`DEAD_STREAM`] messages.
 pub const DEAD_REASON_HEADER: &str = "Herald-Dead-Reason";
+/// How many events a digest delivery names.
+pub const GROUP_EVENTS_HEADER: &str = "Herald-Group-Events";
 /// W3C trace context.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// W3C trace state.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod edges;
+mod flood;
 pub mod route;
 
 use std::time::Duration;
@@ -116,6 +117,7 @@ impl App {
             nats.ensure_events_stream(EventSources::Own(&args.edges))
                 .await?;
             nats.ensure_deliveries_stream().await?;
+            nats.ensure_groups_stream().await?;
             nats.ensure_dead_stream().await?;
             nats.ensure_consumer(
                 names::EVENTS_STREAM,
@@ -127,6 +129,10 @@ impl App {
                 ),
             )
             .await
+        })
+        .await?;
+        let flood = retry_until_ready("the flood-control buckets", cancel, || {
+            nats.ensure_flood_buckets()
         })
         .await?;
         readiness.set("router-consumer", true);
@@ -144,6 +150,7 @@ impl App {
                 no_cross_namespace_refs: args.no_cross_namespace_refs,
                 cluster_metadata: !args.no_cluster_metadata,
                 fleet,
+                flood,
             },
             consumer,
             concurrency,

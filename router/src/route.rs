@@ -11,7 +11,9 @@ use herald_flux::metadata;
 use herald_proto::fit::{Fitted, fit};
 use herald_proto::{DeadLetter, Delivery, Event, ObjectKey, names};
 use herald_runtime::metrics::ReasonLabels;
-use herald_runtime::nats::HEADER_ROOM;
+use herald_runtime::nats::{FloodBuckets, HEADER_ROOM};
+
+use crate::flood::{FloodPlan, Note};
 use herald_runtime::{Catalog, Metrics, Nats, Snapshot};
 use prost::Message as _;
 use sha2::{Digest, Sha256};
@@ -74,6 +76,8 @@ pub struct Router {
     pub(crate) cluster_metadata: bool,
     /// The clusters file, for Alerts that select clusters by label.
     pub(crate) fleet: Option<herald_runtime::clusters::Fleet>,
+    /// Flood control's state.
+    pub(crate) flood: FloodBuckets,
 }
 
 /// Gives `event` the cluster its subject names. One that named another
@@ -103,22 +107,28 @@ pub fn delivery_id(event_id: &str, alert_uid: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-struct Outgoing {
+pub(crate) struct Outgoing {
     /// `namespace/name` of the Alert, for traces.
-    alert: String,
+    pub(crate) alert: String,
     /// `namespace/name` of the Provider, for traces.
     provider: String,
-    subject: String,
+    pub(crate) subject: String,
     msg_id: String,
     event_id: String,
-    payload: Bytes,
-    provider_type: String,
+    pub(crate) payload: Bytes,
+    pub(crate) provider_type: String,
     /// Set on dead letters.
     dead_reason: Option<String>,
     /// Why a dead letter was made, as counted: `provider_missing`, `oversize`.
     dead_cause: &'static str,
     /// The catalog the Alert and Provider come from (`""`: the hub's).
     scope: String,
+    /// The Alert's flood control, still to apply.
+    pub(crate) flood: Option<Box<FloodPlan>>,
+    /// On HERALD_GROUPS, gathered for a digest.
+    pub(crate) grouped: bool,
+    /// State to write once it is stored.
+    pub(crate) notes: Vec<Note>,
 }
 
 // === impl Router ===
@@ -194,10 +204,16 @@ impl Router {
             event.labels = labels;
             event.labels_known = true;
         }
-        let outgoing = self.plan(&event, &group, member.as_ref());
+        let planned = self.plan(&event, &group, member.as_ref());
+        let mut outgoing = self.flood_control(planned, &event).await?;
+        let notes: Vec<Note> = outgoing
+            .iter_mut()
+            .flat_map(|o| std::mem::take(&mut o.notes))
+            .collect();
         let count = outgoing.len();
         span.record("herald.deliveries", count);
         self.publish_all(outgoing, &event.cluster).await?;
+        self.note_all(notes).await;
         Ok(Routed {
             event_id: event.id,
             cluster: event.cluster,
@@ -367,7 +383,22 @@ impl Router {
                 ));
                 continue;
             }
+            let flood = compiled.flood.is_on().then(|| {
+                Box::new(FloodPlan {
+                    compiled: Arc::clone(&compiled),
+                    alert_id: if scope.is_empty() {
+                        compiled.uid.clone()
+                    } else {
+                        format!("{scope}/{}", compiled.uid)
+                    },
+                    provider: provider.key(),
+                    delivery: delivery.clone(),
+                })
+            });
             outgoing.push(Outgoing {
+                flood,
+                grouped: false,
+                notes: Vec::new(),
                 alert: alert.key(),
                 provider: provider.key(),
                 subject: names::delivery_subject(
@@ -407,6 +438,8 @@ impl Router {
         for out in outgoing {
             let (template, stream) = if out.dead_reason.is_some() {
                 ("herald.dead.{type}.{namespace}.{provider}", "dead")
+            } else if out.grouped {
+                ("herald.groups.{group}", "groups")
             } else {
                 (
                     "herald.deliveries.{type}.{namespace}.{provider}",
@@ -427,7 +460,7 @@ impl Router {
                 herald.alert = %out.alert,
                 herald.provider.type = %out.provider_type,
                 herald.provider.name = %out.provider,
-                herald.outcome = if out.dead_reason.is_some() { "dead" } else { "queued" },
+                herald.outcome = if out.dead_reason.is_some() { "dead" } else if out.grouped { "grouped" } else { "queued" },
             );
             let mut headers = HeaderMap::new();
             headers.insert(names::MSG_ID_HEADER, out.msg_id.as_str());
@@ -451,13 +484,15 @@ impl Router {
                 drop(span);
                 acked
             });
-            types.push((out.provider_type, out.dead_cause));
+            types.push((out.provider_type, out.dead_cause, out.grouped));
         }
         try_join_all(acks)
             .await
             .map_err(|e| RouteError::publish(&e))?;
-        for (provider_type, dead_cause) in types {
-            if dead_cause.is_empty() {
+        for (provider_type, dead_cause, grouped) in types {
+            if grouped {
+                self.metrics.events_grouped.inc();
+            } else if dead_cause.is_empty() {
                 self.metrics.published(&provider_type, cluster);
             } else {
                 self.metrics.router_dead_letter(dead_cause);
@@ -546,6 +581,9 @@ fn dead_letter(dead: Dead, delivery: Delivery, max_payload: usize) -> Outgoing {
         tracing::error!(delivery.id = %id, max_payload, "A dead letter cannot be made small enough for NATS.");
     }
     Outgoing {
+        flood: None,
+        grouped: false,
+        notes: Vec::new(),
         alert: dead.alert,
         provider: dead.provider,
         subject: dead.dead_subject,

@@ -77,7 +77,7 @@ pub fn format_bytes(bytes: u64) -> String {
 }
 
 /// How many key-value buckets Herald keeps, each with `--kv-max-bytes`.
-pub const KV_BUCKETS: u64 = 5;
+pub const KV_BUCKETS: u64 = 8;
 
 /// The byte budget of each stream and bucket (per replica; a stream with
 /// three replicas reserves three times its budget in the cluster).
@@ -93,8 +93,13 @@ pub struct Budgets {
     /// HERALD_DEAD's budget; past it the oldest dead letters are dropped.
     #[arg(long, global = true, env = "HERALD_DEAD_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub dead_max_bytes: u64,
+    /// HERALD_GROUPS's budget: deliveries of Alerts that group, gathered
+    /// until their digest is due.
+    #[arg(long, global = true, env = "HERALD_GROUPS_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub groups_max_bytes: u64,
     /// The budget of each key-value bucket (HERALD_DEDUPE, HERALD_PACING,
-    /// HERALD_COMMIT_STATUS, HERALD_OBJECTS, HERALD_THREADS).
+    /// HERALD_COMMIT_STATUS, HERALD_OBJECTS, HERALD_THREADS, HERALD_GROUP_DUE,
+    /// HERALD_REPEATS, HERALD_RECOVERY).
     #[arg(long, global = true, env = "HERALD_KV_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub kv_max_bytes: u64,
 }
@@ -105,6 +110,7 @@ impl Default for Budgets {
             events_max_bytes: 1 << 30,
             deliveries_max_bytes: 1 << 30,
             dead_max_bytes: 256 << 20,
+            groups_max_bytes: 256 << 20,
             kv_max_bytes: 256 << 20,
         }
     }
@@ -117,6 +123,7 @@ impl Budgets {
         self.events_max_bytes
             + self.deliveries_max_bytes
             + self.dead_max_bytes
+            + self.groups_max_bytes
             + KV_BUCKETS * self.kv_max_bytes
     }
 }

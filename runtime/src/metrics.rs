@@ -168,6 +168,14 @@ pub struct Metrics {
     pub events_routed: Family<ClusterLabels, Counter>,
     /// (event, Alert) pairs that matched.
     pub alerts_matched: Counter,
+    /// Deliveries gathered into a group (herald.dev/group-wait).
+    pub events_grouped: Counter,
+    /// Events an Alert's herald.dev/repeat-threshold held back.
+    pub events_held_back: Counter,
+    /// Recovery messages (herald.dev/recovery) made.
+    pub recoveries: Counter,
+    /// Digest deliveries the flusher published.
+    pub digests_sent: Counter,
     /// Matched pairs not sent, by reason (gating).
     pub deliveries_skipped: Family<ReasonClusterLabels, Counter>,
     /// Deliveries published by the router.
@@ -267,6 +275,10 @@ impl Metrics {
             events_stored: Family::default(),
             events_routed: Family::default(),
             alerts_matched: Counter::default(),
+            events_grouped: Counter::default(),
+            events_held_back: Counter::default(),
+            recoveries: Counter::default(),
+            digests_sent: Counter::default(),
             deliveries_skipped: Family::default(),
             deliveries_published: Family::default(),
             deliveries: Family::default(),
@@ -324,6 +336,22 @@ impl Metrics {
             "alerts_matched",
             "Event and Alert pairs that matched",
             m.alerts_matched.clone(),
+        );
+        registry.register(
+            "events_grouped",
+            "Deliveries gathered into a group until its digest",
+            m.events_grouped.clone(),
+        );
+        registry.register(
+            "events_held_back",
+            "Events held back by an Alert's repeat threshold",
+            m.events_held_back.clone(),
+        );
+        registry.register("recoveries", "Recovery messages made", m.recoveries.clone());
+        registry.register(
+            "digests_sent",
+            "Digest deliveries published by the flusher",
+            m.digests_sent.clone(),
         );
         registry.register(
             "deliveries_skipped",

@@ -80,6 +80,14 @@ pub struct NatsArgs {
     pub budgets: Budgets,
 }
 
+/// The key-value buckets of flood control (see [`Nats::ensure_flood_buckets`]).
+#[derive(Clone, Debug)]
+pub struct FloodBuckets {
+    pub due: async_nats::jetstream::kv::Store,
+    pub repeats: async_nats::jetstream::kv::Store,
+    pub recovery: async_nats::jetstream::kv::Store,
+}
+
 /// The NATS URL used when none is given.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -342,6 +350,80 @@ impl Nats {
             ..stream::Config::default()
         })
         .await
+    }
+
+    /// Creates or updates HERALD_GROUPS (deliveries of Alerts that group,
+    /// gathered per group until the group's digest is due; the flusher
+    /// removes what it flushed).
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses the configuration or does not answer.
+    pub async fn ensure_groups_stream(&self) -> anyhow::Result<()> {
+        self.ensure_stream(stream::Config {
+            name: names::GROUPS_STREAM.to_owned(),
+            description: Some("Deliveries gathered per group until its digest is due.".to_owned()),
+            subjects: vec![names::GROUPS_SUBJECTS.to_owned()],
+            retention: stream::RetentionPolicy::Limits,
+            max_bytes: budget(self.args.budgets.groups_max_bytes),
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: Duration::from_secs(120),
+            storage: stream::StorageType::File,
+            num_replicas: self.args.stream_replicas,
+            ..stream::Config::default()
+        })
+        .await
+    }
+
+    /// Creates or updates the buckets of flood control: HERALD_GROUP_DUE
+    /// (when each group is due), HERALD_REPEATS (repeat-threshold counts,
+    /// kept a day: no window is longer) and HERALD_RECOVERY (objects whose
+    /// error was notified, kept a week), in that order.
+    ///
+    /// # Errors
+    ///
+    /// When JetStream refuses a configuration or does not answer.
+    pub async fn ensure_flood_buckets(&self) -> anyhow::Result<FloodBuckets> {
+        let bucket = |name: &str, description: &str, max_age: Duration| {
+            let config = async_nats::jetstream::kv::Config {
+                bucket: name.to_owned(),
+                description: description.to_owned(),
+                history: 1,
+                max_age,
+                max_bytes: budget(self.args.budgets.kv_max_bytes),
+                storage: stream::StorageType::File,
+                num_replicas: self.args.stream_replicas,
+                ..Default::default()
+            };
+            let name = name.to_owned();
+            async move {
+                self.jetstream
+                    .create_or_update_key_value(config)
+                    .await
+                    .map_err(|e| self.setup_error(&name, self.args.budgets.kv_max_bytes, &e))
+            }
+        };
+        let day = Duration::from_secs(86_400);
+        Ok(FloodBuckets {
+            due: bucket(
+                names::GROUP_DUE_BUCKET,
+                "When each group's digest is due.",
+                3 * day,
+            )
+            .await?,
+            repeats: bucket(
+                names::REPEATS_BUCKET,
+                "Repeat-threshold sightings per Alert, object and reason.",
+                day,
+            )
+            .await?,
+            recovery: bucket(
+                names::RECOVERY_BUCKET,
+                "Objects whose error was notified, until they recover.",
+                7 * day,
+            )
+            .await?,
+        })
     }
 
     /// Creates or updates the HERALD_DEDUPE key-value bucket, whose entries

@@ -9,6 +9,7 @@ pub mod check;
 pub mod classify;
 pub mod config;
 pub mod dlq;
+pub mod groups;
 pub mod http;
 pub mod manifest;
 pub mod ordering;
@@ -85,6 +86,7 @@ pub struct SenderArgs {
 /// A ready-to-run sender.
 pub struct App {
     worker: Worker,
+    flusher: groups::Flusher,
     consumer: consumer::Consumer<consumer::pull::Config>,
 }
 
@@ -125,6 +127,7 @@ impl App {
         .await?;
         let consumer = retry_until_ready("the sender consumer", cancel, || async {
             nats.ensure_deliveries_stream().await?;
+            nats.ensure_groups_stream().await?;
             nats.ensure_dead_stream().await?;
             nats.ensure_consumer(
                 names::DELIVERIES_STREAM,
@@ -139,6 +142,10 @@ impl App {
                 },
             )
             .await
+        })
+        .await?;
+        let flood = retry_until_ready("the flood-control buckets", cancel, || {
+            nats.ensure_flood_buckets()
         })
         .await?;
         readiness.set("sender-consumer", true);
@@ -160,6 +167,7 @@ impl App {
             metrics.clone(),
         );
         Ok(Self {
+            flusher: groups::Flusher::new(nats.clone(), metrics.clone(), flood.due),
             worker: Worker {
                 nats,
                 catalog,
@@ -227,6 +235,8 @@ impl App {
         });
         let records = self.worker.records.clone();
         tokio::spawn(records.clone().run(cancel.clone()));
+        // Every replica flushes due groups; a claim keeps each to one.
+        tokio::spawn(self.flusher.run(cancel.clone()));
         self.worker.run(self.consumer, cancel).await;
         // The last notes, once the deliveries in hand are done; bounded, so a
         // lost NATS cannot hold the shutdown.

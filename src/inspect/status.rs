@@ -16,9 +16,10 @@ use super::connect;
 use crate::output::{self, Format, Table, Tabular, or_dash, time};
 
 /// The streams Herald needs: each must exist.
-const STREAMS: [&str; 3] = [
+const STREAMS: [&str; 4] = [
     names::EVENTS_STREAM,
     names::DELIVERIES_STREAM,
+    names::GROUPS_STREAM,
     names::DEAD_STREAM,
 ];
 
@@ -30,12 +31,15 @@ const CONSUMERS: [(&str, &str); 2] = [
 
 /// The key-value buckets Herald keeps (each made by the service that first
 /// needs it: one not made yet is no fault).
-const BUCKETS: [&str; 5] = [
+const BUCKETS: [&str; 8] = [
     names::OBJECTS_BUCKET,
     names::PACING_BUCKET,
     names::DEDUPE_BUCKET,
     names::COMMIT_STATUS_BUCKET,
     names::THREADS_BUCKET,
+    names::GROUP_DUE_BUCKET,
+    names::REPEATS_BUCKET,
+    names::RECOVERY_BUCKET,
 ];
 
 /// A stream past this share of its budget is a warning.

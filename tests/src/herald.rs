@@ -328,6 +328,12 @@ impl TestHerald {
         self.nats.client.server_info().server_name
     }
 
+    /// Its NATS connection (for driving a component of its own).
+    #[must_use]
+    pub fn nats(&self) -> &herald_runtime::Nats {
+        &self.nats
+    }
+
     /// The catalog folder.
     #[must_use]
     pub fn config_dir(&self) -> &Path {

@@ -246,6 +246,7 @@ fn small_budgets() -> Budgets {
         events_max_bytes: 2 * MIB as u64,
         deliveries_max_bytes: MIB as u64,
         dead_max_bytes: MIB as u64 / 2,
+        groups_max_bytes: MIB as u64 / 2,
         kv_max_bytes: MIB as u64 / 2,
     }
 }

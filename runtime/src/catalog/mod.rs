@@ -476,7 +476,14 @@ impl Snapshot {
             );
             let namespace = &alert.alert.meta.namespace;
             let provider = &alert.alert.spec.provider_ref.name;
-            if !providers.contains(namespace, provider) {
+            let provider_type = providers
+                .get(namespace, provider)
+                .map(|p| p.spec.type_.as_str());
+            if let Some(problem) = provider_type.and_then(|t| alert.flood.commit_status_problem(t))
+            {
+                problems.push(Problem::error(file.clone(), id.clone(), problem));
+            }
+            if provider_type.is_none() {
                 problems.push(Problem::error(
                     file,
                     id,
