@@ -27,16 +27,6 @@ fn event(severity: &str, reason: &str) -> String {
         .json()
 }
 
-fn messages(hook: &FakeServer) -> Vec<String> {
-    let mut out: Vec<String> = hook
-        .requests()
-        .iter()
-        .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    out.sort();
-    out
-}
-
 #[tokio::test]
 async fn alerts_hear_only_the_reasons_and_severities_they_name() {
     let nats = TestNats::start().await;
@@ -75,11 +65,14 @@ async fn alerts_hear_only_the_reasons_and_severities_they_name() {
     .await;
     herald_tests::fixtures::deliveries_drained(&nats).await;
     assert_eq!(
-        messages(&failures),
+        failures.sorted_messages(),
         ["error BuildFailed", "error HealthCheckFailed"]
     );
-    assert_eq!(messages(&recoveries), ["info ReconciliationSucceeded"]);
-    assert_eq!(messages(&everything).len(), sent.len());
+    assert_eq!(
+        recoveries.sorted_messages(),
+        ["info ReconciliationSucceeded"]
+    );
+    assert_eq!(everything.sorted_messages().len(), sent.len());
 }
 
 #[tokio::test]

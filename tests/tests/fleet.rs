@@ -180,19 +180,10 @@ async fn alerts_choose_clusters_by_name_and_by_label() {
     let everywhere = hooks[2].wait_for(3).await;
     assert_eq!(everywhere.len(), 3);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let clusters_of = |hook: &FakeServer| -> Vec<String> {
-        let mut seen: Vec<String> = hook
-            .requests()
-            .iter()
-            .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        seen.sort();
-        seen
-    };
-    assert_eq!(clusters_of(&hooks[0]), ["prod-eu", "prod-us"]);
-    assert_eq!(clusters_of(&hooks[1]), ["prod-eu"]);
+    assert_eq!(hooks[0].sorted_messages(), ["prod-eu", "prod-us"]);
+    assert_eq!(hooks[1].sorted_messages(), ["prod-eu"]);
     assert!(
-        clusters_of(&hooks[3]).is_empty(),
+        hooks[3].sorted_messages().is_empty(),
         "an invalid selector selects nothing"
     );
     let (_, readyz) = herald.admin("/readyz").await;

@@ -303,7 +303,7 @@ async fn a_root_deleted_in_slack_starts_a_new_thread() {
 
 #[tokio::test]
 async fn a_webhook_provider_asking_for_threads_is_reported_and_still_delivers() {
-    herald_runtime::catalog::install_checks(herald_senders::check::provider_problems);
+    herald_runtime::catalog::install_checks(herald_senders::check::problems);
     let nats = TestNats::start().await;
     let slack = FakeServer::slack().await;
     let dir = config_dir(&manifests(&slack.url("/services/T0/B0/X0"), THREADED, ""));
@@ -315,7 +315,7 @@ async fn a_webhook_provider_asking_for_threads_is_reported_and_still_delivers() 
         &herald_runtime::catalog::AlertOptions::default(),
     )
     .unwrap();
-    let found = herald_senders::check::provider_problems(&snapshot);
+    let found = herald_senders::check::problems(&snapshot);
     snapshot.add_problems(found);
     let named: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
     assert_eq!(named.len(), 1, "{named:?}");

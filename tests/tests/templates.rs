@@ -65,16 +65,6 @@ fn event(revision: Option<&str>) -> String {
     .json()
 }
 
-fn sorted_messages(hook: &FakeServer) -> Vec<String> {
-    let mut out: Vec<String> = hook
-        .requests()
-        .iter()
-        .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    out.sort();
-    out
-}
-
 async fn record(nats: &TestNats, kind: &str, name: &str) -> Option<ObjectRecord> {
     let js = nats.jetstream().await;
     let bucket = js.get_key_value(names::OBJECTS_BUCKET).await.ok()?;
@@ -178,7 +168,7 @@ async fn templates_render_into_slack_messages_blocks_and_webhook_bodies() {
     // The generic body is Flux's event with the rendered message: the
     // Alert's own template, and the Provider's default for the other Alert.
     assert_eq!(
-        sorted_messages(&hook),
+        hook.sorted_messages(),
         [
             "flux-system/hook: Health check failed",
             "provider default: Health check failed",
@@ -241,7 +231,7 @@ async fn a_template_that_cannot_render_sends_flux_message_and_says_why() {
     herald_tests::fixtures::deliveries_drained(&nats).await;
     // Never a broken message: both went out with Flux's.
     assert_eq!(
-        sorted_messages(&hook),
+        hook.sorted_messages(),
         ["Health check failed", "Health check failed"]
     );
     assert!(herald_tests::fixtures::dead_letters(&nats).await.is_empty());
@@ -329,6 +319,6 @@ async fn in_a_cluster_a_template_that_does_not_compile_is_told_on_its_alert() {
     // It still delivers, with Flux's message.
     assert_eq!(herald.post(event(None)).await.0, 202);
     hook.wait_for(1).await;
-    assert_eq!(sorted_messages(&hook), ["Health check failed"]);
+    assert_eq!(hook.sorted_messages(), ["Health check failed"]);
     herald.shutdown().await;
 }

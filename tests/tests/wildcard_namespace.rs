@@ -42,16 +42,6 @@ fn options(no_cross_namespace_refs: bool) -> Options {
     options
 }
 
-fn messages(hook: &FakeServer) -> Vec<String> {
-    let mut out: Vec<String> = hook
-        .requests()
-        .iter()
-        .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    out.sort();
-    out
-}
-
 #[tokio::test]
 async fn a_fleet_admin_alert_hears_every_namespace() {
     let nats = TestNats::start().await;
@@ -98,8 +88,8 @@ async fn a_fleet_admin_alert_hears_every_namespace() {
         .map(|ns| format!("Kustomization/{ns}/apps"))
         .collect();
     expected.sort();
-    assert_eq!(messages(&fleet), expected);
-    assert_eq!(messages(&helm), ["HelmRelease/team-b/web"]);
+    assert_eq!(fleet.sorted_messages(), expected);
+    assert_eq!(helm.sorted_messages(), ["HelmRelease/team-b/web"]);
     herald.shutdown().await;
 }
 
@@ -148,7 +138,7 @@ async fn a_tenant_all_namespaces_source_is_reported_and_hears_nothing() {
     }
     control.wait_for(sent.len()).await;
     deliveries_drained(&nats).await;
-    assert_eq!(messages(&tenant), ["HelmRelease/team-a/web"]);
+    assert_eq!(tenant.sorted_messages(), ["HelmRelease/team-a/web"]);
     herald.shutdown().await;
 }
 
@@ -183,10 +173,10 @@ async fn no_cross_namespace_refs_denies_tenants_but_not_fleet_admin_wildcards() 
     fleet.wait_for(2).await;
     deliveries_drained(&nats).await;
     assert_eq!(
-        messages(&fleet),
+        fleet.sorted_messages(),
         ["Kustomization/team-a/apps", "Kustomization/team-b/apps"]
     );
-    assert_eq!(messages(&tenant), ["Kustomization/team-a/apps"]);
+    assert_eq!(tenant.sorted_messages(), ["Kustomization/team-a/apps"]);
     let (_, metrics) = herald.admin("/metrics").await;
     assert!(
         metrics.contains(
@@ -275,9 +265,9 @@ async fn the_kubernetes_catalog_honours_fleet_admin_namespaces() {
     tenant.wait_for(1).await;
     deliveries_drained(&nats).await;
     assert_eq!(
-        messages(&fleet),
+        fleet.sorted_messages(),
         ["Kustomization/team-b/apps", "Kustomization/team-c/apps"]
     );
-    assert_eq!(messages(&tenant), ["HelmRelease/team-a/web"]);
+    assert_eq!(tenant.sorted_messages(), ["HelmRelease/team-a/web"]);
     herald.shutdown().await;
 }

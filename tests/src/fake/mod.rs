@@ -348,6 +348,19 @@ impl FakeServer {
         self.lock().recorded.clone()
     }
 
+    /// The `message` of every JSON body so far (a `generic` webhook's),
+    /// sorted; `""` for a body without one.
+    #[must_use]
+    pub fn sorted_messages(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .requests()
+            .iter()
+            .map(|r| r.json()["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Waits until at least `n` requests arrived and returns them all.
     ///
     /// # Panics
