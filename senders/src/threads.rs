@@ -8,9 +8,14 @@
 //! are put back for a short while, never spin) until the root's `ts` is
 //! stored. A claim lapses after a bounded time (the Provider's timeout, the
 //! longest in-process wait for a turn and a margin), so one left by a
-//! crashed replica is taken over. Replies are counted, and the newest event
-//! is noted, so that the root can say how many updates the thread holds and
-//! show the newest message. Every change is a read, a decision (the pure
+//! crashed replica is taken over. Replies are counted, and the newest
+//! event's message is kept, so that the root can say how many updates the
+//! thread holds and show the newest message, whichever delivery updates it.
+//! One delivery at a time updates a root (`chat.update` replaces the whole
+//! message, so two in flight could land in the wrong order): it takes the
+//! turn, and before the turn ends it sees every change made meanwhile and
+//! shows it too; a turn left by a crashed replica lapses, and its own
+//! redelivery takes it again. Every change is a read, a decision (the pure
 //! functions below) and a compare-and-set.
 //!
 //! At least once, not exactly once: a root posted but not stored (the
@@ -58,17 +63,17 @@ pub enum Claim {
     Wait(Duration),
 }
 
-/// What the root of a thread should show, as one delivery sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the root of a thread shows, one snapshot of its entry: what a
+/// `chat.update` sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
     /// The replies the thread holds.
     pub replies: u32,
-    /// Whether the delivery's event is the newest (the root shows its
-    /// message).
-    pub newest: bool,
-    /// Whether the root shows less than that: fewer replies, or another
-    /// message than the newest delivery's.
-    pub owed: bool,
+    /// The delivery of the newest event, whose message the root shows.
+    pub delivery: String,
+    /// That message's attachments and blocks (a JSON object); empty when
+    /// the entry does not hold it.
+    pub content: Vec<u8>,
 }
 
 /// The shared thread roots, and the pacing every call to Slack takes.
@@ -132,13 +137,13 @@ fn decide_claim(
 }
 
 /// Stores the root `me` posted, if the key is still claimed by `me`;
-/// whether it was.
+/// whether it was. `content` is its message (see [`Root::content`]).
 fn decide_rooted(
     entry: Option<&SlackThread>,
     me: &str,
-    channel: &str,
-    ts: &str,
+    (channel, ts): (&str, &str),
     event_nanos: i64,
+    content: &[u8],
 ) -> Step<SlackThread, bool> {
     match entry {
         Some(e) if e.ts.is_empty() && e.claimed_by == me => Step::Write(
@@ -149,6 +154,7 @@ fn decide_rooted(
                 latest_delivery: me.to_owned(),
                 shown_delivery: me.to_owned(),
                 posted: vec![me.to_owned()],
+                latest_content: content.to_vec(),
                 ..SlackThread::default()
             },
             true,
@@ -157,13 +163,15 @@ fn decide_rooted(
     }
 }
 
-/// Counts the reply `me` posted to the root `ts` (once); its event
-/// becomes the thread's newest when no newer one is there.
+/// Counts the reply `me` posted to the root `ts` (once); its event, and
+/// its message `content`, become the thread's newest when no newer one is
+/// there.
 fn decide_replied(
     entry: Option<&SlackThread>,
     ts: &str,
     me: &str,
     event_nanos: i64,
+    content: &[u8],
 ) -> Step<SlackThread, ()> {
     let Some(entry) = entry.filter(|e| e.ts == ts) else {
         // The thread was started again meanwhile: nothing to count.
@@ -182,43 +190,110 @@ fn decide_replied(
     if event_nanos >= entry.latest_event_unix_nanos {
         next.latest_event_unix_nanos = event_nanos;
         next.latest_delivery = me.to_owned();
+        next.latest_content = content.to_vec();
     }
     Step::Write(next, ())
 }
 
-/// What the root `ts` should show, as `me` sees it; `None` when the
-/// thread has another root now.
-fn view(entry: Option<&SlackThread>, ts: &str, me: &str) -> Option<Root> {
-    let entry = entry.filter(|e| e.ts == ts)?;
-    let newest = entry.latest_delivery == me;
-    Some(Root {
-        replies: entry.replies,
-        newest,
-        owed: entry.shown_replies < entry.replies || (newest && entry.shown_delivery != me),
-    })
+/// Whether the root shows less than the entry holds: fewer replies, or
+/// another message than the newest.
+fn owed(entry: &SlackThread) -> bool {
+    entry.shown_replies != entry.replies || entry.shown_delivery != entry.latest_delivery
 }
 
-/// Notes that the root `ts` shows `replies`, and `me`'s message when
-/// `with_message`.
+fn snapshot(entry: &SlackThread) -> Root {
+    Root {
+        replies: entry.replies,
+        delivery: entry.latest_delivery.clone(),
+        content: entry.latest_content.clone(),
+    }
+}
+
+/// Whether `me` may update the root now: nobody else is (or their turn
+/// lapsed).
+fn free_for(entry: &SlackThread, me: &str, now: i64) -> bool {
+    entry.updating_by.is_empty()
+        || entry.updating_by == me
+        || entry.update_expires_unix_millis <= now
+}
+
+/// Gives `me` the turn to update the root `ts` when the root shows less
+/// than the entry holds and nobody else is updating it (that one sees
+/// every change before its turn ends, see [`decide_shown`]); whether `me`
+/// has it.
+fn decide_update(
+    entry: Option<&SlackThread>,
+    ts: &str,
+    me: &str,
+    now: i64,
+    hold: Duration,
+) -> Step<SlackThread, bool> {
+    let Some(entry) = entry.filter(|e| e.ts == ts) else {
+        return Step::Keep(false);
+    };
+    if !owed(entry) {
+        return match give_up_turn(entry, me) {
+            Some(next) => Step::Write(next, false),
+            None => Step::Keep(false),
+        };
+    }
+    if !free_for(entry, me, now) {
+        return Step::Keep(false);
+    }
+    let mut next = entry.clone();
+    me.clone_into(&mut next.updating_by);
+    next.update_expires_unix_millis = now.saturating_add(millis(hold));
+    Step::Write(next, true)
+}
+
+/// Notes that the root `ts` shows `shown`, as `me` updated it; whether
+/// `me` goes on (the entry changed meanwhile: its turn is held again) or
+/// its turn ends.
 fn decide_shown(
     entry: Option<&SlackThread>,
     ts: &str,
     me: &str,
-    replies: u32,
-    with_message: bool,
-) -> Step<SlackThread, ()> {
+    shown: &Root,
+    now: i64,
+    hold: Duration,
+) -> Step<SlackThread, bool> {
     let Some(entry) = entry.filter(|e| e.ts == ts) else {
-        return Step::Keep(());
+        return Step::Keep(false);
     };
     let mut next = entry.clone();
-    next.shown_replies = next.shown_replies.max(replies);
-    if with_message {
-        me.clone_into(&mut next.shown_delivery);
+    next.shown_replies = shown.replies;
+    next.shown_delivery.clone_from(&shown.delivery);
+    let more = owed(&next) && free_for(entry, me, now);
+    if more {
+        me.clone_into(&mut next.updating_by);
+        next.update_expires_unix_millis = now.saturating_add(millis(hold));
+    } else if next.updating_by == me {
+        next.updating_by.clear();
+        next.update_expires_unix_millis = 0;
     }
     if next == *entry {
-        Step::Keep(())
+        Step::Keep(more)
     } else {
-        Step::Write(next, ())
+        Step::Write(next, more)
+    }
+}
+
+/// The entry without `me`'s turn to update the root; `None` when `me` has
+/// none.
+fn give_up_turn(entry: &SlackThread, me: &str) -> Option<SlackThread> {
+    (entry.updating_by == me).then(|| SlackThread {
+        updating_by: String::new(),
+        update_expires_unix_millis: 0,
+        ..entry.clone()
+    })
+}
+
+/// Ends `me`'s turn to update the root (an update failed or must wait):
+/// the next delivery, or `me`'s own redelivery, takes it.
+fn decide_let_go(entry: Option<&SlackThread>, me: &str) -> Step<SlackThread, ()> {
+    match entry.and_then(|e| give_up_turn(e, me)) {
+        Some(next) => Step::Write(next, ()),
+        None => Step::Keep(()),
     }
 }
 
@@ -285,8 +360,9 @@ impl Threads {
         }
     }
 
-    /// Stores the root `me` posted; false when its claim was taken over
-    /// meanwhile (the thread now has a second root).
+    /// Stores the root `me` posted at `(channel, ts)` with its message
+    /// `content`; false when its claim was taken over meanwhile (the thread
+    /// now has a second root).
     ///
     /// # Errors
     ///
@@ -295,20 +371,21 @@ impl Threads {
         &self,
         key: &str,
         me: &str,
-        channel: &str,
-        ts: &str,
+        at: (&str, &str),
         event_nanos: i64,
+        content: &[u8],
     ) -> Result<bool, KvError> {
         update(
             &self.store,
             key,
             MAX_RACES,
-            |entry: Option<&SlackThread>| decide_rooted(entry, me, channel, ts, event_nanos),
+            |entry: Option<&SlackThread>| decide_rooted(entry, me, at, event_nanos, content),
         )
         .await
     }
 
-    /// Counts the reply `me` posted to the root `ts`.
+    /// Counts the reply `me` posted to the root `ts`, with its message
+    /// `content`.
     ///
     /// # Errors
     ///
@@ -319,23 +396,48 @@ impl Threads {
         ts: &str,
         me: &str,
         event_nanos: i64,
+        content: &[u8],
     ) -> Result<(), KvError> {
         update(
             &self.store,
             key,
             MAX_RACES,
-            |entry: Option<&SlackThread>| decide_replied(entry, ts, me, event_nanos),
+            |entry: Option<&SlackThread>| decide_replied(entry, ts, me, event_nanos, content),
         )
         .await
     }
 
-    /// What the root `ts` of `key` should show, as `me` sees it; `None`
-    /// when the thread has another root now (or none).
+    /// Takes `me`'s turn to update the root `ts` of `key`, held for `hold`
+    /// (see [`Threads::claim_hold`]); false when the root shows all already
+    /// or another delivery is updating it.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn take_update(
+        &self,
+        key: &str,
+        ts: &str,
+        me: &str,
+        hold: Duration,
+    ) -> Result<bool, KvError> {
+        let now = now_millis();
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_update(entry, ts, me, now, hold),
+        )
+        .await
+    }
+
+    /// What the root `ts` of `key` should show now; `None` when the thread
+    /// has another root now (or none).
     ///
     /// # Errors
     ///
     /// When the bucket cannot be read.
-    pub async fn root(&self, key: &str, ts: &str, me: &str) -> Result<Option<Root>, KvError> {
+    pub async fn current(&self, key: &str, ts: &str) -> Result<Option<Root>, KvError> {
         let entry = self
             .store
             .entry(key)
@@ -346,11 +448,12 @@ impl Threads {
             Some(entry) => Some(SlackThread::decode(entry.value)?),
             None => None,
         };
-        Ok(view(thread.as_ref(), ts, me))
+        Ok(thread.filter(|t| t.ts == ts).map(|t| snapshot(&t)))
     }
 
-    /// Notes that the root `ts` shows `replies`, and `me`'s message when
-    /// `with_message`.
+    /// Notes that `me` updated the root `ts` to show `shown`; true when the
+    /// thread changed meanwhile (`me`'s turn goes on, held for `hold`
+    /// again), false when its turn ends.
     ///
     /// # Errors
     ///
@@ -360,14 +463,30 @@ impl Threads {
         key: &str,
         ts: &str,
         me: &str,
-        replies: u32,
-        with_message: bool,
-    ) -> Result<(), KvError> {
+        shown: &Root,
+        hold: Duration,
+    ) -> Result<bool, KvError> {
+        let now = now_millis();
         update(
             &self.store,
             key,
             MAX_RACES,
-            |entry: Option<&SlackThread>| decide_shown(entry, ts, me, replies, with_message),
+            |entry: Option<&SlackThread>| decide_shown(entry, ts, me, shown, now, hold),
+        )
+        .await
+    }
+
+    /// Ends `me`'s turn to update the root of `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the bucket cannot be read or written.
+    pub async fn let_go(&self, key: &str, me: &str) -> Result<(), KvError> {
+        update(
+            &self.store,
+            key,
+            MAX_RACES,
+            |entry: Option<&SlackThread>| decide_let_go(entry, me),
         )
         .await
     }
@@ -440,13 +559,40 @@ mod tests {
         }
     }
 
+    fn content(text: &str) -> Vec<u8> {
+        format!(r#"{{"attachments":[{{"text":"{text}"}}]}}"#).into_bytes()
+    }
+
     fn rooted(me: &str, event_nanos: i64) -> SlackThread {
         let (claimed, _) = written(decide_claim(None, me, 1_000, HOLD));
-        written(decide_rooted(Some(&claimed), me, "C1", TS, event_nanos)).0
+        let at = ("C1", TS);
+        written(decide_rooted(
+            Some(&claimed),
+            me,
+            at,
+            event_nanos,
+            &content(me),
+        ))
+        .0
     }
 
     fn reply(thread: &SlackThread, me: &str, event_nanos: i64) -> SlackThread {
-        written(decide_replied(Some(thread), TS, me, event_nanos)).0
+        written(decide_replied(
+            Some(thread),
+            TS,
+            me,
+            event_nanos,
+            &content(me),
+        ))
+        .0
+    }
+
+    fn root(replies: u32, delivery: &str) -> Root {
+        Root {
+            replies,
+            delivery: delivery.to_owned(),
+            content: content(delivery),
+        }
     }
 
     #[test]
@@ -465,7 +611,8 @@ mod tests {
             Claim::Wait(ROOT_WAIT_MIN)
         );
         // Once the root is stored, they reply to it.
-        let (root, stored) = written(decide_rooted(Some(&claimed), "d1", "C1", TS, 10));
+        let at = ("C1", TS);
+        let (root, stored) = written(decide_rooted(Some(&claimed), "d1", at, 10, b"{}"));
         assert!(stored);
         let (channel, ts) = ("C1".to_owned(), TS.to_owned());
         assert_eq!(
@@ -480,14 +627,7 @@ mod tests {
             kept(decide_claim(Some(&root), "d1", 2_000, HOLD)),
             Claim::Posted { channel, ts }
         );
-        assert_eq!(
-            view(Some(&root), TS, "d1"),
-            Some(Root {
-                replies: 0,
-                newest: true,
-                owed: false
-            })
-        );
+        assert!(!kept(decide_update(Some(&root), TS, "d1", 2_000, HOLD)));
     }
 
     #[test]
@@ -496,49 +636,99 @@ mod tests {
         let (taken, claim) = written(decide_claim(Some(&claimed), "d2", 26_000, HOLD));
         assert_eq!(claim, Claim::Root);
         assert_eq!(taken.claimed_by, "d2");
-        assert!(!kept(decide_rooted(Some(&taken), "d1", "C1", "1.1", 10)));
+        assert!(!kept(decide_rooted(
+            Some(&taken),
+            "d1",
+            ("C1", "1.1"),
+            10,
+            b"{}"
+        )));
         // Its own claim is claimed again by a redelivery.
         let (again, claim) = written(decide_claim(Some(&taken), "d2", 2_000, HOLD));
         assert_eq!((claim, again.claimed_by.as_str()), (Claim::Root, "d2"));
     }
 
     #[test]
-    fn replies_are_counted_once_and_the_root_owes_the_newest_and_the_count() {
+    fn replies_are_counted_once_and_the_newest_message_is_kept() {
         let root = rooted("d1", 10);
+        assert_eq!(root.latest_content, content("d1"));
         let one = reply(&root, "d2", 30);
         assert_eq!((one.replies, one.latest_delivery.as_str()), (1, "d2"));
+        assert_eq!(one.latest_content, content("d2"));
         // An older event is counted but is not the newest.
         let two = reply(&one, "d3", 20);
         assert_eq!((two.replies, two.latest_delivery.as_str()), (2, "d2"));
+        assert_eq!(two.latest_content, content("d2"));
         // A redelivered reply is not counted again; nor is one to a root
         // since replaced.
-        kept(decide_replied(Some(&two), TS, "d2", 30));
-        kept(decide_replied(Some(&two), "9.9", "d4", 40));
-        assert_eq!(view(Some(&two), "9.9", "d2"), None);
-        // The older reply owes the root its count, the newest its message too.
-        assert_eq!(
-            view(Some(&two), TS, "d3"),
-            Some(Root {
-                replies: 2,
-                newest: false,
-                owed: true
-            })
-        );
-        let (counted, ()) = written(decide_shown(Some(&two), TS, "d3", 2, false));
-        assert_eq!(view(Some(&counted), TS, "d3").map(|r| r.owed), Some(false));
-        assert_eq!(
-            view(Some(&counted), TS, "d2"),
-            Some(Root {
-                replies: 2,
-                newest: true,
-                owed: true
-            })
-        );
-        let (shown, ()) = written(decide_shown(Some(&counted), TS, "d2", 2, true));
-        assert_eq!(view(Some(&shown), TS, "d2").map(|r| r.owed), Some(false));
-        // A late, smaller count never lowers what the root shows.
-        kept(decide_shown(Some(&shown), TS, "d3", 1, false));
-        assert_eq!(shown.shown_replies, 2);
+        kept(decide_replied(Some(&two), TS, "d2", 30, b"{}"));
+        kept(decide_replied(Some(&two), "9.9", "d4", 40, b"{}"));
+    }
+
+    #[test]
+    fn whichever_delivery_updates_the_root_shows_the_newest_message() {
+        let two = reply(&reply(&rooted("d1", 10), "d2", 30), "d3", 20);
+        // The older event's delivery takes the turn, and shows d2's message.
+        let (turn, taken) = written(decide_update(Some(&two), TS, "d3", 2_000, HOLD));
+        assert!(taken);
+        assert_eq!(snapshot(&turn), root(2, "d2"));
+        assert_eq!(turn.updating_by, "d3");
+        assert_eq!(turn.update_expires_unix_millis, 27_000);
+        // Nobody else updates meanwhile; the turn's owner sees their change.
+        let three = reply(&turn, "d4", 40);
+        assert!(!kept(decide_update(Some(&three), TS, "d4", 2_100, HOLD)));
+        let (more, goes_on) = written(decide_shown(
+            Some(&three),
+            TS,
+            "d3",
+            &root(2, "d2"),
+            2_200,
+            HOLD,
+        ));
+        assert!(goes_on);
+        assert_eq!(snapshot(&more), root(3, "d4"));
+        assert_eq!((more.shown_replies, more.updating_by.as_str()), (2, "d3"));
+        // Once the root shows all, the turn ends.
+        let (done, goes_on) = written(decide_shown(
+            Some(&more),
+            TS,
+            "d3",
+            &root(3, "d4"),
+            2_300,
+            HOLD,
+        ));
+        assert!(!goes_on);
+        assert!(!owed(&done));
+        assert_eq!(done.updating_by, "");
+        assert!(!kept(decide_update(Some(&done), TS, "d4", 2_400, HOLD)));
+    }
+
+    #[test]
+    fn a_turn_lapses_is_let_go_and_is_taken_again_by_its_redelivery() {
+        let one = reply(&rooted("d1", 10), "d2", 30);
+        let (turn, _) = written(decide_update(Some(&one), TS, "d2", 1_000, HOLD));
+        // Taken again by the same delivery (a redelivery) at once.
+        let (again, taken) = written(decide_update(Some(&turn), TS, "d2", 1_500, HOLD));
+        assert!(taken);
+        assert_eq!(snapshot(&again), root(1, "d2"));
+        assert_eq!(again.update_expires_unix_millis, 26_500);
+        // Another delivery takes it only once it lapsed.
+        assert!(!kept(decide_update(Some(&again), TS, "d3", 26_000, HOLD)));
+        let (taken, ok) = written(decide_update(Some(&again), TS, "d3", 26_500, HOLD));
+        assert_eq!((ok, taken.updating_by.as_str()), (true, "d3"));
+        // Let go: free for the next delivery; nothing to let go is no write.
+        let (free, ()) = written(decide_let_go(Some(&taken), "d3"));
+        assert_eq!(free.updating_by, "");
+        kept(decide_let_go(Some(&free), "d3"));
+        let (_, ok) = written(decide_update(Some(&free), TS, "d4", 27_000, HOLD));
+        assert!(ok);
+        // A turn held when nothing is owed is given up.
+        let mut idle = free.clone();
+        idle.shown_replies = 1;
+        idle.shown_delivery = "d2".into();
+        idle.updating_by = "d2".into();
+        let (given, ok) = written(decide_update(Some(&idle), TS, "d2", 27_000, HOLD));
+        assert_eq!((ok, given.updating_by.as_str()), (false, ""));
     }
 
     #[test]
@@ -564,5 +754,7 @@ mod tests {
         let (free, ()) = written(decide_gone(Some(&root), TS));
         let (_, claim) = written(decide_claim(Some(&free), "d3", 2_000, HOLD));
         assert_eq!(claim, Claim::Root);
+        // A root since replaced has nothing to update.
+        assert!(!kept(decide_update(Some(&free), TS, "d3", 2_000, HOLD)));
     }
 }

@@ -169,7 +169,9 @@ async fn events_about_one_object_and_revision_form_one_thread_whose_root_shows_t
     // The root shows the newest event and how many updates the thread has.
     let root = root_says(&slack, &root.ts, "2 updates in thread").await;
     assert_eq!(text(&root), "applied");
-    assert_eq!(root.updates, 2);
+    // One chat.update per reply at most: a reply counted while another's
+    // update waits for the channel's turn is shown by that update.
+    assert!((1..=2).contains(&root.updates), "{} updates", root.updates);
     // A new revision starts a new thread.
     assert_eq!(
         herald

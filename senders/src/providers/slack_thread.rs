@@ -25,6 +25,10 @@ use crate::outcome::Outcome;
 use crate::pacing::{self, Waited};
 use crate::threads::{Claim, Root, Threads};
 
+/// How many times in a row one delivery updates a root that keeps
+/// changing before it lets go and comes back.
+const UPDATES_IN_A_TURN: usize = 16;
+
 /// Slack's errors that say a thread's root is gone.
 const ROOT_GONE: [&str; 2] = ["message_not_found", "thread_not_found"];
 
@@ -81,15 +85,47 @@ pub(super) fn plan(input: &Input<'_>, request: Request) -> Plan {
     let Some(update_url) = update_url(&request.url) else {
         return Plan::Request(request);
     };
+    let content = root_content(&message);
     Plan::Exchange(Box::new(Thread {
         request,
         update_url,
+        content,
         message,
         key,
         destination,
         delivery: scope.delivery_id.to_owned(),
         event_nanos: scope.event_unix_nanos,
     }))
+}
+
+/// What of `message` the root shows when it is the newest (its
+/// attachments and blocks), as kept in HERALD_THREADS.
+fn root_content(message: &Map<String, Value>) -> Vec<u8> {
+    let shown: Map<String, Value> = ["attachments", "blocks"]
+        .into_iter()
+        .filter_map(|field| Some((field.to_owned(), message.get(field)?.clone())))
+        .collect();
+    serde_json::to_vec(&shown).unwrap_or_default()
+}
+
+/// The `chat.update` of the root `ts` in `channel` that shows `root`: its
+/// count as text (and after its blocks), and the newest message's
+/// attachments and blocks.
+fn update_body(channel: &str, ts: &str, root: &Root) -> Vec<u8> {
+    let mut update = json!({
+        "channel": channel,
+        "ts": ts,
+        "text": summary(root.replies),
+    });
+    if let Ok(Value::Object(shown)) = serde_json::from_slice(&root.content) {
+        if let Some(attachments) = shown.get("attachments") {
+            update["attachments"] = attachments.clone();
+        }
+        if let Some(blocks) = shown.get("blocks").and_then(Value::as_array) {
+            update["blocks"] = Value::Array(with_summary(blocks, root.replies));
+        }
+    }
+    serde_json::to_vec(&update).unwrap_or_default()
 }
 
 /// `chat.update` next to `chat.postMessage` at `post`.
@@ -107,8 +143,11 @@ struct Thread {
     request: Request,
     /// `chat.update` next to it.
     update_url: reqwest::Url,
-    /// The message, as JSON, for the root, the reply and the root's update.
+    /// The message, as JSON, for the root and the reply.
     message: Map<String, Value>,
+    /// What of it the root shows while it is the newest (see
+    /// [`root_content`]).
+    content: Vec<u8>,
     /// The thread's key in HERALD_THREADS.
     key: String,
     /// The channel's pacing key.
@@ -260,7 +299,13 @@ impl Thread {
             return Outcome::Delivered { status };
         };
         match threads
-            .rooted(&self.key, &self.delivery, channel, ts, self.event_nanos)
+            .rooted(
+                &self.key,
+                &self.delivery,
+                (channel, ts),
+                self.event_nanos,
+                &self.content,
+            )
             .await
         {
             Ok(true) => {
@@ -308,7 +353,13 @@ impl Thread {
             Err(refused) => return Replied::Done(refused.outcome),
         };
         match threads
-            .replied(&self.key, ts, &self.delivery, self.event_nanos)
+            .replied(
+                &self.key,
+                ts,
+                &self.delivery,
+                self.event_nanos,
+                &self.content,
+            )
             .await
         {
             Ok(()) => Replied::Done(
@@ -323,14 +374,11 @@ impl Thread {
     }
 
     /// Updates the root `(channel, ts)` to say how many replies the thread
-    /// holds, and to show this delivery's message when its event is the
-    /// newest; nothing when the root shows that already. The reply is
-    /// posted already (`status`): a root that cannot be updated for good
+    /// holds and to show the newest event's message, when it shows less and
+    /// no other delivery is updating it (see [`crate::threads`]). The reply
+    /// is posted already (`status`): a root that cannot be updated for good
     /// leaves it delivered; one to try again is put back or retried, and
-    /// the redelivery only updates the root. Slack keeps a message's
-    /// attachments and blocks when an update has none: an older event's
-    /// reply updates the text alone (a root of blocks shows its count in
-    /// its last block, which only the newest event's update rewrites).
+    /// the redelivery only updates the root.
     async fn update_root(
         &self,
         threads: &Threads,
@@ -339,65 +387,81 @@ impl Thread {
         (channel, ts): (&str, &str),
         status: u16,
     ) -> Outcome {
-        let owed = |root: Option<Root>| root.filter(|r| r.owed);
-        match threads.root(&self.key, ts, &self.delivery).await {
-            Ok(root) if owed(root).is_none() => return Outcome::Delivered { status },
-            Ok(_) => {}
-            Err(error) => return unavailable(&error),
-        }
-        if let Err(outcome) = self.turn(threads).await {
-            return outcome;
-        }
-        // Read again: other replies may have changed it while this waited.
-        let root = match threads.root(&self.key, ts, &self.delivery).await {
-            Ok(root) => match owed(root) {
-                Some(root) => root,
-                None => return Outcome::Delivered { status },
-            },
-            Err(error) => return unavailable(&error),
-        };
-        let mut update = json!({
-            "channel": channel,
-            "ts": ts,
-            "text": summary(root.replies),
-        });
-        if root.newest {
-            if let Some(attachments) = self.message.get("attachments") {
-                update["attachments"] = attachments.clone();
-            }
-            if let Some(blocks) = self.message.get("blocks").and_then(Value::as_array) {
-                update["blocks"] = Value::Array(with_summary(blocks, root.replies));
-            }
-        }
-        let body = serde_json::to_vec(&update).unwrap_or_default();
-        match self
-            .call(clients, resolved, &self.update_url, body, "chat.update")
+        let hold = threads.claim_hold(resolved.timeout);
+        match threads
+            .take_update(&self.key, ts, &self.delivery, hold)
             .await
         {
-            Ok(_) => {
-                if let Err(error) = threads
-                    .shown(&self.key, ts, &self.delivery, root.replies, root.newest)
-                    .await
-                {
-                    tracing::warn!(error = %error, thread = %self.key, "Cannot note a Slack thread root's update.");
+            Ok(true) => {}
+            Ok(false) => return Outcome::Delivered { status },
+            Err(error) => return unavailable(&error),
+        }
+        for _ in 0..UPDATES_IN_A_TURN {
+            if let Err(outcome) = self.turn(threads).await {
+                self.let_go(threads).await;
+                return outcome;
+            }
+            // What to show is read after the wait for the turn: other
+            // replies may have changed it meanwhile.
+            let show = match threads.current(&self.key, ts).await {
+                Ok(Some(now)) => now,
+                Ok(None) => return Outcome::Delivered { status },
+                Err(error) => {
+                    self.let_go(threads).await;
+                    return unavailable(&error);
                 }
-                Outcome::Delivered { status }
-            }
-            Err(refused) if refused.root_gone() => {
-                tracing::info!(thread = %self.key, error = %refused.error, "A Slack thread's root is gone; the next message starts a new thread.");
-                if let Err(error) = threads.gone(&self.key, ts).await {
-                    tracing::warn!(error = %error, thread = %self.key, "Cannot forget a Slack thread's root.");
+            };
+            let body = update_body(channel, ts, &show);
+            match self
+                .call(clients, resolved, &self.update_url, body, "chat.update")
+                .await
+            {
+                Ok(_) => {}
+                Err(refused) if refused.root_gone() => {
+                    tracing::info!(thread = %self.key, error = %refused.error, "A Slack thread's root is gone; the next message starts a new thread.");
+                    if let Err(error) = threads.gone(&self.key, ts).await {
+                        tracing::warn!(error = %error, thread = %self.key, "Cannot forget a Slack thread's root.");
+                    }
+                    return Outcome::Delivered { status };
                 }
-                Outcome::Delivered { status }
+                Err(Refused {
+                    outcome: Outcome::Dead { reason, .. },
+                    ..
+                }) => {
+                    tracing::warn!(thread = %self.key, reason = %reason, "A Slack thread's root cannot be updated; the reply is posted.");
+                    self.let_go(threads).await;
+                    return Outcome::Delivered { status };
+                }
+                Err(refused) => {
+                    self.let_go(threads).await;
+                    return refused.outcome;
+                }
             }
-            Err(Refused {
-                outcome: Outcome::Dead { reason, .. },
-                ..
-            }) => {
-                tracing::warn!(thread = %self.key, reason = %reason, "A Slack thread's root cannot be updated; the reply is posted.");
-                Outcome::Delivered { status }
+            match threads
+                .shown(&self.key, ts, &self.delivery, &show, hold)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Outcome::Delivered { status },
+                Err(error) => {
+                    // The update is made; the redelivery makes it again and
+                    // notes it (its turn lapses meanwhile).
+                    return unavailable(&error);
+                }
             }
-            Err(refused) => refused.outcome,
+        }
+        self.let_go(threads).await;
+        Outcome::Later {
+            reason: "the Slack thread's root keeps changing; its update goes on".to_owned(),
+            after: UNAVAILABLE_RETRY,
+        }
+    }
+
+    /// Ends this delivery's turn to update its root; a turn that cannot be
+    /// ended lapses.
+    async fn let_go(&self, threads: &Threads) {
+        if let Err(error) = threads.let_go(&self.key, &self.delivery).await {
+            tracing::warn!(error = %error, thread = %self.key, "Cannot end a turn to update a Slack thread's root; it lapses by itself.");
         }
     }
 
@@ -579,5 +643,42 @@ mod tests {
         assert_eq!(shown.len(), 2);
         assert_eq!(shown[1]["elements"][0]["text"], "2 updates in thread");
         assert_eq!(with_summary(&vec![blocks[0].clone(); 50], 2).len(), 50);
+    }
+
+    #[test]
+    fn every_update_of_the_root_shows_the_newest_message_and_the_count() {
+        let message = json!({
+            "channel": "alerts",
+            "text": "fallback",
+            "attachments": [{"text": "applied"}],
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "applied"}}],
+        });
+        let Value::Object(message) = message else {
+            unreachable!()
+        };
+        let content = root_content(&message);
+        let kept: Value = serde_json::from_slice(&content).unwrap();
+        assert_eq!(kept.as_object().unwrap().len(), 2, "{kept}");
+        let root = Root {
+            replies: 3,
+            delivery: "d2".into(),
+            content,
+        };
+        let update: Value = serde_json::from_slice(&update_body("C1", "1.1", &root)).unwrap();
+        assert_eq!(update["channel"], "C1");
+        assert_eq!(update["ts"], "1.1");
+        assert_eq!(update["text"], "3 updates in thread");
+        assert_eq!(update["attachments"][0]["text"], "applied");
+        assert_eq!(
+            update["blocks"][1]["elements"][0]["text"],
+            "3 updates in thread"
+        );
+        // An entry without the message (older than it) updates the count.
+        let bare = Root {
+            content: Vec::new(),
+            ..root
+        };
+        let update: Value = serde_json::from_slice(&update_body("C1", "1.1", &bare)).unwrap();
+        assert_eq!(update.as_object().unwrap().len(), 3, "{update}");
     }
 }
