@@ -1,6 +1,7 @@
 //! The HTTP receiver, wire-compatible with the notification-controller's:
 //! any path, any method, a JSON Flux event in the body.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,7 +26,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// keep it.
 pub const OVER_SHARE_PAUSE: Duration = Duration::from_millis(100);
 
-#[derive(Clone)]
+/// What every request reads; behind an `Arc`, since axum clones the state
+/// for each request.
 struct HttpState {
     intake: Intake,
     clusters: Clusters,
@@ -42,12 +44,14 @@ pub fn router(
     max_body: usize,
     body_timeout: Duration,
 ) -> Router {
-    Router::new().fallback(receive).with_state(HttpState {
-        intake,
-        clusters,
-        max_body,
-        body_timeout,
-    })
+    Router::new()
+        .fallback(receive)
+        .with_state(Arc::new(HttpState {
+            intake,
+            clusters,
+            max_body,
+            body_timeout,
+        }))
 }
 
 impl IntoResponse for IngestError {
@@ -91,7 +95,7 @@ impl IntoResponse for IngestError {
 }
 
 async fn receive(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     method: axum::http::Method,
     headers: HeaderMap,
     body: Body,

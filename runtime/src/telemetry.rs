@@ -10,6 +10,7 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -81,12 +82,12 @@ pub fn init(format: LogFormat, service_name: &str) -> anyhow::Result<Telemetry> 
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let provider = if tracing_requested() {
         Some(build_provider(service_name)?)
     } else {
         None
     };
+    let levels = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
@@ -94,20 +95,27 @@ pub fn init(format: LogFormat, service_name: &str) -> anyhow::Result<Telemetry> 
         LogFormat::Human => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).boxed(),
     };
-    // Without export, spans are of no use to anyone: keep only log events, so
-    // the per-message spans are never built (a quarter of the CPU per event).
+    // Without export, spans are of no use to anyone: the logs keep only
+    // events. Every filter is the layer's own, so that when no layer wants
+    // spans the per-message spans are never built at all (a global filter
+    // that enables them would have the registry build each one for nobody).
     let exporting = provider.is_some();
-    let fmt = fmt.with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
-        exporting || meta.is_event()
-    }));
-    let otel = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("herald")));
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    let fmt = fmt.with_filter(
+        levels().and(tracing_subscriber::filter::filter_fn(move |meta| {
+            exporting || meta.is_event()
+        })),
+    );
+    let installed = match provider.as_ref() {
+        Some(provider) => tracing_subscriber::registry()
+            .with(fmt)
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("herald"))
+                    .with_filter(levels()),
+            )
+            .try_init(),
+        None => tracing_subscriber::registry().with(fmt).try_init(),
+    };
     if installed.is_err() {
         // A subscriber installed earlier (a test's) keeps the job.
         return Ok(Telemetry::default());
@@ -142,5 +150,18 @@ impl Telemetry {
                 Err(error) => eprintln!("herald: cannot flush traces: {error}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The only test in this crate that installs the global subscriber.
+    #[test]
+    fn without_export_spans_are_never_built_and_logs_still_are() {
+        super::init(super::LogFormat::Human, "herald-test").expect("installed");
+        let span = tracing::info_span!("sender.process", messaging.system = "nats");
+        assert!(span.is_disabled(), "a span nobody exports was built");
+        assert!(tracing::event_enabled!(tracing::Level::INFO));
+        assert!(!tracing::event_enabled!(tracing::Level::DEBUG));
     }
 }

@@ -8,8 +8,17 @@
 //! is near waits in the sender; one whose turn is far is put back on the queue
 //! with that delay, without reserving anything, so destinations that are not
 //! limited are never slowed down.
+//!
+//! A destination without a steady rate only has to know whether it is
+//! blocked: that is read from the bucket at most once per [`BLOCK_FRESH`]
+//! per sender (one read at a time, the others go by the last one known),
+//! instead of once per delivery; a block this sender sets is known at once.
+//! A block another replica sets is so seen within [`BLOCK_FRESH`], about
+//! the time the requests already on their way take anyway.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
@@ -38,12 +47,40 @@ pub enum Waited {
     PutBack(Duration),
 }
 
+/// How long a block read from the bucket is taken as known for a
+/// destination without a steady rate.
+pub const BLOCK_FRESH: Duration = Duration::from_millis(100);
+
+/// Destinations known beyond which the long unread are forgotten.
+const KNOWN_KEPT: usize = 4096;
+
+/// A destination's block as last read.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    blocked_until_unix_millis: i64,
+    read_at: Instant,
+    /// A delivery is reading it again now.
+    reading: bool,
+}
+
 /// Shared pacing state.
 #[derive(Clone)]
 pub struct Pacer {
     store: kv::Store,
     /// The longest wait spent in the sender; longer ones go back on the queue.
     max_local_wait: Duration,
+    /// Blocks of destinations without a steady rate, as last read.
+    known: Arc<KnownBlocks>,
+}
+
+/// Blocks of destinations as last read, by destination.
+#[derive(Debug, Default)]
+struct KnownBlocks(Mutex<HashMap<String, Known>>);
+
+/// Whether a block must be read, or what is known of it.
+enum Lookup {
+    Known(i64),
+    Read,
 }
 
 impl std::fmt::Debug for Pacer {
@@ -91,6 +128,50 @@ fn with_jitter(wait: Duration) -> Duration {
 
 const MAX_RACES: usize = 16;
 
+// === impl KnownBlocks ===
+
+impl KnownBlocks {
+    /// What is known of `key`'s block: fresh, or being read by another
+    /// delivery; else this delivery reads it (and says so).
+    fn lookup(&self, key: &str) -> Lookup {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match known.get_mut(key) {
+            Some(k) if k.reading || k.read_at.elapsed() < BLOCK_FRESH => {
+                Lookup::Known(k.blocked_until_unix_millis)
+            }
+            Some(k) => {
+                k.reading = true;
+                Lookup::Read
+            }
+            // Never read: every delivery reads until one has.
+            None => Lookup::Read,
+        }
+    }
+
+    /// Notes `key`'s block as read (or set) now; `None` when the read
+    /// failed. A later block already known is kept.
+    fn note(&self, key: &str, blocked_until: Option<i64>) {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(until) = blocked_until else {
+            if let Some(k) = known.get_mut(key) {
+                k.reading = false;
+            }
+            return;
+        };
+        if known.len() >= KNOWN_KEPT && !known.contains_key(key) {
+            known.retain(|_, k| k.read_at.elapsed() < BLOCK_FRESH * 600);
+        }
+        let entry = known.entry(key.to_owned()).or_insert(Known {
+            blocked_until_unix_millis: until,
+            read_at: Instant::now(),
+            reading: false,
+        });
+        entry.blocked_until_unix_millis = entry.blocked_until_unix_millis.max(until);
+        entry.read_at = Instant::now();
+        entry.reading = false;
+    }
+}
+
 // === impl Pacer ===
 
 impl Pacer {
@@ -100,7 +181,32 @@ impl Pacer {
         Self {
             store,
             max_local_wait,
+            known: Arc::default(),
         }
+    }
+
+    /// The turn of a destination without a steady rate: now, unless it is
+    /// blocked.
+    async fn unpaced_turn(&self, key: &str) -> anyhow::Result<Turn> {
+        let until = match self.known.lookup(key) {
+            Lookup::Known(until) => until,
+            Lookup::Read => match self.read(key).await {
+                Ok(state) => {
+                    self.known.note(key, Some(state.blocked_until_unix_millis));
+                    state.blocked_until_unix_millis
+                }
+                Err(error) => {
+                    self.known.note(key, None);
+                    return Err(error);
+                }
+            },
+        };
+        let now = now_millis();
+        Ok(if until > now {
+            Turn::Later(with_jitter(duration(until - now)))
+        } else {
+            Turn::SendAfter(Duration::ZERO)
+        })
     }
 
     /// The longest a turn is waited for in process.
@@ -122,12 +228,16 @@ impl Pacer {
     }
 
     /// Asks for a turn at `key`, whose steady rate is one request per
-    /// `interval` (none: no steady rate, only `Retry-After` blocks apply).
+    /// `interval` (none: no steady rate, only `Retry-After` blocks apply, as
+    /// last read: see [`BLOCK_FRESH`]).
     ///
     /// # Errors
     ///
     /// When the bucket cannot be read or written.
     pub async fn turn(&self, key: &str, interval: Option<Duration>) -> anyhow::Result<Turn> {
+        let Some(interval) = interval else {
+            return self.unpaced_turn(key).await;
+        };
         let max_local_wait = self.max_local_wait;
         let decided = update(
             &self.store,
@@ -140,9 +250,6 @@ impl Pacer {
                     let wait = duration(state.blocked_until_unix_millis - now);
                     return Step::Keep(Turn::Later(with_jitter(wait)));
                 }
-                let Some(interval) = interval else {
-                    return Step::Keep(Turn::SendAfter(Duration::ZERO));
-                };
                 let slot = state.next_at_unix_millis.max(now);
                 let wait = duration(slot - now);
                 if wait > max_local_wait {
@@ -224,6 +331,7 @@ impl Pacer {
             },
         )
         .await?;
+        self.known.note(key, Some(until));
         Ok(())
     }
 
@@ -289,6 +397,29 @@ mod tests {
         assert_ne!(key, destination(&other_channel));
         assert_eq!(key, destination(&base.clone()));
         assert!(!key.contains("secret") && key.len() == 34);
+    }
+
+    #[test]
+    fn a_known_block_is_read_once_per_freshness_and_one_reader_at_a_time() {
+        let known = KnownBlocks::default();
+        // Never read: every delivery reads.
+        assert!(matches!(known.lookup("d.1"), Lookup::Read));
+        assert!(matches!(known.lookup("d.1"), Lookup::Read));
+        known.note("d.1", Some(5));
+        assert!(matches!(known.lookup("d.1"), Lookup::Known(5)));
+        // A block set here is known at once; an older read never lowers it.
+        known.note("d.1", Some(9));
+        known.note("d.1", Some(7));
+        assert!(matches!(known.lookup("d.1"), Lookup::Known(9)));
+        // Stale: one delivery reads, the others go by what is known.
+        known.0.lock().unwrap().get_mut("d.1").unwrap().read_at -= BLOCK_FRESH;
+        assert!(matches!(known.lookup("d.1"), Lookup::Read));
+        assert!(matches!(known.lookup("d.1"), Lookup::Known(9)));
+        // A failed read lets the next delivery read.
+        known.note("d.1", None);
+        assert!(matches!(known.lookup("d.1"), Lookup::Read));
+        // Others are apart.
+        assert!(matches!(known.lookup("d.2"), Lookup::Read));
     }
 
     #[test]
