@@ -979,6 +979,15 @@ async fn run(
             } => {
                 let fleet = open_fleet(clusters, &mut tasks)?;
                 let catalog = open_catalog(catalog, fleet.as_ref(), &mut tasks).await?;
+                // Ingest and the router get connections of their own: all
+                // of one connection's traffic goes through one task, so the
+                // three services sharing one would be held to one core.
+                let router_nats =
+                    hnats::connect_checked(&nats_args, "herald-router", "nats router", &readiness)
+                        .await?;
+                let ingest_nats =
+                    hnats::connect_checked(&nats_args, "herald-ingest", "nats ingest", &readiness)
+                        .await?;
                 let sender_app = herald_senders::App::build(
                     sender,
                     nats.clone(),
@@ -991,7 +1000,7 @@ async fn run(
                 let router_app = herald_router::App::build(
                     router,
                     fleet.clone(),
-                    nats.clone(),
+                    router_nats,
                     catalog,
                     metrics.clone(),
                     &readiness,
@@ -1001,7 +1010,7 @@ async fn run(
                 let ingest_app = herald_ingest::App::build(
                     ingest,
                     fleet,
-                    nats.clone(),
+                    ingest_nats,
                     metrics,
                     &readiness,
                     &cancel,

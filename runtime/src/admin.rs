@@ -45,7 +45,7 @@ async fn metrics_text(State(state): State<AdminState>, headers: HeaderMap) -> im
     state
         .metrics
         .nats_connected
-        .set(i64::from(state.readiness.is_set("nats")));
+        .set(i64::from(state.readiness.all_set("nats")));
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok());

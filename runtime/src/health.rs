@@ -54,6 +54,26 @@ impl Readiness {
         self.lock().checks.get(check).copied().unwrap_or(false)
     }
 
+    /// Whether every check of `family` (named so, or `family` and a space
+    /// and more, as a process's several NATS connections are) is set; false
+    /// when there is none.
+    #[must_use]
+    pub fn all_set(&self, family: &str) -> bool {
+        let state = self.lock();
+        let mut members = state.checks.iter().filter(|(name, _)| {
+            name.as_str() == family
+                || name
+                    .strip_prefix(family)
+                    .is_some_and(|rest| rest.starts_with(' '))
+        });
+        let mut any = false;
+        let all = members.all(|(_, set)| {
+            any = true;
+            *set
+        });
+        any && all
+    }
+
     /// Ready when every check is; no checks means not ready.
     #[must_use]
     pub fn report(&self) -> Report {
@@ -92,6 +112,19 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_family_of_checks_is_set_when_each_member_is() {
+        let r = Readiness::default();
+        assert!(!r.all_set("nats"));
+        r.set("nats", true);
+        r.set("natsy", false);
+        assert!(r.all_set("nats"));
+        r.register("nats router");
+        assert!(!r.all_set("nats"));
+        r.set("nats router", true);
+        assert!(r.all_set("nats"));
+    }
 
     #[test]
     fn ready_only_when_every_check_is() {

@@ -207,6 +207,22 @@ pub struct Nats {
 ///
 /// When the URL or the credentials file cannot be used.
 pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyhow::Result<Nats> {
+    connect_checked(args, name, "nats", readiness).await
+}
+
+/// Connects as [`connect`] does, with the connection's readiness under
+/// `check` (a process with several connections has one check for each).
+///
+/// # Errors
+///
+/// When the URL or the credentials file cannot be used.
+pub async fn connect_checked(
+    args: &NatsArgs,
+    name: &str,
+    check: &'static str,
+    readiness: &Readiness,
+) -> anyhow::Result<Nats> {
+    readiness.register(check);
     let ready = readiness.clone();
     let options = async_nats::ConnectOptions::new()
         .name(name)
@@ -219,12 +235,12 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        tracing::info!("Connected to NATS.");
-                        ready.set("nats", true);
+                        tracing::info!(connection = check, "Connected to NATS.");
+                        ready.set(check, true);
                     }
                     async_nats::Event::Disconnected => {
-                        tracing::warn!("Disconnected from NATS; reconnecting.");
-                        ready.set("nats", false);
+                        tracing::warn!(connection = check, "Disconnected from NATS; reconnecting.");
+                        ready.set(check, false);
                     }
                     other => tracing::debug!(event = %other, "NATS client event."),
                 }
@@ -232,7 +248,7 @@ pub async fn connect(args: &NatsArgs, name: &str, readiness: &Readiness) -> anyh
         });
     let client = args.connect_with(options).await?;
     if client.connection_state() == async_nats::connection::State::Connected {
-        readiness.set("nats", true);
+        readiness.set(check, true);
     }
     let jetstream = args.context(JETSTREAM_TIMEOUT, client.clone());
     Ok(Nats {
