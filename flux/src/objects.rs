@@ -746,10 +746,28 @@ struct NoSpec {}
 
 /// Reads every non-empty document of `text` as a `T`, one result per document.
 fn read_all<T: serde::de::DeserializeOwned>(text: &str) -> Vec<Result<T, String>> {
+    read_each(text, |document| document)
+}
+
+/// Each document of `text` read as `T` and made into what `keep` keeps of
+/// it, one document at a time: a document's `T` is dropped before the next
+/// one is read.
+fn read_each<T: serde::de::DeserializeOwned, R>(
+    text: &str,
+    mut keep: impl FnMut(T) -> R,
+) -> Vec<Result<R, String>> {
     let mut reader = std::io::Cursor::new(text.as_bytes());
     serde_saphyr::read::<_, T>(&mut reader)
-        .map(|r| r.map_err(|e| e.to_string()))
+        .map(|r| r.map(&mut keep).map_err(|e| e.to_string()))
         .collect()
+}
+
+/// What the generic reading of a document keeps: a List whole (its items
+/// are read from it), any other document's unknown fields only (a folder
+/// of thousands of objects is never held as generic values at once).
+enum Generic {
+    List(serde_json::Value),
+    Unknown(Vec<crate::lint::Unknown>),
 }
 
 /// Parses a multi-document YAML text into objects.
@@ -826,8 +844,18 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
         h.as_ref()
             .is_ok_and(|h| h.kind == "List" && h.api_version == "v1")
     });
-    let values = if lint || lists {
-        read_all::<serde_json::Value>(text)
+    let generic = if lint || lists {
+        read_each(text, |value: serde_json::Value| {
+            let list = value.get("kind").and_then(serde_json::Value::as_str) == Some("List")
+                && value.get("apiVersion").and_then(serde_json::Value::as_str) == Some("v1");
+            if list {
+                Generic::List(value)
+            } else if lint {
+                Generic::Unknown(crate::lint::unknown_fields(&value))
+            } else {
+                Generic::Unknown(Vec::new())
+            }
+        })
     } else {
         Vec::new()
     };
@@ -837,19 +865,23 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
         Vec::new()
     };
     let line_of_doc = |i: usize| (lines.len() == headers.len()).then(|| lines[i]);
-    let unknown_of = |value: Option<&serde_json::Value>, from: Option<usize>| {
-        if !lint {
-            return Vec::new();
-        }
-        value
-            .map(crate::lint::unknown_fields)
-            .unwrap_or_default()
+    let located = |unknown: Vec<crate::lint::Unknown>, from: Option<usize>| {
+        unknown
             .into_iter()
             .map(|u| {
                 let line = from.and_then(|from| crate::lint::line_of(text, from, &u.field));
                 (line.or(from), u.reason)
             })
-            .collect()
+            .collect::<Vec<_>>()
+    };
+    let unknown_of = |value: Option<&serde_json::Value>, from: Option<usize>| {
+        if !lint {
+            return Vec::new();
+        }
+        located(
+            value.map(crate::lint::unknown_fields).unwrap_or_default(),
+            from,
+        )
     };
     let mut out = Vec::new();
     for (i, header) in headers.iter().enumerate() {
@@ -864,12 +896,14 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
             }
         };
         let line = line_of_doc(i);
-        let value = values.get(i).and_then(|v| v.as_ref().ok());
+        let generic = generic.get(i).and_then(|v| v.as_ref().ok());
         if header.kind == "List" && header.api_version == "v1" {
             // `kubectl get -o yaml` writes a List of the objects.
-            let items = value
-                .and_then(|v| v.get("items"))
-                .and_then(|v| v.as_array());
+            let list = match generic {
+                Some(Generic::List(value)) => Some(value),
+                _ => None,
+            };
+            let items = list.and_then(|v| v.get("items")).and_then(|v| v.as_array());
             for item in items.into_iter().flatten() {
                 let Some(result) = parse_value(item, default_namespace).or_else(|| {
                     let kind = item
@@ -920,10 +954,14 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
             "Provider" => take(&providers, i, provider_of),
             _ => take(&secrets, i, secret_of),
         };
+        let unknown = match generic {
+            Some(Generic::Unknown(unknown)) if lint => located(unknown.clone(), line),
+            _ => Vec::new(),
+        };
         out.push(Located {
             line,
             result: finish(header, i, taken, default_namespace),
-            unknown: unknown_of(value, line),
+            unknown,
         });
     }
     Ok(out)
