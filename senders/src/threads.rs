@@ -330,6 +330,15 @@ impl Threads {
         }
     }
 
+    /// Changes the entry of `key` as `decide` says, with compare-and-set.
+    async fn change<R>(
+        &self,
+        key: &str,
+        decide: impl FnMut(Option<&SlackThread>) -> Step<SlackThread, R>,
+    ) -> Result<R, KvError> {
+        update(&self.store, key, MAX_RACES, decide).await
+    }
+
     /// How long a claim to post a root holds when one call to Slack may
     /// take `timeout`: that call, a wait for the channel's turn, and a
     /// margin for the writes around them. A claim older than this was left
@@ -347,13 +356,9 @@ impl Threads {
     /// When the bucket cannot be read or written.
     pub async fn claim(&self, key: &str, me: &str, hold: Duration) -> Result<Claim, KvError> {
         let now = now_millis();
-        let decided = update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_claim(entry, me, now, hold),
-        )
-        .await;
+        let decided = self
+            .change(key, |entry| decide_claim(entry, me, now, hold))
+            .await;
         match decided {
             Err(KvError::Contended) => Ok(Claim::Wait(ROOT_WAIT)),
             other => other,
@@ -375,12 +380,9 @@ impl Threads {
         event_nanos: i64,
         content: &[u8],
     ) -> Result<bool, KvError> {
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_rooted(entry, me, at, event_nanos, content),
-        )
+        self.change(key, |entry| {
+            decide_rooted(entry, me, at, event_nanos, content)
+        })
         .await
     }
 
@@ -398,12 +400,9 @@ impl Threads {
         event_nanos: i64,
         content: &[u8],
     ) -> Result<(), KvError> {
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_replied(entry, ts, me, event_nanos, content),
-        )
+        self.change(key, |entry| {
+            decide_replied(entry, ts, me, event_nanos, content)
+        })
         .await
     }
 
@@ -422,13 +421,8 @@ impl Threads {
         hold: Duration,
     ) -> Result<bool, KvError> {
         let now = now_millis();
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_update(entry, ts, me, now, hold),
-        )
-        .await
+        self.change(key, |entry| decide_update(entry, ts, me, now, hold))
+            .await
     }
 
     /// What the root `ts` of `key` should show now; `None` when the thread
@@ -467,13 +461,8 @@ impl Threads {
         hold: Duration,
     ) -> Result<bool, KvError> {
         let now = now_millis();
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_shown(entry, ts, me, shown, now, hold),
-        )
-        .await
+        self.change(key, |entry| decide_shown(entry, ts, me, shown, now, hold))
+            .await
     }
 
     /// Ends `me`'s turn to update the root of `key`.
@@ -482,13 +471,7 @@ impl Threads {
     ///
     /// When the bucket cannot be read or written.
     pub async fn let_go(&self, key: &str, me: &str) -> Result<(), KvError> {
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_let_go(entry, me),
-        )
-        .await
+        self.change(key, |entry| decide_let_go(entry, me)).await
     }
 
     /// Gives up `me`'s claim on `key`.
@@ -497,13 +480,7 @@ impl Threads {
     ///
     /// When the bucket cannot be read or written.
     pub async fn release(&self, key: &str, me: &str) -> Result<(), KvError> {
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_release(entry, me),
-        )
-        .await
+        self.change(key, |entry| decide_release(entry, me)).await
     }
 
     /// Forgets the root `ts` of `key`, gone from Slack.
@@ -512,13 +489,7 @@ impl Threads {
     ///
     /// When the bucket cannot be read or written.
     pub async fn gone(&self, key: &str, ts: &str) -> Result<(), KvError> {
-        update(
-            &self.store,
-            key,
-            MAX_RACES,
-            |entry: Option<&SlackThread>| decide_gone(entry, ts),
-        )
-        .await
+        self.change(key, |entry| decide_gone(entry, ts)).await
     }
 
     /// Takes `destination`'s turn for one call to Slack (see
