@@ -51,6 +51,10 @@ pub enum Waited {
 /// destination without a steady rate.
 pub const BLOCK_FRESH: Duration = Duration::from_millis(100);
 
+/// How long a read in progress is waited for before another delivery
+/// reads again (the one reading may have been dropped).
+const READ_ABANDONED: Duration = Duration::from_secs(1);
+
 /// Destinations known beyond which the long unread are forgotten.
 const KNOWN_KEPT: usize = 4096;
 
@@ -59,8 +63,8 @@ const KNOWN_KEPT: usize = 4096;
 struct Known {
     blocked_until_unix_millis: i64,
     read_at: Instant,
-    /// A delivery is reading it again now.
-    reading: bool,
+    /// Since when a delivery is reading it again, if one is.
+    reading_since: Option<Instant>,
 }
 
 /// Shared pacing state.
@@ -136,11 +140,15 @@ impl KnownBlocks {
     fn lookup(&self, key: &str) -> Lookup {
         let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match known.get_mut(key) {
-            Some(k) if k.reading || k.read_at.elapsed() < BLOCK_FRESH => {
+            Some(k)
+                if k.read_at.elapsed() < BLOCK_FRESH
+                    || k.reading_since
+                        .is_some_and(|t| t.elapsed() < READ_ABANDONED) =>
+            {
                 Lookup::Known(k.blocked_until_unix_millis)
             }
             Some(k) => {
-                k.reading = true;
+                k.reading_since = Some(Instant::now());
                 Lookup::Read
             }
             // Never read: every delivery reads until one has.
@@ -154,7 +162,7 @@ impl KnownBlocks {
         let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(until) = blocked_until else {
             if let Some(k) = known.get_mut(key) {
-                k.reading = false;
+                k.reading_since = None;
             }
             return;
         };
@@ -164,11 +172,11 @@ impl KnownBlocks {
         let entry = known.entry(key.to_owned()).or_insert(Known {
             blocked_until_unix_millis: until,
             read_at: Instant::now(),
-            reading: false,
+            reading_since: None,
         });
         entry.blocked_until_unix_millis = entry.blocked_until_unix_millis.max(until);
         entry.read_at = Instant::now();
-        entry.reading = false;
+        entry.reading_since = None;
     }
 }
 
@@ -418,6 +426,16 @@ mod tests {
         // A failed read lets the next delivery read.
         known.note("d.1", None);
         assert!(matches!(known.lookup("d.1"), Lookup::Read));
+        // So does a read abandoned (its delivery dropped) for too long.
+        known
+            .0
+            .lock()
+            .unwrap()
+            .get_mut("d.1")
+            .unwrap()
+            .reading_since = Some(Instant::now() - READ_ABANDONED);
+        assert!(matches!(known.lookup("d.1"), Lookup::Read));
+        assert!(matches!(known.lookup("d.1"), Lookup::Known(9)));
         // Others are apart.
         assert!(matches!(known.lookup("d.2"), Lookup::Read));
     }

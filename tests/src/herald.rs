@@ -42,6 +42,19 @@ pub struct Options {
     pub fleet_admin_namespaces: Vec<String>,
 }
 
+impl Options {
+    /// A sender alone (another replica, or one started after ingest and
+    /// the router), with the default settings.
+    #[must_use]
+    pub fn senders_only() -> Self {
+        Self {
+            ingest: false,
+            router: false,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");

@@ -33,14 +33,6 @@ fn event(i: usize) -> Event {
         .message(&format!("event {i}"))
 }
 
-fn senders_only() -> Options {
-    Options {
-        ingest: false,
-        router: false,
-        ..Options::default()
-    }
-}
-
 fn message_of(request: &herald_tests::fake::Recorded) -> String {
     if let Some(m) = request.json()["message"].as_str() {
         return m.to_owned();
@@ -105,8 +97,8 @@ async fn retry_after_is_honoured_by_all_three_sender_replicas() {
     let dir = config_dir(&manifests(&[("hook", &hook), ("other", &other)], "generic"));
     // One process with ingest, router and a sender, and two more senders.
     let first = TestHerald::start(nats.url(), dir.path()).await;
-    let second = TestHerald::start_with(nats.url(), dir.path(), senders_only()).await;
-    let third = TestHerald::start_with(nats.url(), dir.path(), senders_only()).await;
+    let second = TestHerald::start_with(nats.url(), dir.path(), Options::senders_only()).await;
+    let third = TestHerald::start_with(nats.url(), dir.path(), Options::senders_only()).await;
     assert_eq!(first.post(event(0)).await.0, 202);
     let limited = hook.wait_for(1).await[0].at;
     // Once the sender that got the 429 has shared it, no replica sends early.
@@ -160,7 +152,7 @@ async fn slack_is_paced_to_one_message_per_second_per_channel_across_replicas() 
     let slack = FakeServer::slack().await;
     let dir = config_dir(&manifests(&[("slack", &slack)], "slack"));
     let first = TestHerald::start(nats.url(), dir.path()).await;
-    let second = TestHerald::start_with(nats.url(), dir.path(), senders_only()).await;
+    let second = TestHerald::start_with(nats.url(), dir.path(), Options::senders_only()).await;
     for i in 0..5 {
         assert_eq!(first.post(event(i)).await.0, 202);
     }

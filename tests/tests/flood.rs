@@ -26,6 +26,15 @@ fn alert(name: &str, provider: &str, severity: &str, annotations: &str) -> Strin
     )
 }
 
+/// A generic Provider `hook` on `hook`'s address and one Alert on it.
+fn on_hook(hook: &FakeServer, alert_name: &str, severity: &str, annotations: &str) -> String {
+    format!(
+        "{}{}",
+        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
+        alert(alert_name, "hook", severity, annotations),
+    )
+}
+
 fn event(name: &str, severity: &str, reason: &str, message: &str) -> String {
     Event::new("Kustomization", NS, name)
         .severity(severity)
@@ -161,15 +170,11 @@ async fn a_burst_to_a_grouped_alert_becomes_one_digest_naming_every_event() {
 async fn events_after_a_digest_gather_for_the_group_interval() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert(
-            "outage",
-            "hook",
-            "info",
-            "herald.dev/group-wait: 1s, herald.dev/group-interval: 3s"
-        ),
+    let manifests = on_hook(
+        &hook,
+        "outage",
+        "info",
+        "herald.dev/group-wait: 1s, herald.dev/group-interval: 3s",
     );
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
@@ -203,11 +208,7 @@ async fn events_after_a_digest_gather_for_the_group_interval() {
 async fn grouping_by_cluster_makes_one_digest_per_cluster() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert("outage", "hook", "error", "herald.dev/group-wait: 2s"),
-    );
+    let manifests = on_hook(&hook, "outage", "error", "herald.dev/group-wait: 2s");
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     for cluster in ["shop-eu", "shop-us", "shop-ap"] {
@@ -243,11 +244,7 @@ async fn grouping_by_cluster_makes_one_digest_per_cluster() {
 async fn a_sender_restarted_between_gathering_and_flushing_still_flushes() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert("outage", "hook", "error", "herald.dev/group-wait: 2s"),
-    );
+    let manifests = on_hook(&hook, "outage", "error", "herald.dev/group-wait: 2s");
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     post_all(
@@ -265,16 +262,7 @@ async fn a_sender_restarted_between_gathering_and_flushing_still_flushes() {
     herald.shutdown().await;
     assert!(hook.requests().is_empty());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let sender = TestHerald::start_with(
-        nats.url(),
-        dir.path(),
-        Options {
-            ingest: false,
-            router: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let sender = TestHerald::start_with(nats.url(), dir.path(), Options::senders_only()).await;
     let digest = hook.wait_for(1).await;
     flushed(&nats).await;
     assert_eq!(hook.requests().len(), 1);
@@ -286,28 +274,15 @@ async fn a_sender_restarted_between_gathering_and_flushing_still_flushes() {
 async fn two_senders_flush_each_group_once() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert(
-            "outage",
-            "hook",
-            "error",
-            "herald.dev/group-wait: 1s, herald.dev/group-interval: 1s"
-        ),
+    let manifests = on_hook(
+        &hook,
+        "outage",
+        "error",
+        "herald.dev/group-wait: 1s, herald.dev/group-interval: 1s",
     );
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
-    let second = TestHerald::start_with(
-        nats.url(),
-        dir.path(),
-        Options {
-            ingest: false,
-            router: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let second = TestHerald::start_with(nats.url(), dir.path(), Options::senders_only()).await;
     let clusters: Vec<String> = (0..8).map(|i| format!("shop-{i}")).collect();
     for round in 0..3 {
         for cluster in &clusters {
@@ -343,15 +318,11 @@ async fn two_senders_flush_each_group_once() {
 async fn a_repeat_threshold_holds_events_back_until_seen_n_times() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert(
-            "flaps",
-            "hook",
-            "error",
-            "herald.dev/repeat-threshold: 3/10m"
-        ),
+    let manifests = on_hook(
+        &hook,
+        "flaps",
+        "error",
+        "herald.dev/repeat-threshold: 3/10m",
     );
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
@@ -386,11 +357,7 @@ async fn a_repeat_threshold_holds_events_back_until_seen_n_times() {
 async fn a_recovery_is_sent_once_after_a_notified_error() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert("oncall", "hook", "error", "herald.dev/recovery: 'true'"),
-    );
+    let manifests = on_hook(&hook, "oncall", "error", "herald.dev/recovery: 'true'");
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
     // An object that never failed: its success is not heard (eventSeverity: error).
@@ -449,15 +416,11 @@ async fn a_recovery_is_sent_once_after_a_notified_error() {
 async fn a_recovery_is_part_of_the_digest_when_grouped() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert(
-            "oncall",
-            "hook",
-            "error",
-            "herald.dev/recovery: 'true', herald.dev/group-wait: 1s, herald.dev/group-interval: 1s"
-        ),
+    let manifests = on_hook(
+        &hook,
+        "oncall",
+        "error",
+        "herald.dev/recovery: 'true', herald.dev/group-wait: 1s, herald.dev/group-interval: 1s",
     );
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
@@ -506,15 +469,11 @@ async fn a_recovery_is_part_of_the_digest_when_grouped() {
 async fn invalid_settings_are_problems_and_events_are_still_delivered() {
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert(
-            "bad",
-            "hook",
-            "error",
-            "herald.dev/group-wait: soon, herald.dev/repeat-threshold: often"
-        ),
+    let manifests = on_hook(
+        &hook,
+        "bad",
+        "error",
+        "herald.dev/group-wait: soon, herald.dev/repeat-threshold: often",
     );
     let dir = config_dir(&manifests);
     let herald = TestHerald::start(nats.url(), dir.path()).await;
@@ -577,15 +536,11 @@ async fn a_flusher_lost_between_publishing_and_removing_loses_nothing_and_sends_
     use herald_senders::groups::{Flusher, Stage};
     let nats = TestNats::start().await;
     let hook = FakeServer::webhook().await;
-    let manifests = format!(
-        "{}{}",
-        Provider::new(NS, "hook", "generic").address(&hook.url("/h")),
-        alert(
-            "outage",
-            "hook",
-            "error",
-            "herald.dev/group-wait: 500ms, herald.dev/group-interval: 1s"
-        ),
+    let manifests = on_hook(
+        &hook,
+        "outage",
+        "error",
+        "herald.dev/group-wait: 500ms, herald.dev/group-interval: 1s",
     );
     let dir = config_dir(&manifests);
     // Ingest and router only: the flushers are driven by hand.
@@ -649,16 +604,7 @@ async fn a_flusher_lost_between_publishing_and_removing_loses_nothing_and_sends_
     assert_eq!(nats.stream_messages(names::DELIVERIES_STREAM).await, 1);
     assert_eq!(nats.stream_messages(names::GROUPS_STREAM).await, 1);
     // A sender sends the digest, then the late event's after the interval.
-    let sender = TestHerald::start_with(
-        nats.url(),
-        dir.path(),
-        Options {
-            ingest: false,
-            router: false,
-            ..Options::default()
-        },
-    )
-    .await;
+    let sender = TestHerald::start_with(nats.url(), dir.path(), Options::senders_only()).await;
     let digests = hook.wait_for(2).await;
     flushed(&nats).await;
     assert_eq!(hook.requests().len(), 2);

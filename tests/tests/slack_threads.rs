@@ -69,9 +69,8 @@ fn options(pace: &str) -> Options {
 
 fn senders_only(pace: &str) -> Options {
     Options {
-        ingest: false,
-        router: false,
-        ..options(pace)
+        sender_args: options(pace).sender_args,
+        ..Options::senders_only()
     }
 }
 
