@@ -353,7 +353,7 @@ const STANDALONE_MIN_WORKERS: usize = 3;
 /// work, or a worker descheduled for the co-located nats-server, does not
 /// hold up the other two. (On two cores, three workers rather than two cut
 /// standalone's CPU per event and raised its average `max` ratio from about
-/// 0.63 to 0.67 of the bench's yardstick; four did no better than three.)
+/// 0.63 to 0.68 of the bench's yardstick; four did no better than three.)
 fn serving_runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
