@@ -844,7 +844,7 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
         h.as_ref()
             .is_ok_and(|h| h.kind == "List" && h.api_version == "v1")
     });
-    let generic = if lint || lists {
+    let mut generic = if lint || lists {
         read_each(text, |value: serde_json::Value| {
             let list = value.get("kind").and_then(serde_json::Value::as_str) == Some("List")
                 && value.get("apiVersion").and_then(serde_json::Value::as_str) == Some("v1");
@@ -874,14 +874,11 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
             })
             .collect::<Vec<_>>()
     };
-    let unknown_of = |value: Option<&serde_json::Value>, from: Option<usize>| {
+    let unknown_of = |value: &serde_json::Value, from: Option<usize>| {
         if !lint {
             return Vec::new();
         }
-        located(
-            value.map(crate::lint::unknown_fields).unwrap_or_default(),
-            from,
-        )
+        located(crate::lint::unknown_fields(value), from)
     };
     let mut out = Vec::new();
     for (i, header) in headers.iter().enumerate() {
@@ -896,11 +893,11 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
             }
         };
         let line = line_of_doc(i);
-        let generic = generic.get(i).and_then(|v| v.as_ref().ok());
+        let generic = generic.get_mut(i).and_then(|v| v.as_mut().ok());
         if header.kind == "List" && header.api_version == "v1" {
             // `kubectl get -o yaml` writes a List of the objects.
             let list = match generic {
-                Some(Generic::List(value)) => Some(value),
+                Some(Generic::List(value)) => Some(&*value),
                 _ => None,
             };
             let items = list.and_then(|v| v.get("items")).and_then(|v| v.as_array());
@@ -941,7 +938,7 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
                 out.push(Located {
                     line: item_line.or(line),
                     result,
-                    unknown: unknown_of(Some(item), item_line.or(line)),
+                    unknown: unknown_of(item, item_line.or(line)),
                 });
             }
             continue;
@@ -955,7 +952,8 @@ fn parse(text: &str, default_namespace: &str, lint: bool) -> Result<Vec<Located>
             _ => take(&secrets, i, secret_of),
         };
         let unknown = match generic {
-            Some(Generic::Unknown(unknown)) if lint => located(unknown.clone(), line),
+            // Empty unless linting.
+            Some(Generic::Unknown(unknown)) => located(std::mem::take(unknown), line),
             _ => Vec::new(),
         };
         out.push(Located {

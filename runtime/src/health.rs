@@ -60,18 +60,15 @@ impl Readiness {
     #[must_use]
     pub fn all_set(&self, family: &str) -> bool {
         let state = self.lock();
-        let mut members = state.checks.iter().filter(|(name, _)| {
-            name.as_str() == family
-                || name
-                    .strip_prefix(family)
-                    .is_some_and(|rest| rest.starts_with(' '))
-        });
-        let mut any = false;
-        let all = members.all(|(_, set)| {
-            any = true;
-            *set
-        });
-        any && all
+        let mut members = state
+            .checks
+            .iter()
+            .filter(|(name, _)| {
+                name.strip_prefix(family)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+            })
+            .peekable();
+        members.peek().is_some() && members.all(|(_, set)| *set)
     }
 
     /// Ready when every check is; no checks means not ready.
