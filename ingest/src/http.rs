@@ -122,10 +122,10 @@ async fn receive(
         herald_runtime::propagation::extract_http(&headers),
     );
     herald_runtime::propagation::record_trace_id(&span);
-    let response = match handle(&state, &headers, body)
-        .instrument(span.clone())
-        .await
-    {
+    // Boxed apart, the future axum boxes for every request stays within the
+    // allocator's per-thread cache.
+    let handled = Box::pin(handle(&state, headers, body).instrument(span.clone())).await;
+    let response = match handled {
         Ok(stored) => {
             span.record("herald.duplicate", stored.duplicate);
             accepted(&stored)
@@ -171,8 +171,8 @@ fn accepted(stored: &Stored) -> Response {
     response
 }
 
-async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<Stored, IngestError> {
-    let cluster = state.clusters.identify(headers)?;
+async fn handle(state: &HttpState, headers: HeaderMap, body: Body) -> Result<Stored, IngestError> {
+    let cluster = state.clusters.identify(&headers)?;
     // The cluster's share covers receiving the body too, so a cluster that
     // sends slowly holds its own share, no one else's. A refusal is given
     // once the body is read: closing a socket with unread bytes resets the
@@ -188,6 +188,9 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<St
     if declared.is_some_and(|len| len > state.max_body) {
         return Err(too_large);
     }
+    // Header values and the body are slices of the connection's read
+    // buffer, let go as soon as they are read.
+    drop(headers);
     let limited = http_body_util::Limited::new(body, state.max_body);
     let collected = tokio::time::timeout(state.body_timeout, limited.collect())
         .await
@@ -205,8 +208,9 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Result<St
     };
     let _admission = admission?;
     let prepared = state.intake.prepare(&cluster, &bytes)?;
+    drop(bytes);
     prepared
         .labels
         .record(&tracing::Span::current(), &prepared.id);
-    state.intake.publish(prepared).await
+    Box::pin(state.intake.publish(prepared)).await
 }

@@ -278,9 +278,11 @@ impl Intake {
         } = prepared;
         let mut window_reset_millis = None;
         if let Some(dedupe) = &self.dedupe {
+            // Each awaited part boxed apart keeps every box of an event
+            // within the allocator's per-thread cache.
             let check = tokio::time::timeout(
                 self.publish_timeout,
-                dedupe.check(&labels.cluster, &dedupe_key, &id, received_millis),
+                Box::pin(dedupe.check(&labels.cluster, &dedupe_key, &id, received_millis)),
             )
             .await
             .map_err(|_| {
@@ -336,15 +338,16 @@ impl Intake {
                 .map_err(|e| unavailable(&e))?;
             ack_future.await.map_err(|e| unavailable(&e))
         };
-        let ack = tokio::time::timeout(self.publish_timeout, attempt.instrument(span.clone()))
-            .await
-            .map_err(|_| {
-                IngestError::Unavailable("JetStream did not acknowledge in time".to_owned())
-            })
-            .and_then(|r| r)
-            .inspect_err(|_| {
-                span.record("otel.status_code", "error");
-            })?;
+        let ack = tokio::time::timeout(
+            self.publish_timeout,
+            Box::pin(attempt.instrument(span.clone())),
+        )
+        .await
+        .map_err(|_| IngestError::Unavailable("JetStream did not acknowledge in time".to_owned()))
+        .and_then(|r| r)
+        .inspect_err(|_| {
+            span.record("otel.status_code", "error");
+        })?;
         span.record("herald.duplicate", ack.duplicate);
         if ack.duplicate {
             self.metrics.duplicate("retried_request", &labels.cluster);

@@ -13,6 +13,7 @@
 //! [`ack_confirmed`] makes an ack survive a lost connection or leader.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -78,6 +79,7 @@ pub async fn consume<F, Fut>(
     let mut connected = connects();
     let mut pulls = Pulls::default();
     let mut in_hand = FuturesUnordered::new();
+    let mut spares = Spares::new(refill);
     let mut held = Held::default();
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,7 +101,7 @@ pub async fn consume<F, Fut>(
             let sent = loop {
                 tokio::select! {
                     sent = &mut send => break sent,
-                    Some(done) = in_hand.next(), if !in_hand.is_empty() => release(&mut held, done),
+                    Some(done) = in_hand.next(), if !in_hand.is_empty() => release(&mut held, &mut spares, done),
                 }
             };
             match sent {
@@ -111,17 +113,18 @@ pub async fn consume<F, Fut>(
         let backing_off = pulls.backing_off_until();
         tokio::select! {
             () = cancel.cancelled() => break,
-            Some(done) = in_hand.next(), if !in_hand.is_empty() => release(&mut held, done),
+            Some(done) = in_hand.next(), if !in_hand.is_empty() => release(&mut held, &mut spares, done),
             Some(message) = pulls.next(what), if !pulls.is_empty() => {
                 let sequence = message.info().ok().map(|info| info.stream_sequence);
                 match sequence.map_or(Arrival::New, |sequence| held.arrive(sequence)) {
                     Arrival::New => {
                         let reply = message.reply.clone();
-                        // A handler's future is large (a sender's holds every
-                        // provider's request): boxed where it is made, the
-                        // wrappers and the set move a pointer, not its bytes.
-                        let work = with_progress(reply, client.clone(), settings.ack_wait, Box::pin(handle(message)));
-                        in_hand.push(async move { (sequence, work.await) });
+                        let mut work = spares.hold(handle(message));
+                        let (client, ack_wait) = (client.clone(), settings.ack_wait);
+                        in_hand.push(async move {
+                            let done = with_progress(reply, client, ack_wait, work.as_mut()).await;
+                            (sequence, done, work)
+                        });
                     }
                     Arrival::InHand => {
                         tracing::debug!(?sequence, "A message in hand was handed out again; the one in hand finishes it.");
@@ -135,7 +138,7 @@ pub async fn consume<F, Fut>(
                 }
             }
             () = sleep_until_some(backing_off) => {}
-            _ = check.tick() => {}
+            _ = check.tick() => spares.tick(),
         }
     }
     // Stop pulling: hand back what still arrives, and finish what was started.
@@ -185,10 +188,68 @@ pub async fn ack_confirmed(
     }
 }
 
-/// Lets go of a message its handler is done with.
-fn release(held: &mut Held, (sequence, done): (Option<u64>, Done)) {
+/// Lets go of a message its handler is done with, keeping the handler's
+/// box for a next message.
+fn release<T>(
+    held: &mut Held,
+    spares: &mut Spares<T>,
+    (sequence, done, work): (Option<u64>, Done, Pin<Box<T>>),
+) {
     if let Some(sequence) = sequence {
         held.release(sequence, done == Done::Finished);
+    }
+    spares.keep(work);
+}
+
+/// Boxes of finished handlers, for the next messages' handlers.
+///
+/// A handler's future is large (a sender's holds every provider's
+/// request, several KiB): boxed where it is made, the wrappers and the set
+/// move a pointer, not its bytes. A box allocated and freed for every
+/// message goes past the allocator's per-thread cache, and the pages it
+/// frees are returned to the system and faulted in again; a box written
+/// over in place costs neither. At most one pull's worth is kept, and none
+/// once the loop has had nothing to start for a check period, so an idle
+/// consumer holds no more memory than before.
+struct Spares<T> {
+    boxes: Vec<Pin<Box<T>>>,
+    most: usize,
+    used: bool,
+}
+
+impl<T> Spares<T> {
+    fn new(most: usize) -> Self {
+        Self {
+            boxes: Vec::new(),
+            most,
+            used: false,
+        }
+    }
+
+    /// `future` in a box of a finished handler, or in a new one.
+    fn hold(&mut self, future: T) -> Pin<Box<T>> {
+        self.used = true;
+        match self.boxes.pop() {
+            Some(mut spare) => {
+                spare.set(future);
+                spare
+            }
+            None => Box::pin(future),
+        }
+    }
+
+    /// Keeps a finished handler's box, while there is room.
+    fn keep(&mut self, finished: Pin<Box<T>>) {
+        if self.boxes.len() < self.most {
+            self.boxes.push(finished);
+        }
+    }
+
+    /// Lets the boxes go when none was taken since the last check.
+    fn tick(&mut self) {
+        if !std::mem::take(&mut self.used) {
+            self.boxes = Vec::new();
+        }
     }
 }
 
@@ -240,5 +301,40 @@ async fn with_progress<F: Future>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address<T>(boxed: &Pin<Box<T>>) -> *const T {
+        &raw const **boxed
+    }
+
+    #[tokio::test]
+    async fn finished_handlers_boxes_are_written_over_then_let_go_when_idle() {
+        let mut spares = Spares::new(2);
+        let handler = |n: u32| async move { n * 2 };
+        let mut first = spares.hold(handler(1));
+        assert_eq!(first.as_mut().await, 2);
+        let kept = address(&first);
+        spares.keep(first);
+        // The next handler is written into the finished one's box.
+        let mut second = spares.hold(handler(2));
+        assert_eq!(address(&second), kept);
+        assert_eq!(second.as_mut().await, 4);
+        // No more than `most` are kept.
+        let (a, b) = (spares.hold(handler(3)), spares.hold(handler(4)));
+        spares.keep(second);
+        spares.keep(a);
+        spares.keep(b);
+        assert_eq!(spares.boxes.len(), 2);
+        // Used since the last check: kept; then a check with none taken
+        // lets them go.
+        spares.tick();
+        assert_eq!(spares.boxes.len(), 2);
+        spares.tick();
+        assert!(spares.boxes.is_empty());
     }
 }
