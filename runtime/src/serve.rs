@@ -186,9 +186,16 @@ struct Connections {
 impl Connections {
     fn new(protocol: Protocol, deadlines: Deadlines) -> Self {
         let mut http1 = hyper::server::conn::http1::Builder::new();
+        // Half-closed connections allowed: hyper then does not read the
+        // connection while a request is being answered to find out whether
+        // the client left. That read takes a new buffer for every request
+        // (the request's headers and body still share the old one), and an
+        // event whose client left is still stored as it would be anyway: a
+        // retried POST is recognised by its id.
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(deadlines.header_read);
+            .header_read_timeout(deadlines.header_read)
+            .half_close(true);
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
