@@ -206,11 +206,11 @@ fn release<T>(
 /// A handler's future is large (a sender's holds every provider's
 /// request, several KiB): boxed where it is made, the wrappers and the set
 /// move a pointer, not its bytes. A box allocated and freed for every
-/// message goes past the allocator's per-thread cache, and the pages it
-/// frees are returned to the system and faulted in again; a box written
-/// over in place costs neither. At most one pull's worth is kept, and none
-/// once the loop has had nothing to start for a check period, so an idle
-/// consumer holds no more memory than before.
+/// message is larger than the allocator's per-thread cache takes, so each
+/// goes through the arena's lock and slabs; a box written over in place
+/// does not. At most one pull's worth is kept, and none once the loop has
+/// had nothing to start for a check period, so an idle consumer holds no
+/// more memory than before.
 struct Spares<T> {
     boxes: Vec<Pin<Box<T>>>,
     most: usize,
